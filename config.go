@@ -1,0 +1,236 @@
+package runpool
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Config holds the settings of a [Pool] that do not depend on the driver.
+// The zero value is usable: every zero field takes the default named in
+// its comment, chosen for an instance that a serverless platform freezes
+// between requests behind a NAT that forgets idle flows. [ConfigFromEnv]
+// fills it from RUNPOOL_* variables; an explicit field set in code before
+// calling it wins only where the variable is unset.
+type Config struct {
+	// Name labels the pool in metrics (db.client.connection.pool.name) and
+	// logs. Default "runpool".
+	Name string
+
+	// MaxConns is the most connections this instance may hold, open or
+	// opening. Zero means derive it from the budget (see Budget); with no
+	// budget either, max(4, GOMAXPROCS) as pgxpool does.
+	MaxConns int32
+	// MinConns is the idle floor the maintainer keeps open. Default 0:
+	// on a platform that freezes idle instances a warm floor mostly buys
+	// stale connections.
+	MinConns int32
+	// MaxConcurrentDials caps dials in flight at once, so a cold start or a
+	// burst does not open MaxConns connections in one go. Default 2.
+	MaxConcurrentDials int32
+	// DialTimeout bounds one connection attempt, TLS and authentication
+	// included. Default 5s.
+	DialTimeout time.Duration
+
+	// MaxConnIdleTime closes a connection idle this long. It must stay below
+	// the idle timeout of every middlebox on the path (Fly's proxy: about
+	// 60 s). Default 45s.
+	MaxConnIdleTime time.Duration
+	// MaxConnLifetime closes a connection this old when it is next idle.
+	// Default 30m.
+	MaxConnLifetime time.Duration
+	// MaxConnLifetimeJitter spreads lifetimes uniformly over
+	// [MaxConnLifetime, MaxConnLifetime+Jitter) so connections opened
+	// together are not all replaced together. Default MaxConnLifetime/10;
+	// negative means none.
+	MaxConnLifetimeJitter time.Duration
+	// MaintainInterval is how often the single background maintainer runs:
+	// idle and lifetime expiry, the MinConns floor and freeze detection.
+	// Default 1s.
+	MaintainInterval time.Duration
+
+	// ProbeAfterIdle: a connection idle longer than this is probed before
+	// it is handed out. Default 1s.
+	ProbeAfterIdle time.Duration
+	// ProbeTimeout bounds one probe, whatever the caller's deadline.
+	// Default 250ms.
+	ProbeTimeout time.Duration
+	// FreezeThreshold: the maintainer reports a freeze when its clock jumps
+	// this much past a tick. Default 1s.
+	FreezeThreshold time.Duration
+	// PathIdleTimeout is the idle timeout of the tightest middlebox on the
+	// path to the server, when known. After a freeze longer than it, idle
+	// connections are discarded without a probe. Default 0 (unknown:
+	// probe them instead).
+	PathIdleTimeout time.Duration
+
+	// TCPKeepAliveIdle, TCPKeepAliveInterval and TCPKeepAliveCount set the
+	// client socket's kernel keepalives, which the kernel sends even while
+	// the process is frozen. Defaults 15s, 5s, 3.
+	TCPKeepAliveIdle     time.Duration
+	TCPKeepAliveInterval time.Duration
+	TCPKeepAliveCount    int
+	// TCPUserTimeout makes a write into a black hole fail after this long
+	// (Linux TCP_USER_TIMEOUT). Default 20s; negative disables.
+	TCPUserTimeout time.Duration
+
+	// Budget is the number of server connections the whole service may use,
+	// all instances together. Zero means read it from the server at start.
+	Budget int
+	// MaxInstances is the platform's maximum instance count. Default 1.
+	MaxInstances int
+	// Reserve is kept out of the budget for migrations and admin sessions.
+	// Default 0.
+	Reserve int
+	// Platform overrides platform detection: cloudrun, cloudrun-job,
+	// lambda, knative, fly, azure-container-apps or none. Default: detect.
+	Platform string
+
+	// DrainTimeout bounds the drain that Close and Shutdown run. Default:
+	// the platform's grace period less a margin (Cloud Run: 8s), else 10s.
+	DrainTimeout time.Duration
+
+	// Logger receives the pool's events. Default slog.Default().
+	Logger *slog.Logger
+	// MeterProvider receives the pool's metrics. Default: the global one.
+	MeterProvider metric.MeterProvider
+}
+
+// Defaults used where a Config field is zero.
+const (
+	defaultName               = "runpool"
+	defaultMaxConcurrentDials = 2
+	defaultDialTimeout        = 5 * time.Second
+	defaultMaxConnIdleTime    = 45 * time.Second
+	defaultMaxConnLifetime    = 30 * time.Minute
+	defaultMaintainInterval   = time.Second
+	defaultProbeAfterIdle     = time.Second
+	defaultProbeTimeout       = 250 * time.Millisecond
+	defaultFreezeThreshold    = time.Second
+	defaultKeepAliveIdle      = 15 * time.Second
+	defaultKeepAliveInterval  = 5 * time.Second
+	defaultKeepAliveCount     = 3
+	defaultTCPUserTimeout     = 20 * time.Second
+	defaultDrainTimeout       = 10 * time.Second
+)
+
+// withDefaults returns a copy of c with every zero field set to its
+// default. It does not derive MaxConns from the budget.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = defaultName
+	}
+	if c.MaxConcurrentDials == 0 {
+		c.MaxConcurrentDials = defaultMaxConcurrentDials
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultDialTimeout
+	}
+	if c.MaxConnIdleTime == 0 {
+		c.MaxConnIdleTime = defaultMaxConnIdleTime
+	}
+	if c.MaxConnLifetime == 0 {
+		c.MaxConnLifetime = defaultMaxConnLifetime
+	}
+	if c.MaxConnLifetimeJitter == 0 {
+		c.MaxConnLifetimeJitter = c.MaxConnLifetime / 10
+	}
+	if c.MaintainInterval == 0 {
+		c.MaintainInterval = defaultMaintainInterval
+	}
+	if c.ProbeAfterIdle == 0 {
+		c.ProbeAfterIdle = defaultProbeAfterIdle
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = defaultProbeTimeout
+	}
+	if c.FreezeThreshold == 0 {
+		c.FreezeThreshold = defaultFreezeThreshold
+	}
+	if c.TCPKeepAliveIdle == 0 {
+		c.TCPKeepAliveIdle = defaultKeepAliveIdle
+	}
+	if c.TCPKeepAliveInterval == 0 {
+		c.TCPKeepAliveInterval = defaultKeepAliveInterval
+	}
+	if c.TCPKeepAliveCount == 0 {
+		c.TCPKeepAliveCount = defaultKeepAliveCount
+	}
+	if c.TCPUserTimeout == 0 {
+		c.TCPUserTimeout = defaultTCPUserTimeout
+	}
+	if c.MaxInstances == 0 {
+		c.MaxInstances = 1
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = defaultDrainTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first field whose value cannot work, naming it.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxConns < 0:
+		return fieldError("MaxConns", c.MaxConns, "must not be negative")
+	case c.MinConns < 0:
+		return fieldError("MinConns", c.MinConns, "must not be negative")
+	case c.MaxConns > 0 && c.MinConns > c.MaxConns:
+		return fieldError("MinConns", c.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
+	case c.MaxConcurrentDials < 0:
+		return fieldError("MaxConcurrentDials", c.MaxConcurrentDials, "must not be negative")
+	case c.DialTimeout < 0:
+		return fieldError("DialTimeout", c.DialTimeout, "must not be negative")
+	case c.MaxConnIdleTime < 0:
+		return fieldError("MaxConnIdleTime", c.MaxConnIdleTime, "must not be negative")
+	case c.MaxConnLifetime < 0:
+		return fieldError("MaxConnLifetime", c.MaxConnLifetime, "must not be negative")
+	case c.MaintainInterval < 0:
+		return fieldError("MaintainInterval", c.MaintainInterval, "must not be negative")
+	case c.ProbeAfterIdle < 0:
+		return fieldError("ProbeAfterIdle", c.ProbeAfterIdle, "must not be negative")
+	case c.ProbeTimeout < 0:
+		return fieldError("ProbeTimeout", c.ProbeTimeout, "must not be negative")
+	case c.FreezeThreshold < 0:
+		return fieldError("FreezeThreshold", c.FreezeThreshold, "must not be negative")
+	case c.PathIdleTimeout < 0:
+		return fieldError("PathIdleTimeout", c.PathIdleTimeout, "must not be negative")
+	case c.TCPKeepAliveIdle < 0, c.TCPKeepAliveInterval < 0, c.TCPKeepAliveCount < 0:
+		return fieldError("TCPKeepAlive*", c.TCPKeepAliveIdle, "must not be negative")
+	case c.Budget < 0:
+		return fieldError("Budget", c.Budget, "must not be negative")
+	case c.MaxInstances < 0:
+		return fieldError("MaxInstances", c.MaxInstances, "must not be negative")
+	case c.Reserve < 0:
+		return fieldError("Reserve", c.Reserve, "must not be negative")
+	case c.Budget > 0 && c.Reserve >= c.Budget:
+		return fieldError("Reserve", c.Reserve, fmt.Sprintf("must be less than Budget (%d)", c.Budget))
+	case c.DrainTimeout < 0:
+		return fieldError("DrainTimeout", c.DrainTimeout, "must not be negative")
+	}
+	return nil
+}
+
+// ConfigError names the setting at fault: a Config field or, when the value
+// came from the environment, the variable.
+type ConfigError struct {
+	Setting string // "Config.MaxConns" or "RUNPOOL_MAX_CONNS"
+	Value   string // the offending value; never a password
+	Problem string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return "runpool: " + e.Setting + ": " + e.Problem
+	}
+	return fmt.Sprintf("runpool: %s=%q: %s", e.Setting, e.Value, e.Problem)
+}
+
+func fieldError(field string, v any, problem string) error {
+	return &ConfigError{Setting: "Config." + field, Value: fmt.Sprint(v), Problem: problem}
+}

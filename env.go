@@ -1,0 +1,135 @@
+package runpool
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvVar describes one RUNPOOL_* variable: the README's environment table
+// is checked against this list by a test, so the two cannot drift.
+type EnvVar struct {
+	Name    string // RUNPOOL_...
+	Unit    string // "duration", "connections", "count", "name"
+	Default string // as the README shows it
+	Doc     string
+	set     func(c *Config, v string) error
+}
+
+// EnvVars lists every RUNPOOL_* variable that ConfigFromEnv reads.
+func EnvVars() []EnvVar { return envVars }
+
+var envVars = []EnvVar{
+	{"RUNPOOL_POOL_NAME", "name", "runpool", "pool name in metrics and logs", setString(func(c *Config) *string { return &c.Name })},
+	{"RUNPOOL_MAX_CONNS", "connections", "derived from the budget", "most connections this instance may hold", setInt32(func(c *Config) *int32 { return &c.MaxConns }, 1)},
+	{"RUNPOOL_MIN_CONNS", "connections", "0", "idle floor kept open", setInt32(func(c *Config) *int32 { return &c.MinConns }, 0)},
+	{"RUNPOOL_MAX_CONCURRENT_DIALS", "count", "2", "dials in flight at once", setInt32(func(c *Config) *int32 { return &c.MaxConcurrentDials }, 1)},
+	{"RUNPOOL_DIAL_TIMEOUT", "duration", "5s", "bound on one connection attempt", setDuration(func(c *Config) *time.Duration { return &c.DialTimeout })},
+	{"RUNPOOL_MAX_CONN_IDLE_TIME", "duration", "45s", "close connections idle this long", setDuration(func(c *Config) *time.Duration { return &c.MaxConnIdleTime })},
+	{"RUNPOOL_MAX_CONN_LIFETIME", "duration", "30m", "close connections this old", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetime })},
+	{"RUNPOOL_MAX_CONN_LIFETIME_JITTER", "duration", "lifetime/10", "random extra lifetime per connection", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetimeJitter })},
+	{"RUNPOOL_MAINTAIN_INTERVAL", "duration", "1s", "background maintainer period", setDuration(func(c *Config) *time.Duration { return &c.MaintainInterval })},
+	{"RUNPOOL_PROBE_AFTER_IDLE", "duration", "1s", "probe connections idle longer than this on checkout", setDuration(func(c *Config) *time.Duration { return &c.ProbeAfterIdle })},
+	{"RUNPOOL_PROBE_TIMEOUT", "duration", "250ms", "bound on one checkout probe", setDuration(func(c *Config) *time.Duration { return &c.ProbeTimeout })},
+	{"RUNPOOL_FREEZE_THRESHOLD", "duration", "1s", "clock jump that counts as a freeze", setDuration(func(c *Config) *time.Duration { return &c.FreezeThreshold })},
+	{"RUNPOOL_PATH_IDLE_TIMEOUT", "duration", "unset", "tightest middlebox idle timeout on the path", setDuration(func(c *Config) *time.Duration { return &c.PathIdleTimeout })},
+	{"RUNPOOL_TCP_KEEPALIVE_IDLE", "duration", "15s", "kernel keepalive idle time", setDuration(func(c *Config) *time.Duration { return &c.TCPKeepAliveIdle })},
+	{"RUNPOOL_TCP_KEEPALIVE_INTERVAL", "duration", "5s", "kernel keepalive interval", setDuration(func(c *Config) *time.Duration { return &c.TCPKeepAliveInterval })},
+	{"RUNPOOL_TCP_KEEPALIVE_COUNT", "count", "3", "kernel keepalive probes before the socket fails", setInt(func(c *Config) *int { return &c.TCPKeepAliveCount }, 1)},
+	{"RUNPOOL_TCP_USER_TIMEOUT", "duration", "20s", "unacknowledged data older than this fails the socket", setDuration(func(c *Config) *time.Duration { return &c.TCPUserTimeout })},
+	{"RUNPOOL_BUDGET", "connections", "read from the server", "connections the whole service may use, all instances together", setInt(func(c *Config) *int { return &c.Budget }, 1)},
+	{"RUNPOOL_MAX_INSTANCES", "count", "1", "the platform's maximum instance count", setInt(func(c *Config) *int { return &c.MaxInstances }, 1)},
+	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", setInt(func(c *Config) *int { return &c.Reserve }, 0)},
+	{"RUNPOOL_PLATFORM", "name", "detected", "cloudrun, cloudrun-job, lambda, knative, fly, azure-container-apps or none", setPlatform},
+	{"RUNPOOL_DRAIN_TIMEOUT", "duration", "from the platform", "bound on the drain at shutdown", setDuration(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+}
+
+// ConfigFromEnv returns base with every RUNPOOL_* variable that is set
+// applied over it. A bad value is a *ConfigError naming the variable.
+func ConfigFromEnv(base Config) (Config, error) {
+	return configFromLookup(base, os.LookupEnv)
+}
+
+func configFromLookup(c Config, lookup func(string) (string, bool)) (Config, error) {
+	for _, ev := range envVars {
+		v, ok := lookup(ev.Name)
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if err := ev.set(&c, v); err != nil {
+			return c, &ConfigError{Setting: ev.Name, Value: v, Problem: err.Error()}
+		}
+	}
+	return c, nil
+}
+
+type problem string
+
+func (p problem) Error() string { return string(p) }
+
+func setString(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = v; return nil }
+}
+
+func parseInt(v string, min int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, problem("not a whole number")
+	}
+	if n < min {
+		return 0, problem("must be at least " + strconv.Itoa(min))
+	}
+	if n > 1<<20 {
+		return 0, problem("too large (at most 1048576)")
+	}
+	return n, nil
+}
+
+func setInt(field func(*Config) *int, min int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, min)
+		*field(c) = n
+		return err
+	}
+}
+
+func setInt32(field func(*Config) *int32, min int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseInt(v, min)
+		*field(c) = int32(n)
+		return err
+	}
+}
+
+func setDuration(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return problem("not a duration (use Go syntax such as 250ms, 30s or 5m)")
+		}
+		if d < 0 {
+			return problem("must not be negative")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// Platforms lists the values RUNPOOL_PLATFORM and Config.Platform accept.
+var Platforms = []string{"cloudrun", "cloudrun-job", "lambda", "knative", "fly", "azure-container-apps", "none"}
+
+func setPlatform(c *Config, v string) error {
+	v = strings.ToLower(v)
+	for _, p := range Platforms {
+		if v == p {
+			c.Platform = v
+			return nil
+		}
+	}
+	return problem("unknown platform (want one of " + strings.Join(Platforms, ", ") + ")")
+}

@@ -1,0 +1,145 @@
+package runpool
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+)
+
+// health holds what the pool knows about the path to the server: when the
+// process last ran (freeze detection) and the last dial failure.
+type health struct {
+	mu       sync.Mutex // guards lastMono and lastWall
+	lastMono int64      // nanotime of the last observation
+	lastWall int64      // wall clock (Unix ns) of the last observation
+
+	// discardBefore: a connection last used before this nanotime is closed
+	// on checkout without a probe: a freeze longer than the path's idle
+	// timeout, or a sibling's failed probe, condemned it.
+	discardBefore atomic.Int64
+
+	dialErr atomic.Pointer[error] // last dial failure, nil after a success
+}
+
+func (h *health) init(now int64) {
+	h.lastMono = now
+	h.lastWall = time.Now().UnixNano()
+}
+
+func (h *health) dialFailed(err error) { h.dialErr.Store(&err) }
+func (h *health) dialSucceeded() {
+	if h.dialErr.Load() != nil {
+		h.dialErr.Store(nil)
+	}
+}
+
+func (h *health) lastDialError() error {
+	if p := h.dialErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// sawDead records that a connection died on its own: its siblings shared
+// its path and idled as long, so each must prove itself before reuse.
+func (h *health) sawDead(now int64, suspectBefore *atomic.Int64) {
+	raise(suspectBefore, now)
+}
+
+// raise sets v to at least x.
+func raise(v *atomic.Int64, x int64) {
+	for {
+		old := v.Load()
+		if old >= x || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
+}
+
+// trusted is the checkout fast path: a connection used recently, after
+// the last sign of trouble and within its lifetime is handed out as is.
+// It costs one clock read and one atomic load.
+func (p *Pool[C]) trusted(res *puddle.Resource[*entry[C]], e *entry[C]) bool {
+	last := res.LastUsedNanotime()
+	now := nanotime()
+	return now-last < p.probeAfter && last >= p.suspectBefore.Load() && now < e.expiresAt
+}
+
+// check is the checkout slow path. It reports whether the connection may
+// be handed out; when not, it has already been destroyed. A probe never
+// outlasts ProbeTimeout, so a caller pays at most one probe per stale
+// connection, and a failed probe condemns the connections that idled
+// longer than the one that failed, so it pays one probe per stale cohort.
+func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C]) bool {
+	now := nanotime()
+	p.observeClock(now, time.Now())
+	last := res.LastUsedNanotime()
+	switch {
+	case now >= e.expiresAt:
+		p.counters.lifetimeExpired.Add(1)
+		res.Destroy()
+		return false
+	case now-last >= p.maxIdle:
+		p.counters.idleExpired.Add(1)
+		res.Destroy()
+		return false
+	case last < p.health.discardBefore.Load():
+		p.counters.staleDiscarded.Add(1)
+		e.dead.Store(true)
+		res.Destroy()
+		return false
+	}
+
+	p.counters.probes.Add(1)
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+	err := p.connector.Ping(pctx, e.conn)
+	cancel()
+	if err == nil {
+		return true
+	}
+	e.dead.Store(true)
+	res.Destroy()
+	if ctx.Err() != nil {
+		// The caller gave up; that says nothing about the path.
+		return false
+	}
+	p.counters.probeFailures.Add(1)
+	p.counters.staleDiscarded.Add(1)
+	raise(&p.health.discardBefore, last)
+	raise(&p.suspectBefore, nanotime())
+	p.cfg.Logger.Debug("runpool: stale connection discarded",
+		"pool", p.cfg.Name, "reason", "probe failed", "idle", time.Duration(now-last), "err", err)
+	return false
+}
+
+// observeTick is the maintainer's freeze detector.
+func (p *Pool[C]) observeTick(now time.Time) { p.observeClock(nanotime(), now) }
+
+// observeClock notices that the process did not run for a while: the
+// monotonic or the wall clock moved further since the last observation
+// than the maintainer's period allows. Idle connections then are not
+// trusted without a probe, or at all when the freeze outlasted the path's
+// idle timeout.
+func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
+	h := &p.health
+	h.mu.Lock()
+	gap := max(mono-h.lastMono, wall.UnixNano()-h.lastWall)
+	h.lastMono, h.lastWall = mono, wall.UnixNano()
+	h.mu.Unlock()
+
+	frozen := time.Duration(gap) - p.cfg.MaintainInterval
+	if frozen < p.cfg.FreezeThreshold {
+		return
+	}
+	p.counters.freezes.Add(1)
+	raise(&p.suspectBefore, mono)
+	discard := p.cfg.PathIdleTimeout > 0 && frozen >= p.cfg.PathIdleTimeout
+	if discard {
+		raise(&h.discardBefore, mono)
+	}
+	p.cfg.Logger.Debug("runpool: freeze detected",
+		"pool", p.cfg.Name, "frozen", frozen, "discard_idle", discard)
+}

@@ -1,0 +1,133 @@
+package runpool
+
+import (
+	"context"
+	"time"
+)
+
+// DrainReport says what a drain did, for the shutdown log line.
+type DrainReport struct {
+	ClosedIdle int           // idle connections closed at once
+	WaitedFor  int           // connections borrowed when the drain began
+	Returned   int           // connections released during the drain
+	Cancelled  int           // connections whose work was cancelled at the deadline
+	Abandoned  int           // connections still borrowed when the drain gave up
+	Duration   time.Duration // from the start of the drain to its end
+}
+
+// Shutdown drains the pool, as http.Server.Shutdown drains a server: it
+// closes idle connections at once, lets borrowed ones finish (their
+// holders may still acquire more), closes each as it is released, and
+// shortly before ctx's deadline asks the server to cancel whatever is still
+// running. It returns when every connection is closed or ctx is done,
+// with ctx's error in the latter case. Later calls wait for the first and
+// return its report.
+func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
+	first := false
+	p.closeOnce.Do(func() { first = true })
+	if !first {
+		<-p.shutdownDone
+		return p.report, nil
+	}
+	defer close(p.shutdownDone)
+	start := time.Now()
+	close(p.stopMaintainer)
+	<-p.maintainerDone
+
+	p.mu.Lock()
+	p.draining.Store(true)
+	for e := range p.entries {
+		if e.borrowed.Load() {
+			p.report.WaitedFor++
+		}
+	}
+	p.mu.Unlock()
+	for _, res := range p.p.AcquireAllIdle() {
+		p.report.ClosedIdle++
+		res.Destroy()
+	}
+
+	var err error
+	cancelAt := cancelTime(ctx)
+	timer := time.NewTimer(time.Until(cancelAt))
+	defer timer.Stop()
+	cancelled := false
+	// Releases signal p.released, but a destroyed connection leaves puddle's
+	// count a moment later, so poll as well.
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+wait:
+	for p.p.Stat().AcquiredResources() > 0 {
+		select {
+		case <-p.released:
+		case <-poll.C:
+		case <-timer.C:
+			if !cancelled {
+				cancelled = true
+				p.report.Cancelled = p.cancelBorrowed()
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		}
+	}
+	p.report.Abandoned = int(p.p.Stat().AcquiredResources())
+	p.report.Returned = p.report.WaitedFor - p.report.Abandoned
+	if p.report.Returned < 0 {
+		p.report.Returned = 0
+	}
+
+	// puddle's Close waits for every borrowed connection; only wait for it
+	// when none is left.
+	closed := make(chan struct{})
+	go func() { p.p.Close(); close(closed) }()
+	if p.report.Abandoned == 0 {
+		<-closed
+	}
+	p.report.Duration = time.Since(start)
+	p.cfg.Logger.Info("runpool: drained",
+		"pool", p.cfg.Name, "closed_idle", p.report.ClosedIdle, "waited_for", p.report.WaitedFor,
+		"cancelled", p.report.Cancelled, "abandoned", p.report.Abandoned, "duration", p.report.Duration)
+	return p.report, err
+}
+
+// cancelTime is when the drain cancels what still runs: shortly before
+// ctx's deadline, leaving room for the cancel requests and the closes.
+func cancelTime(ctx context.Context) time.Time {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(100 * 365 * 24 * time.Hour)
+	}
+	margin := min(time.Until(deadline)/10, 500*time.Millisecond)
+	return deadline.Add(-margin)
+}
+
+// cancelBorrowed asks the server to cancel the work of every borrowed
+// connection. The holders then see an error, release, and the release
+// closes the connection.
+func (p *Pool[C]) cancelBorrowed() int {
+	p.mu.Lock()
+	var borrowed []C
+	for e := range p.entries {
+		if e.borrowed.Load() {
+			borrowed = append(borrowed, e.conn)
+		}
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, c := range borrowed {
+		_ = p.connector.Cancel(ctx, c)
+	}
+	return len(borrowed)
+}
+
+func (p *Pool[C]) isDraining() bool { return p.draining.Load() }
+
+// afterDrainRelease wakes the drain when a connection comes back.
+func (p *Pool[C]) afterDrainRelease() {
+	select {
+	case p.released <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,179 @@
+package pgxadapter
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/runpool/runpool"
+)
+
+// Pool is a runpool pool of *pgx.Conn with the query methods of
+// *pgxpool.Pool. It is safe for concurrent use.
+type Pool struct {
+	p   *runpool.Pool[*pgx.Conn]
+	cfg *Config
+}
+
+// New creates a pool from cfg. It dials once to check that the server is
+// reachable, so a wrong address or password fails here, at start, rather
+// than on the first request.
+func New(ctx context.Context, cfg *Config) (*Pool, error) {
+	if cfg == nil || cfg.ConnConfig == nil {
+		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
+	}
+	cc := cfg.ConnConfig.Copy()
+	cc.DialFunc = cfg.Pool.NetDialer().DialContext
+	var hooks runpool.Hooks[*pgx.Conn]
+	hooks.AfterConnect = cfg.AfterConnect
+	rp, err := runpool.New(cfg.Pool, &connector{cfg: cc}, hooks)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{p: rp, cfg: cfg}
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("runpool: cannot reach the server at %s:%d: %w", cc.Host, cc.Port, err)
+	}
+	c.Release()
+	return p, nil
+}
+
+// NewFromEnv creates a pool from the environment alone (see ConfigFromEnv).
+func NewFromEnv(ctx context.Context) (*Pool, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, cfg)
+}
+
+// Config returns the configuration the pool was created with.
+func (p *Pool) Config() *Config { return p.cfg }
+
+// Runpool returns the underlying generic pool (for Shutdown and metrics).
+func (p *Pool) Runpool() *runpool.Pool[*pgx.Conn] { return p.p }
+
+// Acquire borrows a connection; Release it when done.
+func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{c: c}, nil
+}
+
+// AcquireFunc runs f with a borrowed connection and releases it after.
+func (p *Pool) AcquireFunc(ctx context.Context, f func(*Conn) error) error {
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return f(c)
+}
+
+// Exec runs sql on a pooled connection.
+func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer c.Release()
+	return c.Value().Exec(ctx, sql, args...)
+}
+
+// Query runs sql on a pooled connection; the connection returns to the
+// pool when the rows are closed (or fully read).
+func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return errRows{err: err}, err
+	}
+	rows, err := c.Value().Query(ctx, sql, args...)
+	if err != nil {
+		c.Release()
+		return errRows{err: err}, err
+	}
+	return &poolRows{Rows: rows, c: c}, nil
+}
+
+// QueryRow runs sql on a pooled connection; the connection returns to the
+// pool on Scan.
+func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return errRow{err: err}
+	}
+	return &poolRow{r: c.Value().QueryRow(ctx, sql, args...), c: c}
+}
+
+// SendBatch sends b on a pooled connection; the connection returns to the
+// pool when the results are closed.
+func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return pgx.FailedBatchResults(b, err)
+	}
+	br := c.Value().SendBatch(ctx, b)
+	if tx := br.Tx(); tx != nil {
+		return &poolBatchResults{BatchResults: br, tx: &poolTx{Tx: tx, c: c}}
+	}
+	return &poolBatchResults{BatchResults: br, c: c}
+}
+
+// Begin starts a transaction on a pooled connection; the connection
+// returns to the pool on Commit or Rollback.
+func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
+	return p.BeginTx(ctx, pgx.TxOptions{})
+}
+
+// BeginTx is Begin with options.
+func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := c.Value().BeginTx(ctx, opts)
+	if err != nil {
+		c.Release()
+		return nil, err
+	}
+	return &poolTx{Tx: tx, c: c}, nil
+}
+
+// CopyFrom runs COPY FROM on a pooled connection.
+func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Release()
+	return c.Value().CopyFrom(ctx, table, columns, src)
+}
+
+// Ping acquires a connection and checks that the server answers.
+func (p *Pool) Ping(ctx context.Context) error {
+	c, err := p.p.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return c.Value().Ping(ctx)
+}
+
+// Close drains the pool within Config.Pool.DrainTimeout and closes it.
+func (p *Pool) Close() { p.p.Close() }
+
+// Shutdown drains the pool within ctx; see runpool.Pool.Shutdown.
+func (p *Pool) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
+	return p.p.Shutdown(ctx)
+}
+
+// Stat returns a snapshot of the pool's state and counters.
+func (p *Pool) Stat() *runpool.Stat { return p.p.Stat() }
+
+// ErrClosed is returned by every method of a closed pool.
+var ErrClosed = runpool.ErrClosed

@@ -1,0 +1,397 @@
+package runpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+)
+
+// ErrClosed is returned by Acquire on a pool that was closed or shut down.
+var ErrClosed = errors.New("runpool: pool closed")
+
+// Pool is a connection pool for connections of type C. Create it with [New];
+// most users create it through an adapter instead.
+type Pool[C any] struct {
+	p         *puddle.Pool[*entry[C]]
+	connector Connector[C]
+	cfg       Config // defaults applied, MaxConns resolved
+	hooks     Hooks[C]
+
+	// Read on every checkout; nanoseconds.
+	probeAfter int64
+	maxIdle    int64
+	// suspectBefore: a connection last used before this nanotime is not
+	// trusted without a probe. Raised by freeze detection and whenever a
+	// connection is found dead, since its siblings shared its path.
+	suspectBefore atomic.Int64
+
+	dialSem chan struct{} // one token per dial in flight (MaxConcurrentDials)
+
+	mu sync.Mutex // guards entries
+	// entries is every connection the pool holds, idle or borrowed, so a
+	// drain can cancel what borrowed ones are running.
+	entries map[*entry[C]]struct{}
+
+	draining atomic.Bool   // set once Shutdown begins; releases then close
+	released chan struct{} // wakes the drain when a connection comes back
+
+	health   health
+	counters counters
+
+	closeOnce      sync.Once
+	stopMaintainer chan struct{}
+	maintainerDone chan struct{}
+	shutdownDone   chan struct{}
+	report         DrainReport // set before shutdownDone closes
+}
+
+// Hooks run at named moments of a connection's life. Each is optional.
+type Hooks[C any] struct {
+	// AfterConnect runs on every new connection before first use; an
+	// error discards the connection and fails the dial.
+	AfterConnect func(ctx context.Context, c C) error
+}
+
+// entry is the pool's record of one connection, the puddle resource value.
+type entry[C any] struct {
+	conn      C
+	expiresAt int64       // nanotime at which its (jittered) lifetime ends
+	borrowed  atomic.Bool // between checkout and release
+	dead      atomic.Bool // known unusable: close without a goodbye
+	// conns is a slab of handles, so a checkout allocates nothing while a
+	// stale *Conn from an earlier checkout stays distinguishable.
+	conns []Conn[C]
+}
+
+// Conn is a connection borrowed from a Pool. Release it exactly once.
+type Conn[C any] struct {
+	res *puddle.Resource[*entry[C]]
+	p   *Pool[C]
+}
+
+// New creates a pool that opens connections through connector. It opens
+// none before returning unless cfg.MinConns asks for a floor; it does not
+// fail when the server is unreachable (the adapters check that).
+func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = int32(max(4, runtime.GOMAXPROCS(0)))
+	}
+	if cfg.MinConns > cfg.MaxConns {
+		return nil, fieldError("MinConns", cfg.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", cfg.MaxConns))
+	}
+	p := &Pool[C]{
+		connector:      connector,
+		cfg:            cfg,
+		hooks:          hooks,
+		probeAfter:     int64(cfg.ProbeAfterIdle),
+		maxIdle:        int64(cfg.MaxConnIdleTime),
+		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
+		entries:        make(map[*entry[C]]struct{}),
+		released:       make(chan struct{}, 1),
+		stopMaintainer: make(chan struct{}),
+		maintainerDone: make(chan struct{}),
+		shutdownDone:   make(chan struct{}),
+	}
+	pp, err := puddle.NewPool(&puddle.Config[*entry[C]]{
+		Constructor: p.construct,
+		Destructor:  p.destruct,
+		MaxSize:     cfg.MaxConns,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.p = pp
+	p.health.init(nanotime())
+	go p.maintain()
+	return p, nil
+}
+
+// Config returns the pool's configuration with defaults applied.
+func (p *Pool[C]) Config() Config { return p.cfg }
+
+// Acquire borrows a connection, waiting for one within ctx. A connection
+// that may have gone stale is probed first (see health.go); the caller
+// never receives one that failed its probe.
+func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
+	for {
+		res, err := p.p.Acquire(ctx)
+		if err != nil {
+			return nil, p.acquireError(ctx, err)
+		}
+		e := res.Value()
+		if p.trusted(res, e) || p.check(ctx, res, e) {
+			e.borrowed.Store(true)
+			return e.handle(p, res), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, p.acquireError(ctx, err)
+		}
+	}
+}
+
+func (p *Pool[C]) acquireError(ctx context.Context, err error) error {
+	if errors.Is(err, puddle.ErrClosedPool) {
+		return ErrClosed
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		if dialErr := p.health.lastDialError(); dialErr != nil {
+			return &AcquireError{Err: ctxErr, LastDialErr: dialErr}
+		}
+		return ctxErr
+	}
+	return err
+}
+
+// AcquireError is returned when the caller's context ended while the pool
+// could not open a connection; it wraps both causes.
+type AcquireError struct {
+	Err         error // the context's error
+	LastDialErr error // the last failed dial's error
+}
+
+func (e *AcquireError) Error() string {
+	return "runpool: acquire: " + e.Err.Error() + " (last dial failed: " + e.LastDialErr.Error() + ")"
+}
+
+// Unwrap returns both causes, for errors.Is and errors.As.
+func (e *AcquireError) Unwrap() []error { return []error{e.Err, e.LastDialErr} }
+
+func (e *entry[C]) handle(p *Pool[C], res *puddle.Resource[*entry[C]]) *Conn[C] {
+	if len(e.conns) == 0 {
+		e.conns = make([]Conn[C], 64)
+	}
+	c := &e.conns[len(e.conns)-1]
+	e.conns = e.conns[:len(e.conns)-1]
+	c.res, c.p = res, p
+	return c
+}
+
+// Value returns the driver connection. It must not be used after Release.
+func (c *Conn[C]) Value() C { return c.res.Value().conn }
+
+// Release returns the connection to the pool. A connection that is not
+// reusable (closed, busy, inside a transaction), past its lifetime, or
+// released while the pool drains is closed instead. Release on an already
+// released Conn does nothing.
+func (c *Conn[C]) Release() {
+	res := c.res
+	if res == nil {
+		return
+	}
+	c.res = nil
+	p := c.p
+	e := res.Value()
+	e.borrowed.Store(false)
+	if !p.connector.Reusable(e.conn) {
+		p.counters.brokenOnRelease.Add(1)
+		p.health.sawDead(nanotime(), &p.suspectBefore)
+		e.dead.Store(true)
+		p.destroy(res)
+		return
+	}
+	if nanotime() >= e.expiresAt {
+		p.counters.lifetimeExpired.Add(1)
+		p.destroy(res)
+		return
+	}
+	if p.draining.Load() {
+		p.destroy(res)
+		return
+	}
+	res.Release()
+}
+
+// Destroy closes the connection instead of returning it, for a caller that
+// knows it is broken.
+func (c *Conn[C]) Destroy() {
+	res := c.res
+	if res == nil {
+		return
+	}
+	c.res = nil
+	e := res.Value()
+	e.borrowed.Store(false)
+	e.dead.Store(true)
+	c.p.destroy(res)
+}
+
+func (p *Pool[C]) destroy(res *puddle.Resource[*entry[C]]) {
+	res.Destroy()
+	if p.isDraining() {
+		p.afterDrainRelease()
+	}
+}
+
+// construct is puddle's constructor: one dial, capped in concurrency and
+// bounded by DialTimeout.
+func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
+	select {
+	case p.dialSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-p.dialSem }()
+
+	c, err := p.dial(ctx)
+	if err != nil {
+		p.health.dialFailed(err)
+		return nil, err
+	}
+	p.health.dialSucceeded()
+	p.counters.newConns.Add(1)
+	e := &entry[C]{conn: c, expiresAt: nanotime() + p.lifetime()}
+	p.mu.Lock()
+	p.entries[e] = struct{}{}
+	p.mu.Unlock()
+	return e, nil
+}
+
+// dial opens and initialises one connection within DialTimeout.
+func (p *Pool[C]) dial(ctx context.Context) (C, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	c, err := p.connector.Connect(ctx)
+	if err != nil {
+		return c, err
+	}
+	if p.hooks.AfterConnect != nil {
+		if err := p.hooks.AfterConnect(ctx, c); err != nil {
+			p.connector.Close(c, false)
+			var zero C
+			return zero, fmt.Errorf("runpool: AfterConnect: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// lifetime draws one connection's lifetime: MaxConnLifetime plus a uniform
+// share of the jitter, so a cohort opened together is replaced gradually.
+func (p *Pool[C]) lifetime() int64 {
+	d := int64(p.cfg.MaxConnLifetime)
+	if j := int64(p.cfg.MaxConnLifetimeJitter); j > 0 {
+		d += rand.Int64N(j)
+	}
+	return d
+}
+
+// destruct is puddle's destructor. It holds the pool slot until it
+// returns, so it must be quick: a dead connection is closed without
+// waiting for the server.
+func (p *Pool[C]) destruct(e *entry[C]) {
+	p.mu.Lock()
+	delete(p.entries, e)
+	p.mu.Unlock()
+	p.connector.Close(e.conn, e.dead.Load())
+}
+
+// Stat returns a snapshot of the pool's counters.
+func (p *Pool[C]) Stat() *Stat {
+	return &Stat{ps: p.p.Stat(), c: p.counters.snapshot()}
+}
+
+// Close drains the pool (see Shutdown) with Config.DrainTimeout as the
+// deadline, then returns. Acquire fails with ErrClosed afterwards.
+func (p *Pool[C]) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	defer cancel()
+	_, _ = p.Shutdown(ctx)
+}
+
+// maintain is the pool's one background goroutine: freeze detection, idle
+// and lifetime expiry, and the MinConns floor.
+func (p *Pool[C]) maintain() {
+	defer close(p.maintainerDone)
+	t := time.NewTicker(p.cfg.MaintainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopMaintainer:
+			return
+		case <-t.C:
+			p.tick(time.Now())
+		}
+	}
+}
+
+func (p *Pool[C]) tick(now time.Time) {
+	p.observeTick(now)
+	p.sweepIdle()
+	p.ensureMinConns()
+}
+
+// sweepIdle closes idle connections past their idle time (above the
+// MinConns floor) or past their lifetime.
+func (p *Pool[C]) sweepIdle() {
+	now := nanotime()
+	total := p.p.Stat().TotalResources()
+	for _, res := range p.p.AcquireAllIdle() {
+		e := res.Value()
+		switch {
+		case now >= e.expiresAt:
+			p.counters.lifetimeExpired.Add(1)
+			total--
+			res.Destroy()
+		case now-res.LastUsedNanotime() >= p.maxIdle && total > p.cfg.MinConns:
+			p.counters.idleExpired.Add(1)
+			total--
+			res.Destroy()
+		default:
+			res.ReleaseUnused()
+		}
+	}
+}
+
+func (p *Pool[C]) ensureMinConns() {
+	for i := p.p.Stat().TotalResources(); i < p.cfg.MinConns; i++ {
+		if p.isDraining() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+		err := p.p.CreateResource(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// counters are the pool's own event counts, beyond puddle's.
+type counters struct {
+	newConns        atomic.Int64
+	idleExpired     atomic.Int64
+	lifetimeExpired atomic.Int64
+	brokenOnRelease atomic.Int64
+	probes          atomic.Int64
+	probeFailures   atomic.Int64
+	staleDiscarded  atomic.Int64
+	freezes         atomic.Int64
+}
+
+type counterSnapshot struct {
+	newConns, idleExpired, lifetimeExpired, brokenOnRelease int64
+	probes, probeFailures, staleDiscarded, freezes          int64
+}
+
+func (c *counters) snapshot() counterSnapshot {
+	return counterSnapshot{
+		newConns:        c.newConns.Load(),
+		idleExpired:     c.idleExpired.Load(),
+		lifetimeExpired: c.lifetimeExpired.Load(),
+		brokenOnRelease: c.brokenOnRelease.Load(),
+		probes:          c.probes.Load(),
+		probeFailures:   c.probeFailures.Load(),
+		staleDiscarded:  c.staleDiscarded.Load(),
+		freezes:         c.freezes.Load(),
+	}
+}

@@ -1,0 +1,75 @@
+package runpool
+
+import (
+	"time"
+
+	"github.com/jackc/puddle/v2"
+)
+
+// Stat is a snapshot of a pool's state and counters. Its methods carry the
+// names of pgxpool.Stat's, so code that reads one reads the other, plus
+// runpool's own counts of what only it does.
+type Stat struct {
+	ps *puddle.Stat
+	c  counterSnapshot
+}
+
+// AcquireCount is the number of successful acquires from the pool.
+func (s *Stat) AcquireCount() int64 { return s.ps.AcquireCount() }
+
+// AcquireDuration is the total time spent in successful acquires.
+func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
+
+// AcquiredConns is the number of connections borrowed now.
+func (s *Stat) AcquiredConns() int32 { return s.ps.AcquiredResources() }
+
+// CanceledAcquireCount is the number of acquires whose context ended first.
+func (s *Stat) CanceledAcquireCount() int64 { return s.ps.CanceledAcquireCount() }
+
+// ConstructingConns is the number of connections being opened now.
+func (s *Stat) ConstructingConns() int32 { return s.ps.ConstructingResources() }
+
+// EmptyAcquireCount is the number of acquires that found no idle
+// connection and had to wait for one or for a dial.
+func (s *Stat) EmptyAcquireCount() int64 { return s.ps.EmptyAcquireCount() }
+
+// EmptyAcquireWaitTime is the total time those acquires waited.
+func (s *Stat) EmptyAcquireWaitTime() time.Duration { return s.ps.EmptyAcquireWaitTime() }
+
+// IdleConns is the number of idle connections now.
+func (s *Stat) IdleConns() int32 { return s.ps.IdleResources() }
+
+// MaxConns is the most connections the pool may hold.
+func (s *Stat) MaxConns() int32 { return s.ps.MaxResources() }
+
+// TotalConns is the number of connections held now: idle, borrowed and
+// being opened.
+func (s *Stat) TotalConns() int32 { return s.ps.TotalResources() }
+
+// NewConnsCount is the number of connections opened since the pool began.
+func (s *Stat) NewConnsCount() int64 { return s.c.newConns }
+
+// MaxLifetimeDestroyCount is the number of connections closed because
+// they outlived their (jittered) MaxConnLifetime.
+func (s *Stat) MaxLifetimeDestroyCount() int64 { return s.c.lifetimeExpired }
+
+// MaxIdleDestroyCount is the number of connections closed because they
+// stayed idle for MaxConnIdleTime.
+func (s *Stat) MaxIdleDestroyCount() int64 { return s.c.idleExpired }
+
+// BrokenOnReleaseCount is the number of connections closed on release
+// because they were broken, busy or inside a transaction.
+func (s *Stat) BrokenOnReleaseCount() int64 { return s.c.brokenOnRelease }
+
+// ProbeCount is the number of checkout probes run.
+func (s *Stat) ProbeCount() int64 { return s.c.probes }
+
+// ProbeFailureCount is the number of checkout probes that failed.
+func (s *Stat) ProbeFailureCount() int64 { return s.c.probeFailures }
+
+// StaleDiscardCount is the number of connections discarded on checkout as
+// stale, after a failed probe or a freeze.
+func (s *Stat) StaleDiscardCount() int64 { return s.c.staleDiscarded }
+
+// FreezeCount is the number of freezes of the process the pool noticed.
+func (s *Stat) FreezeCount() int64 { return s.c.freezes }
