@@ -16,9 +16,12 @@ type health struct {
 	lastMono int64      // nanotime of the last observation
 	lastWall int64      // wall clock (Unix ns) of the last observation
 
-	// discardBefore: a connection last used before this nanotime is closed
-	// on checkout without a probe: a freeze longer than the path's idle
-	// timeout, or a sibling's failed probe, condemned it.
+	// A connection is closed on checkout without a probe when it was
+	// released before discardGen (a freeze longer than the path's idle
+	// timeout condemned it) or last used before discardBefore, on puddle's
+	// clock (Resource.LastUsedNanotime): a sibling that idled less failed
+	// its probe.
+	discardGen    atomic.Int64
 	discardBefore atomic.Int64
 
 	dialErr atomic.Pointer[error] // last dial failure, nil after a success
@@ -43,12 +46,6 @@ func (h *health) lastDialError() error {
 	return nil
 }
 
-// sawDead records that a connection died on its own: its siblings shared
-// its path and idled as long, so each must prove itself before reuse.
-func (h *health) sawDead(now int64, suspectBefore *atomic.Int64) {
-	raise(suspectBefore, now)
-}
-
 // raise sets v to at least x.
 func raise(v *atomic.Int64, x int64) {
 	for {
@@ -59,13 +56,12 @@ func raise(v *atomic.Int64, x int64) {
 	}
 }
 
-// trusted is the checkout fast path: a connection used recently, after
-// the last sign of trouble and within its lifetime is handed out as is.
-// It costs one clock read and one atomic load.
+// trusted is the checkout fast path: a connection used recently and
+// released after the last sign of trouble is handed out as is. It costs
+// one clock read and one atomic load. (Lifetime is checked on release and
+// by the maintainer, as pgxpool does, to keep this path short.)
 func (p *Pool[C]) trusted(res *puddle.Resource[*entry[C]], e *entry[C]) bool {
-	last := res.LastUsedNanotime()
-	now := nanotime()
-	return now-last < p.probeAfter && last >= p.suspectBefore.Load() && now < e.expiresAt
+	return res.IdleDuration() < p.probeAfter && e.gen == p.gen.Load()
 }
 
 // check is the checkout slow path. It reports whether the connection may
@@ -76,17 +72,18 @@ func (p *Pool[C]) trusted(res *puddle.Resource[*entry[C]], e *entry[C]) bool {
 func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C]) bool {
 	now := nanotime()
 	p.observeClock(now, time.Now())
+	idle := res.IdleDuration()
 	last := res.LastUsedNanotime()
 	switch {
 	case now >= e.expiresAt:
 		p.counters.lifetimeExpired.Add(1)
 		res.Destroy()
 		return false
-	case now-last >= p.maxIdle:
+	case idle >= p.maxIdle:
 		p.counters.idleExpired.Add(1)
 		res.Destroy()
 		return false
-	case last < p.health.discardBefore.Load():
+	case e.gen < p.health.discardGen.Load() || last < p.health.discardBefore.Load():
 		p.counters.staleDiscarded.Add(1)
 		e.dead.Store(true)
 		res.Destroy()
@@ -109,9 +106,9 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	p.counters.probeFailures.Add(1)
 	p.counters.staleDiscarded.Add(1)
 	raise(&p.health.discardBefore, last)
-	raise(&p.suspectBefore, nanotime())
+	p.gen.Add(1)
 	p.cfg.Logger.Debug("runpool: stale connection discarded",
-		"pool", p.cfg.Name, "reason", "probe failed", "idle", time.Duration(now-last), "err", err)
+		"pool", p.cfg.Name, "reason", "probe failed", "idle", idle, "err", err)
 	return false
 }
 
@@ -135,10 +132,10 @@ func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
 		return
 	}
 	p.counters.freezes.Add(1)
-	raise(&p.suspectBefore, mono)
+	g := p.gen.Add(1) // every connection idle now must prove itself
 	discard := p.cfg.PathIdleTimeout > 0 && frozen >= p.cfg.PathIdleTimeout
 	if discard {
-		raise(&h.discardBefore, mono)
+		raise(&h.discardGen, g)
 	}
 	p.cfg.Logger.Debug("runpool: freeze detected",
 		"pool", p.cfg.Name, "frozen", frozen, "discard_idle", discard)

@@ -24,13 +24,13 @@ type Pool[C any] struct {
 	cfg       Config // defaults applied, MaxConns resolved
 	hooks     Hooks[C]
 
-	// Read on every checkout; nanoseconds.
-	probeAfter int64
-	maxIdle    int64
-	// suspectBefore: a connection last used before this nanotime is not
-	// trusted without a probe. Raised by freeze detection and whenever a
-	// connection is found dead, since its siblings shared its path.
-	suspectBefore atomic.Int64
+	// Read on every checkout.
+	probeAfter time.Duration
+	maxIdle    time.Duration
+	// gen counts signs of trouble on the path (a freeze, a connection found
+	// dead). A connection released in an earlier generation is not trusted
+	// without a probe: its siblings shared its path and its idle time.
+	gen atomic.Int64
 
 	dialSem chan struct{} // one token per dial in flight (MaxConcurrentDials)
 
@@ -63,6 +63,7 @@ type Hooks[C any] struct {
 type entry[C any] struct {
 	conn      C
 	expiresAt int64       // nanotime at which its (jittered) lifetime ends
+	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
 	borrowed  atomic.Bool // between checkout and release
 	dead      atomic.Bool // known unusable: close without a goodbye
 	// conns is a slab of handles, so a checkout allocates nothing while a
@@ -94,8 +95,8 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 		connector:      connector,
 		cfg:            cfg,
 		hooks:          hooks,
-		probeAfter:     int64(cfg.ProbeAfterIdle),
-		maxIdle:        int64(cfg.MaxConnIdleTime),
+		probeAfter:     cfg.ProbeAfterIdle,
+		maxIdle:        cfg.MaxConnIdleTime,
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),
@@ -195,7 +196,7 @@ func (c *Conn[C]) Release() {
 	e.borrowed.Store(false)
 	if !p.connector.Reusable(e.conn) {
 		p.counters.brokenOnRelease.Add(1)
-		p.health.sawDead(nanotime(), &p.suspectBefore)
+		p.gen.Add(1) // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)
 		return
@@ -209,6 +210,7 @@ func (c *Conn[C]) Release() {
 		p.destroy(res)
 		return
 	}
+	e.gen = p.gen.Load()
 	res.Release()
 }
 
@@ -250,7 +252,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.health.dialSucceeded()
 	p.counters.newConns.Add(1)
-	e := &entry[C]{conn: c, expiresAt: nanotime() + p.lifetime()}
+	e := &entry[C]{conn: c, expiresAt: nanotime() + p.lifetime(), gen: p.gen.Load()}
 	p.mu.Lock()
 	p.entries[e] = struct{}{}
 	p.mu.Unlock()
@@ -342,7 +344,7 @@ func (p *Pool[C]) sweepIdle() {
 			p.counters.lifetimeExpired.Add(1)
 			total--
 			res.Destroy()
-		case now-res.LastUsedNanotime() >= p.maxIdle && total > p.cfg.MinConns:
+		case res.IdleDuration() >= p.maxIdle && total > p.cfg.MinConns:
 			p.counters.idleExpired.Add(1)
 			total--
 			res.Destroy()

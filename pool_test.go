@@ -1,0 +1,274 @@
+package runpool_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// openPool opens a pgx pool for a fresh role, so the test can count that
+// role's backends on the server.
+func openPool(t *testing.T, cfg runpool.Config) (*pgxadapter.Pool, *pgtest.Server, string) {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool = cfg
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, srv, user
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAcquireRelease(t *testing.T) {
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 2})
+	ctx := ctxT(t, 10*time.Second)
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("SELECT 1 = %d, %v", one, err)
+	}
+	if s := p.Stat(); s.AcquiredConns() != 1 || s.IdleConns() != 0 {
+		t.Fatalf("while borrowed: acquired %d idle %d", s.AcquiredConns(), s.IdleConns())
+	}
+	c.Release()
+	c.Release() // a second Release is harmless
+	if s := p.Stat(); s.AcquiredConns() != 0 || s.IdleConns() != 1 {
+		t.Fatalf("after release: acquired %d idle %d", s.AcquiredConns(), s.IdleConns())
+	}
+	// The same connection serves the next checkout.
+	c2, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Release()
+	if n := p.Stat().NewConnsCount(); n != 1 {
+		t.Fatalf("opened %d connections, want 1", n)
+	}
+}
+
+// At the maximum, waiters are served as others release, and a waiter
+// whose context ends leaves without taking a slot with it.
+func TestWaitersAtMaximum(t *testing.T) {
+	p, srv, user := openPool(t, runpool.Config{MaxConns: 2})
+	ctx := ctxT(t, 20*time.Second)
+	a, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A waiter that gives up.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiter past its deadline: %v, want DeadlineExceeded", err)
+	}
+
+	// Three waiters, served one by one as a and b come back.
+	served := make(chan *pgxadapter.Conn, 3)
+	for range 3 {
+		go func() {
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				t.Error(err)
+				served <- nil
+				return
+			}
+			served <- c
+		}()
+	}
+	select {
+	case <-served:
+		t.Fatal("a waiter was served while both connections were borrowed")
+	case <-time.After(150 * time.Millisecond):
+	}
+	a.Release()
+	c1 := <-served
+	b.Release()
+	c2 := <-served
+	c1.Release()
+	c3 := <-served
+	for _, c := range []*pgxadapter.Conn{c2, c3} {
+		if c == nil {
+			t.FailNow()
+		}
+		c.Release()
+	}
+	if s := p.Stat(); s.TotalConns() != 2 || s.AcquiredConns() != 0 || s.CanceledAcquireCount() != 1 {
+		t.Fatalf("total %d acquired %d canceled %d; want 2, 0, 1", s.TotalConns(), s.AcquiredConns(), s.CanceledAcquireCount())
+	}
+	if n := srv.Backends(t, user); n != 2 {
+		t.Fatalf("%d backends on the server, want 2 (MaxConns)", n)
+	}
+}
+
+func TestIdleExpiry(t *testing.T) {
+	p, srv, user := openPool(t, runpool.Config{
+		MaxConns: 3, MaxConnIdleTime: 300 * time.Millisecond, MaintainInterval: 50 * time.Millisecond,
+	})
+	ctx := ctxT(t, 10*time.Second)
+	var conns []*pgxadapter.Conn
+	for range 3 {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+	waitFor(t, 5*time.Second, "idle connections not closed", func() bool { return p.Stat().TotalConns() == 0 })
+	if n := p.Stat().MaxIdleDestroyCount(); n != 3 {
+		t.Fatalf("MaxIdleDestroyCount = %d, want 3", n)
+	}
+	waitFor(t, 5*time.Second, "backends left on the server", func() bool { return srv.Backends(t, user) == 0 })
+}
+
+// A cohort opened together expires spread over the jitter window, not all
+// at once.
+func TestLifetimeJitterSpreadsExpiry(t *testing.T) {
+	const n = 8
+	p, _, _ := openPool(t, runpool.Config{
+		MaxConns: n, MaxConnLifetime: 300 * time.Millisecond, MaxConnLifetimeJitter: 1500 * time.Millisecond,
+		MaxConnIdleTime: time.Minute, MaintainInterval: 20 * time.Millisecond,
+	})
+	ctx := ctxT(t, 10*time.Second)
+	var conns []*pgxadapter.Conn
+	for range n {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	start := time.Now()
+	for _, c := range conns {
+		c.Release()
+	}
+	var expiries []time.Duration
+	last := int32(n)
+	waitFor(t, 5*time.Second, "connections outlived MaxConnLifetime+jitter", func() bool {
+		cur := p.Stat().TotalConns()
+		for ; last > cur; last-- {
+			expiries = append(expiries, time.Since(start))
+		}
+		return cur == 0
+	})
+	sort.Slice(expiries, func(i, j int) bool { return expiries[i] < expiries[j] })
+	spread := expiries[n-1] - expiries[0]
+	t.Logf("expiries after release: %v (spread %v)", expiries, spread)
+	if spread < 400*time.Millisecond {
+		t.Fatalf("%d connections expired within %v of each other; jitter should spread them over ~1.5s", n, spread)
+	}
+	if p.Stat().MaxLifetimeDestroyCount() != n {
+		t.Fatalf("MaxLifetimeDestroyCount = %d, want %d", p.Stat().MaxLifetimeDestroyCount(), n)
+	}
+}
+
+// Close waits for borrowed connections, then closes them; the server is
+// left with no backend of the pool.
+func TestCloseWhileBorrowed(t *testing.T) {
+	p, srv, user := openPool(t, runpool.Config{MaxConns: 3, DrainTimeout: 10 * time.Second})
+	ctx := ctxT(t, 20*time.Second)
+	a, _ := p.Acquire(ctx)
+	b, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := p.Acquire(ctx)
+	c.Release() // one idle
+
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	waitFor(t, 5*time.Second, "idle connection not closed at once", func() bool { return p.Stat().IdleConns() == 0 })
+	// The borrowed connections keep working during the drain.
+	if _, err := a.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("borrowed connection during Close: %v", err)
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while connections were borrowed")
+	case <-time.After(200 * time.Millisecond):
+	}
+	a.Release()
+	b.Release()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return after every connection came back")
+	}
+	if _, err := p.Acquire(ctx); !errors.Is(err, runpool.ErrClosed) {
+		t.Fatalf("Acquire after Close: %v, want ErrClosed", err)
+	}
+	waitFor(t, 5*time.Second, "backends left after Close", func() bool { return srv.Backends(t, user) == 0 })
+}
+
+func TestStatCounts(t *testing.T) {
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 4})
+	ctx := ctxT(t, 10*time.Second)
+	before := p.Stat().AcquireCount() // New's reachability check
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s := p.Stat()
+	if got := s.AcquireCount() - before; got != 100 {
+		t.Errorf("AcquireCount grew by %d, want 100", got)
+	}
+	if s.MaxConns() != 4 || s.AcquiredConns() != 0 || s.TotalConns() != s.IdleConns() || s.TotalConns() < 1 || s.TotalConns() > 4 {
+		t.Errorf("max %d acquired %d total %d idle %d", s.MaxConns(), s.AcquiredConns(), s.TotalConns(), s.IdleConns())
+	}
+	if s.NewConnsCount() != int64(s.TotalConns()) {
+		t.Errorf("NewConnsCount %d, TotalConns %d: nothing was closed, so they should match", s.NewConnsCount(), s.TotalConns())
+	}
+}
