@@ -1,11 +1,9 @@
-.PHONY: test demo
+.PHONY: test demo deps
 
-# go vet, gofmt (listing offenders), then all tests with the race detector.
-test:
-	go vet ./...
-	@bad="$$(gofmt -l .)"; if [ -n "$$bad" ]; then echo "gofmt -l reports:"; echo "$$bad"; exit 1; fi
-	go test -race -count=1 ./...
-
-# Runs the simulation example.
-demo:
+# Shorthands for the README's two commands.
+deps:
+	scripts/deps
+test: deps
+	scripts/test
+demo: deps
 	go run ./examples/simulate
