@@ -8,17 +8,19 @@ import (
 	"github.com/runpool/runpool"
 )
 
-// Conn is a connection borrowed from a Pool, like *pgxpool.Conn.
-type Conn struct {
-	c *runpool.Conn[*pgx.Conn]
-}
+// Conn is a connection borrowed from a Pool, like *pgxpool.Conn. It is
+// the root pool's handle under another name, so a checkout allocates
+// nothing.
+type Conn runpool.Conn[*pgx.Conn]
+
+func (c *Conn) rc() *runpool.Conn[*pgx.Conn] { return (*runpool.Conn[*pgx.Conn])(c) }
 
 // Release returns the connection to the pool. It is safe to call more
 // than once.
-func (c *Conn) Release() { c.c.Release() }
+func (c *Conn) Release() { c.rc().Release() }
 
 // Conn returns the underlying *pgx.Conn. Do not use it after Release.
-func (c *Conn) Conn() *pgx.Conn { return c.c.Value() }
+func (c *Conn) Conn() *pgx.Conn { return c.rc().Value() }
 
 // Exec runs sql.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {

@@ -62,7 +62,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{c: c}, nil
+	return (*Conn)(c), nil
 }
 
 // AcquireFunc runs f with a borrowed connection and releases it after.

@@ -1,0 +1,74 @@
+package pgxadapter_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
+)
+
+// BenchmarkAcquireRelease compares the pool's own overhead, side by side
+// in one process: parallel checkout and return of an idle connection,
+// with as many connections as goroutines so nobody waits.
+// Compare with: go test -run NONE -bench AcquireRelease -count 10 ./pgxadapter | benchstat -col /pool -
+func BenchmarkAcquireRelease(b *testing.B) {
+	srv := pgtest.Shared(b)
+	ctx := context.Background()
+	const conns = 8
+
+	b.Run("pool=runpool", func(b *testing.B) {
+		cfg, err := pgxadapter.ParseConfig(srv.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Pool.MaxConns = conns
+		cfg.Pool.Logger = slog.New(slog.DiscardHandler) // keep the drain line out of the results
+		p, err := pgxadapter.New(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		benchAcquireRelease(b, func() {
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Release()
+		})
+	})
+	b.Run("pool=pgxpool", func(b *testing.B) {
+		cfg, err := pgxpool.ParseConfig(srv.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = conns
+		p, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		benchAcquireRelease(b, func() {
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Release()
+		})
+	})
+}
+
+func benchAcquireRelease(b *testing.B, acquireRelease func()) {
+	for range 8 { // open the connections before timing
+		acquireRelease()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			acquireRelease()
+		}
+	})
+}
