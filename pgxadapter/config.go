@@ -55,17 +55,17 @@ func parseConfig(connString, setting string) (*Config, error) {
 func connStringError(setting, connString string, err error) error {
 	msg := err.Error()
 	var pce *pgconn.ParseConfigError
-	if errors.As(err, &pce) {
-		msg = pce.Unwrap().Error()
-		if pce.Unwrap() == nil {
-			msg = "invalid"
-		}
+	if errors.As(err, &pce) && pce.Unwrap() != nil {
+		msg = pce.Unwrap().Error() // without pgx's copy of the string
 	}
 	msg = redact(msg, connString)
 	if setting == "DATABASE_URL" && connString == "" {
 		setting = "PG* variables"
 	}
-	return &runpool.ConfigError{Setting: setting, Problem: "cannot parse: " + msg}
+	if !strings.HasPrefix(msg, "cannot parse") {
+		msg = "cannot parse: " + msg
+	}
+	return &runpool.ConfigError{Setting: setting, Problem: msg}
 }
 
 // redact removes anything that could be the password in connString from msg.
