@@ -1,0 +1,102 @@
+package sqladapter_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/sqladapter"
+)
+
+// TestTerminatedConnRetried: backends killed with pg_terminate_backend
+// while idle. The checkout sees the server's FATAL waiting on the socket,
+// discards the connection and fails with driver.ErrBadConn; database/sql
+// retries on another connection, and the caller never sees an error.
+// runpool's own idle probe is turned off (ProbeAfterIdle 1h) so that this
+// path alone has to do it.
+func TestTerminatedConnRetried(t *testing.T) {
+	db, srv, user := openDB(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: time.Hour})
+	ctx := ctxT(t, 20*time.Second)
+
+	warm := func() {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := db.ExecContext(ctx, "select pg_sleep(0.05)"); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	warm()
+	if st := sqladapter.Stat(db); st.IdleConns() < 2 {
+		t.Fatalf("only %d idle connections to kill", st.IdleConns())
+	}
+
+	// Plain statements.
+	killed := srv.TerminateBackends(t, user)
+	for i := range 8 {
+		if n := queryInt(t, ctx, db, "select $1::int", i); n != int64(i) {
+			t.Fatalf("got %d", n)
+		}
+	}
+	st := sqladapter.Stat(db)
+	if st.BrokenOnReleaseCount() == 0 {
+		t.Errorf("no dead connection was discarded at checkout (killed %d)", killed)
+	}
+	t.Logf("killed %d, discarded at checkout %d, probes %d, dials %d",
+		killed, st.BrokenOnReleaseCount(), st.ProbeCount(), st.NewConnsCount())
+
+	// A transaction and a sql.Conn go through the same retry.
+	warm()
+	broken := sqladapter.Stat(db).BrokenOnReleaseCount()
+	srv.TerminateBackends(t, user)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("BeginTx after the kill: %v", err)
+	}
+	if n := queryInt(t, ctx, tx, "select 7"); n != 7 {
+		t.Fatal(n)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatalf("Conn after the kill: %v", err)
+	}
+	if n := queryInt(t, ctx, c, "select 8"); n != 8 {
+		t.Fatal(n)
+	}
+	_ = c.Close()
+	if got := sqladapter.Stat(db).BrokenOnReleaseCount(); got == broken {
+		t.Error("no dead connection was discarded at checkout in the second round")
+	}
+}
+
+// TestClosedSocketRetried: a connection whose socket is gone (here closed
+// under pgx's feet, as a failed keepalive would) is discarded at checkout
+// as well.
+func TestClosedSocketRetried(t *testing.T) {
+	db, _, _ := openDB(t, runpool.Config{MaxConns: 1, ProbeAfterIdle: time.Hour})
+	ctx := ctxT(t, 20*time.Second)
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := queryInt(t, ctx, c, "select pg_backend_pid()")
+	err = c.Raw(func(dc any) error {
+		return dc.(*sqladapter.DriverConn).Conn().PgConn().Conn().Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if got := queryInt(t, ctx, db, "select pg_backend_pid()"); got == pid {
+		t.Fatal("the closed connection was reused")
+	}
+}

@@ -1,0 +1,115 @@
+package sqladapter
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/runpool/runpool"
+)
+
+// Connector is a driver.Connector whose connections come from a runpool
+// pool. Build the *sql.DB with [OpenDB] (or sql.OpenDB followed by
+// db.SetMaxIdleConns(0): see the package doc). db.Close drains the pool
+// within Config.Pool.DrainTimeout; [Shutdown] drains it within a context.
+type Connector struct {
+	pool *runpool.Pool[*DriverConn]
+	cfg  *Config
+	drv  *sqlDriver
+}
+
+var (
+	_ driver.Connector           = (*Connector)(nil)
+	_ interface{ Close() error } = (*Connector)(nil) // sql.DB.Close calls it
+)
+
+// NewConnector creates the runpool pool behind a Connector. It opens no
+// connection (see [Open], which checks that the server is reachable).
+func NewConnector(cfg *Config) (*Connector, error) {
+	if cfg == nil || cfg.ConnConfig == nil {
+		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
+	}
+	cc := cfg.ConnConfig.Copy()
+	cc.DialFunc = cfg.Pool.NetDialer().DialContext
+	var hooks runpool.Hooks[*DriverConn]
+	if ac := cfg.AfterConnect; ac != nil {
+		// runpool closes the connection when the hook fails; pgx's stdlib
+		// option would leave it open.
+		hooks.AfterConnect = func(ctx context.Context, c *DriverConn) error { return ac(ctx, c.pg) }
+	}
+	pool, err := runpool.New(cfg.Pool, &source{stdlib: stdlib.GetConnector(*cc)}, hooks)
+	if err != nil {
+		return nil, err
+	}
+	c := &Connector{pool: pool, cfg: cfg}
+	c.drv = &sqlDriver{c: c}
+	return c, nil
+}
+
+// Connect checks a connection out of runpool for database/sql, which
+// returns it by closing the driver.Conn. A connection the server has
+// already closed is discarded and the checkout fails with
+// driver.ErrBadConn, so database/sql retries on another one.
+func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	h, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dc := h.Value()
+	if dc.gone() {
+		// Closed, the connection fails Reusable, so Release discards it
+		// and makes runpool probe its idle siblings before reuse.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // no goodbye: the server is gone
+		_ = dc.pg.Close(ctx)
+		h.Release()
+		return nil, driver.ErrBadConn
+	}
+	dc.held = h
+	return dc, nil
+}
+
+// Driver returns the driver.Driver of DBs opened on c; [Stat] and
+// [Shutdown] find the pool through it.
+func (c *Connector) Driver() driver.Driver { return c.drv }
+
+// Close drains the pool within Config.Pool.DrainTimeout. sql.DB.Close
+// calls it.
+func (c *Connector) Close() error {
+	c.pool.Close()
+	return nil
+}
+
+// Shutdown drains the pool within ctx; see runpool.Pool.Shutdown.
+func (c *Connector) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
+	return c.pool.Shutdown(ctx)
+}
+
+// Stat returns a snapshot of the pool's state and counters.
+func (c *Connector) Stat() *runpool.Stat { return c.pool.Stat() }
+
+// Config returns the configuration the Connector was created with.
+func (c *Connector) Config() *Config { return c.cfg }
+
+// sqlDriver links a *sql.DB back to its Connector through db.Driver().
+type sqlDriver struct{ c *Connector }
+
+// errNoDSN explains why sql.Open cannot reach this driver.
+var errNoDSN = errors.New("sqladapter: open the database with sqladapter.Open or OpenDB, not sql.Open")
+
+func (d *sqlDriver) Open(string) (driver.Conn, error) { return nil, errNoDSN }
+
+// connectorOf returns the Connector behind db, or nil when db did not come
+// from this package.
+func connectorOf(db *sql.DB) *Connector {
+	if d, ok := db.Driver().(*sqlDriver); ok {
+		return d.c
+	}
+	return nil
+}
+
+// pgxConn documents what sql.Conn.Raw users may assert; see DriverConn.
+var _ interface{ Conn() *pgx.Conn } = (*DriverConn)(nil)

@@ -1,0 +1,31 @@
+package sqladapter
+
+// sockState is what a look at an idle connection's socket found.
+type sockState uint8
+
+const (
+	sockQuiet   sockState = iota // nothing to read: as an idle session should be
+	sockPending                  // bytes waiting: a notice, a notification or a FATAL error
+	sockClosed                   // the server closed or reset the connection
+)
+
+// gone reports whether an idle connection is known dead without a round
+// trip: the server closed it, or what it sent unasked was a FATAL error
+// (pg_terminate_backend, server shutdown, idle_session_timeout). A notice
+// or notification is read and kept by pgx as usual.
+func (c *DriverConn) gone() bool {
+	// A few messages may wait (notices before the FATAL); read a bounded
+	// number of them. The bytes are there, so each read does not wait.
+	for range 8 {
+		switch c.live.look() {
+		case sockQuiet:
+			return false
+		case sockClosed:
+			return true
+		}
+		if c.pg.PgConn().CheckConn() != nil || c.pg.IsClosed() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,62 @@
+package sqladapter_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/sqladapter"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// openDB opens a *sql.DB for a fresh role on the shared server, so the test
+// can count and terminate that role's backends alone.
+func openDB(t testing.TB, cfg runpool.Config) (*sql.DB, *pgtest.Server, string) {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	sc, err := sqladapter.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Pool = cfg
+	db, err := sqladapter.Open(ctxT(t, 10*time.Second), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, srv, user
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func queryInt(t testing.TB, ctx context.Context, db interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}

@@ -1,0 +1,73 @@
+package sqladapter
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/runpool/runpool"
+)
+
+// Open creates a *sql.DB on a runpool pool from cfg. It checks that the
+// server is reachable, so a wrong address or password fails here, at
+// start, rather than on the first request.
+func Open(ctx context.Context, cfg *Config) (*sql.DB, error) {
+	c, err := NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := OpenDB(c)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		cc := cfg.ConnConfig
+		return nil, fmt.Errorf("runpool: cannot reach the server at %s:%d: %w", cc.Host, cc.Port, err)
+	}
+	return db, nil
+}
+
+// OpenFromEnv creates a *sql.DB from the environment alone (see
+// ConfigFromEnv): DATABASE_URL or the PG* variables, and RUNPOOL_*.
+func OpenFromEnv(ctx context.Context) (*sql.DB, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, cfg)
+}
+
+// OpenDB creates a *sql.DB on c that keeps no idle connections of its own,
+// so that runpool alone keeps them (see the package doc).
+func OpenDB(c *Connector) *sql.DB {
+	db := sql.OpenDB(c)
+	db.SetMaxIdleConns(0)
+	return db
+}
+
+// ErrNotRunpool is returned by Shutdown for a *sql.DB that sqladapter did
+// not open.
+var ErrNotRunpool = errors.New("sqladapter: the *sql.DB was not opened on a sqladapter.Connector")
+
+// Stat returns a snapshot of the runpool pool behind db, or nil when db
+// was not opened by this package.
+func Stat(db *sql.DB) *runpool.Stat {
+	if c := connectorOf(db); c != nil {
+		return c.Stat()
+	}
+	return nil
+}
+
+// Shutdown drains the pool behind db, as http.Server.Shutdown drains a
+// server (see runpool.Pool.Shutdown), then closes db. Call it on SIGTERM.
+func Shutdown(ctx context.Context, db *sql.DB) (runpool.DrainReport, error) {
+	c := connectorOf(db)
+	if c == nil {
+		return runpool.DrainReport{}, ErrNotRunpool
+	}
+	// Idle connections database/sql was allowed to keep go back to
+	// runpool, which closes them now that it drains.
+	db.SetMaxIdleConns(0)
+	rep, err := c.Shutdown(ctx)
+	_ = db.Close()
+	return rep, err
+}
