@@ -41,7 +41,8 @@ func ExampleParseConfig() {
 	defer pool.Close()
 }
 
-// Borrow one connection for several statements.
+// Borrow one connection for statements that must share a session, such
+// as a session-level advisory lock and its unlock.
 func ExamplePool_AcquireFunc() {
 	ctx := context.Background()
 	pool, err := pgxadapter.NewFromEnv(ctx)
@@ -50,10 +51,11 @@ func ExamplePool_AcquireFunc() {
 	}
 	defer pool.Close()
 	err = pool.AcquireFunc(ctx, func(c *pgxadapter.Conn) error {
-		if _, err := c.Exec(ctx, "SET LOCAL statement_timeout = '1s'"); err != nil {
+		if _, err := c.Exec(ctx, "SELECT pg_advisory_lock(42)"); err != nil {
 			return err
 		}
-		_, err := c.Exec(ctx, "SELECT 1")
+		defer c.Exec(ctx, "SELECT pg_advisory_unlock(42)")
+		_, err := c.Exec(ctx, "UPDATE counters SET n = n + 1 WHERE id = 1")
 		return err
 	})
 	if err != nil {
