@@ -1,6 +1,8 @@
 package sqladapter_test
 
 import (
+	"context"
+	"database/sql"
 	"sync"
 	"testing"
 	"time"
@@ -79,15 +81,39 @@ func TestTerminatedConnRetried(t *testing.T) {
 }
 
 // TestClosedSocketRetried: a connection whose socket is gone (here closed
-// under pgx's feet, as a failed keepalive would) is discarded at checkout
-// as well.
+// under pgx's feet, as a failed keepalive would). Used again at once, the
+// statement fails before sending anything and returns driver.ErrBadConn;
+// after a pause, the checkout sees the closed socket. Either way
+// database/sql retries on a new connection and the caller sees no error,
+// for a statement pgx has cached and for a new one.
 func TestClosedSocketRetried(t *testing.T) {
-	db, _, _ := openDB(t, runpool.Config{MaxConns: 1, ProbeAfterIdle: time.Hour})
-	ctx := ctxT(t, 20*time.Second)
+	for _, pause := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run(pause.String(), func(t *testing.T) {
+			db, _, _ := openDB(t, runpool.Config{MaxConns: 1, ProbeAfterIdle: time.Hour})
+			ctx := ctxT(t, 20*time.Second)
+			for _, q := range []string{"select pg_backend_pid()", "select pg_backend_pid() /* new */"} {
+				pid := closeSocket(t, ctx, db)
+				time.Sleep(pause)
+				if got := queryInt(t, ctx, db, q); got == pid {
+					t.Fatal("the closed connection was reused")
+				}
+			}
+			if st := sqladapter.Stat(db); st.BrokenOnReleaseCount() != 2 {
+				t.Errorf("%d broken connections discarded, want 2", st.BrokenOnReleaseCount())
+			}
+		})
+	}
+}
+
+// closeSocket closes the socket of db's only connection behind pgx's back
+// and returns its backend pid.
+func closeSocket(t *testing.T, ctx context.Context, db *sql.DB) int64 {
+	t.Helper()
 	c, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	pid := queryInt(t, ctx, c, "select pg_backend_pid()")
 	err = c.Raw(func(dc any) error {
 		return dc.(*sqladapter.DriverConn).Conn().PgConn().Conn().Close()
@@ -95,8 +121,5 @@ func TestClosedSocketRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c.Close()
-	if got := queryInt(t, ctx, db, "select pg_backend_pid()"); got == pid {
-		t.Fatal("the closed connection was reused")
-	}
+	return pid
 }

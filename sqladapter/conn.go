@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
 )
@@ -26,6 +27,9 @@ type DriverConn struct {
 	// connection is idle in runpool. Set by Connector.Connect, cleared by
 	// Close; database/sql orders the two.
 	held *runpool.Conn[*DriverConn]
+	// releasedAt is the nanotime of the last Close: the checkout looks at
+	// the socket only when the connection idled for peekAfterIdle.
+	releasedAt int64
 }
 
 // Compile-time checks: every optional interface pgx's stdlib conn has,
@@ -54,6 +58,7 @@ func (c *DriverConn) Close() error {
 		return nil
 	}
 	c.held = nil // before Release: another checkout may take c at once
+	c.releasedAt = nanotime()
 	h.Release()
 	return nil
 }
@@ -84,10 +89,35 @@ func (c *DriverConn) ExecContext(ctx context.Context, query string, args []drive
 	return c.sc.ExecContext(ctx, query, args)
 }
 
-// QueryContext runs a query as pgx's stdlib driver does.
+// QueryContext runs a query as pgx's stdlib driver does, except that an
+// error before any byte reached the server is always driver.ErrBadConn, so
+// database/sql retries (pgx's stdlib misses the case where the failure
+// shows only when it reads the first row).
 func (c *DriverConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.sc.QueryContext(ctx, query, args)
+	rows, err := c.sc.QueryContext(ctx, query, args)
+	if err != nil {
+		return nil, retryable(err)
+	}
+	return rows, nil
 }
+
+// retryable marks err as driver.ErrBadConn when nothing reached the
+// server, keeping err for the message if database/sql runs out of retries.
+func retryable(err error) error {
+	if err != driver.ErrBadConn && pgconn.SafeToRetry(err) {
+		return &badConnError{err}
+	}
+	return err
+}
+
+// badConnError is a failure before anything was sent: database/sql
+// retries it as driver.ErrBadConn.
+type badConnError struct{ err error }
+
+func (e *badConnError) Error() string { return e.err.Error() }
+
+// Unwrap returns driver.ErrBadConn and the cause.
+func (e *badConnError) Unwrap() []error { return []error{driver.ErrBadConn, e.err} }
 
 // Ping checks that the server answers.
 func (c *DriverConn) Ping(ctx context.Context) error { return c.sc.Ping(ctx) }

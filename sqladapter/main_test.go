@@ -3,6 +3,7 @@ package sqladapter_test
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// discardLogger keeps the pool's drain lines out of test and benchmark output.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // openDB opens a *sql.DB for a fresh role on the shared server, so the test
 // can count and terminate that role's backends alone.
 func openDB(t testing.TB, cfg runpool.Config) (*sql.DB, *pgtest.Server, string) {
@@ -22,6 +26,9 @@ func openDB(t testing.TB, cfg runpool.Config) (*sql.DB, *pgtest.Server, string) 
 	sc, err := sqladapter.ParseConfig(srv.URLFor(user, "pw", user))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = discardLogger
 	}
 	sc.Pool = cfg
 	db, err := sqladapter.Open(ctxT(t, 10*time.Second), sc)
