@@ -15,32 +15,9 @@ import (
 // database/sql: on runpool (sqladapter, defaults) and on pgx's stdlib
 // driver with database/sql's default pool. Compare the two with benchstat.
 func BenchmarkSQLSelect1(b *testing.B) {
-	srv := pgtest.Shared(b)
-	open := map[string]func() *sql.DB{
-		"sqladapter": func() *sql.DB {
-			sc, err := sqladapter.ParseConfig(srv.URL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			sc.Pool = runpool.Config{Logger: discardLogger}
-			db, err := sqladapter.Open(context.Background(), sc)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return db
-		},
-		"stdlib": func() *sql.DB {
-			db, err := sql.Open("pgx", srv.URL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			return db
-		},
-	}
 	for _, name := range []string{"sqladapter", "stdlib"} {
 		b.Run(name, func(b *testing.B) {
-			db := open[name]()
-			defer db.Close()
+			db := openBenchDB(b, name)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -55,4 +32,51 @@ func BenchmarkSQLSelect1(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkSQLConn isolates the checkout: sql.DB.Conn and Close with no
+// round trip, so the pool's own cost shows without the server's noise.
+func BenchmarkSQLConn(b *testing.B) {
+	for _, name := range []string{"sqladapter", "stdlib"} {
+		b.Run(name, func(b *testing.B) {
+			db := openBenchDB(b, name)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c, err := db.Conn(ctx)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_ = c.Close()
+				}
+			})
+		})
+	}
+}
+
+// openBenchDB opens a DB on the shared server: "sqladapter" with runpool's
+// defaults, "stdlib" with pgx's driver and database/sql's default pool.
+func openBenchDB(b *testing.B, name string) *sql.DB {
+	b.Helper()
+	url := pgtest.Shared(b).URL()
+	var db *sql.DB
+	var err error
+	switch name {
+	case "sqladapter":
+		var sc *sqladapter.Config
+		if sc, err = sqladapter.ParseConfig(url); err == nil {
+			sc.Pool = runpool.Config{Logger: discardLogger}
+			db, err = sqladapter.Open(context.Background(), sc)
+		}
+	case "stdlib":
+		db, err = sql.Open("pgx", url)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	return db
 }
