@@ -80,3 +80,31 @@ func openBenchDB(b *testing.B, name string) *sql.DB {
 	b.Cleanup(func() { _ = db.Close() })
 	return db
 }
+
+// BenchmarkSQLStmt runs a prepared statement (sql.Stmt) from parallel
+// goroutines: database/sql prepares it again on each connection it lands
+// on, so this shows what the prepare costs per checkout.
+func BenchmarkSQLStmt(b *testing.B) {
+	for _, name := range []string{"sqladapter", "stdlib"} {
+		b.Run(name, func(b *testing.B) {
+			db := openBenchDB(b, name)
+			ctx := context.Background()
+			stmt, err := db.PrepareContext(ctx, "select $1::int + 1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer stmt.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				var n int
+				for pb.Next() {
+					if err := stmt.QueryRowContext(ctx, 1).Scan(&n); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

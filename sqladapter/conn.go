@@ -19,9 +19,10 @@ import (
 // *stdlib.Conn asserts interface{ Conn() *pgx.Conn } instead, which both
 // this type and *stdlib.Conn satisfy.
 type DriverConn struct {
-	sc   *stdlib.Conn
-	pg   *pgx.Conn
-	live liveness // the non-blocking look at the socket on checkout
+	sc    *stdlib.Conn
+	pg    *pgx.Conn
+	live  liveness // the non-blocking look at the socket on checkout
+	stmts stmts    // statements prepared on the connection, kept across checkouts
 
 	// held is the runpool checkout database/sql holds now; nil while the
 	// connection is idle in runpool. Set by Connector.Connect, cleared by
@@ -65,12 +66,7 @@ func (c *DriverConn) Close() error {
 
 // Prepare prepares a statement (see PrepareContext).
 func (c *DriverConn) Prepare(query string) (driver.Stmt, error) {
-	return c.sc.PrepareContext(context.Background(), query)
-}
-
-// PrepareContext prepares a statement as pgx's stdlib driver does.
-func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.sc.PrepareContext(ctx, query)
+	return c.PrepareContext(context.Background(), query)
 }
 
 // Begin starts a transaction (see BeginTx).
