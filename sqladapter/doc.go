@@ -30,13 +30,14 @@
 // still allocates its own record per checkout.
 //
 // The alternative, letting database/sql keep the idle connections, would
-// bypass every defence that runs on checkout, and measurement says it would
-// buy little: database/sql's own pool (pgx's stdlib driver, default
-// settings) checks a connection out and back in about 1 µs faster
-// (BenchmarkSQLConn: 0.25 µs against 1.2 µs, the difference being
-// database/sql building its record of the connection on each checkout),
-// against 12-20 µs for a SELECT 1 round trip on loopback;
-// BenchmarkSQLSelect1 shows the two within noise.
+// bypass every defence that runs on checkout. What it would save was
+// measured (bench_test.go): database/sql's own pool checks a connection out
+// and in about 0.9 µs faster (BenchmarkSQLConn: 0.25 µs against 1.2 µs),
+// because with no idle connection database/sql builds its record of the
+// connection (4 allocations, more locking) on every checkout; runpool's
+// part allocates nothing. A SELECT 1 round trip on loopback is 12-20 µs:
+// on an idle machine the two are equal, on a loaded one the extra CPU costs
+// up to about 20% of that (BenchmarkSQLSelect1); a real query hides it.
 //
 // # Dead connections and driver.ErrBadConn
 //
