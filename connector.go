@@ -1,6 +1,9 @@
 package runpool
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Connector is what a [Pool] needs from a driver. The adapters implement it
 // for *pgx.Conn and for pgx's database/sql driver connection; tests and
@@ -22,3 +25,18 @@ type Connector[C any] interface {
 	// so Close must not wait for a goodbye the server will never read.
 	Close(c C, dead bool)
 }
+
+// GoneChecker is an optional interface for a Connector: Gone reports,
+// without sending anything, that the server already closed c or ended its
+// session (it wrote a FATAL error unasked). The pool asks it on checkout of
+// a connection idle at least PeekAfterIdle, so a session the server ended a
+// moment ago is replaced before a statement is sent on it, where its
+// outcome would be unknowable. It must be cheap: one non-blocking system
+// call.
+type GoneChecker[C any] interface {
+	Gone(c C) bool
+}
+
+// PeekAfterIdle: connections back in use within this long are not looked
+// at; the look costs a system call, a twentieth of a SELECT 1 round trip.
+const PeekAfterIdle = time.Millisecond

@@ -60,8 +60,20 @@ func raise(v *atomic.Int64, x int64) {
 // released after the last sign of trouble is handed out as is. It costs
 // one clock read and one atomic load. (Lifetime is checked on release and
 // by the maintainer, as pgxpool does, to keep this path short.)
-func (p *Pool[C]) trusted(res *puddle.Resource[*entry[C]], e *entry[C]) bool {
-	return res.IdleDuration() < p.probeAfter && e.gen == p.gen.Load()
+func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
+	return idle < p.probeAfter && e.gen == p.gen.Load()
+}
+
+// discardGone closes a connection the server already ended, found by the
+// connector's Gone on the fast path. Its idle siblings likely share its
+// fate (a restart, pg_terminate_backend of the role): each must now prove
+// itself.
+func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
+	p.counters.staleDiscarded.Add(1)
+	e.dead.Store(true)
+	res.Destroy()
+	p.gen.Add(1)
+	p.cfg.Logger.Debug("runpool: stale connection discarded", "pool", p.cfg.Name, "reason", "closed by server")
 }
 
 // check is the checkout slow path. It reports whether the connection may

@@ -21,7 +21,8 @@ var ErrClosed = errors.New("runpool: pool closed")
 type Pool[C any] struct {
 	p         *puddle.Pool[*entry[C]]
 	connector Connector[C]
-	cfg       Config // defaults applied, MaxConns resolved
+	gone      GoneChecker[C] // the connector, when it can tell a dead connection without I/O
+	cfg       Config         // defaults applied, MaxConns resolved
 	hooks     Hooks[C]
 
 	// Read on every checkout.
@@ -113,6 +114,7 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 		return nil, err
 	}
 	p.p = pp
+	p.gone, _ = connector.(GoneChecker[C])
 	p.health.init(nanotime())
 	go p.maintain()
 	return p, nil
@@ -131,7 +133,14 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 			return nil, p.acquireError(ctx, err)
 		}
 		e := res.Value()
-		if p.trusted(res, e) || p.check(ctx, res, e) {
+		idle := res.IdleDuration()
+		if p.trusted(idle, e) {
+			if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
+				e.borrowed.Store(true)
+				return e.handle(p, res), nil
+			}
+			p.discardGone(res, e)
+		} else if p.check(ctx, res, e) {
 			e.borrowed.Store(true)
 			return e.handle(p, res), nil
 		}

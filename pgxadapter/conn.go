@@ -11,16 +11,16 @@ import (
 // Conn is a connection borrowed from a Pool, like *pgxpool.Conn. It is
 // the root pool's handle under another name, so a checkout allocates
 // nothing.
-type Conn runpool.Conn[*pgx.Conn]
+type Conn runpool.Conn[*pconn]
 
-func (c *Conn) rc() *runpool.Conn[*pgx.Conn] { return (*runpool.Conn[*pgx.Conn])(c) }
+func (c *Conn) rc() *runpool.Conn[*pconn] { return (*runpool.Conn[*pconn])(c) }
 
 // Release returns the connection to the pool. It is safe to call more
 // than once.
 func (c *Conn) Release() { c.rc().Release() }
 
 // Conn returns the underlying *pgx.Conn. Do not use it after Release.
-func (c *Conn) Conn() *pgx.Conn { return c.rc().Value() }
+func (c *Conn) Conn() *pgx.Conn { return c.rc().Value().conn }
 
 // Exec runs sql.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {

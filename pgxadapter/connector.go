@@ -2,43 +2,87 @@ package pgxadapter
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool/internal/sockpeek"
 )
 
-// connector opens and closes *pgx.Conn for runpool.Pool.
+// pconn is what the pool holds: a pgx connection and what it takes to look
+// at its socket without allocating.
+type pconn struct {
+	conn *pgx.Conn
+	sock sockpeek.Socket
+}
+
+// connector opens and closes connections for runpool.Pool.
 type connector struct {
 	cfg *pgx.ConnConfig
 }
 
-func (c *connector) Connect(ctx context.Context) (*pgx.Conn, error) {
-	return pgx.ConnectConfig(ctx, c.cfg.Copy())
+func (c *connector) Connect(ctx context.Context) (*pconn, error) {
+	conn, err := pgx.ConnectConfig(ctx, c.cfg.Copy())
+	if err != nil {
+		return nil, err
+	}
+	pc := &pconn{conn: conn}
+	pc.sock.Init(conn.PgConn().Conn())
+	return pc, nil
 }
 
-func (c *connector) Ping(ctx context.Context, conn *pgx.Conn) error {
-	return conn.PgConn().Ping(ctx)
+// Gone reports, without sending anything, that the server closed the
+// connection or ended its session: a few pending messages (notices before
+// a FATAL) are read through pgx so that it sees them as usual.
+func (c *connector) Gone(pc *pconn) bool {
+	for range 8 {
+		switch pc.sock.Look() {
+		case sockpeek.Quiet:
+			return false
+		case sockpeek.Closed:
+			return true
+		}
+		if pc.conn.PgConn().CheckConn() != nil || pc.conn.IsClosed() {
+			return true
+		}
+	}
+	return false
 }
 
-func (c *connector) Reusable(conn *pgx.Conn) bool {
-	pc := conn.PgConn()
-	return !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() == 'I'
+// Ping is the checkout probe: a look at the socket, then a round trip
+// bounded by ctx. pgx closes the connection when ctx's deadline
+// interrupts the round trip; the pool then destroys it as dead, which
+// closes the socket at once.
+func (c *connector) Ping(ctx context.Context, pc *pconn) error {
+	if c.Gone(pc) {
+		return errClosedByServer
+	}
+	return pc.conn.PgConn().Ping(ctx)
 }
 
-func (c *connector) Cancel(ctx context.Context, conn *pgx.Conn) error {
-	return conn.PgConn().CancelRequest(ctx)
+func (c *connector) Reusable(pc *pconn) bool {
+	p := pc.conn.PgConn()
+	return !p.IsClosed() && !p.IsBusy() && p.TxStatus() == 'I'
+}
+
+func (c *connector) Cancel(ctx context.Context, pc *pconn) error {
+	return pc.conn.PgConn().CancelRequest(ctx)
 }
 
 // closeTimeout bounds the goodbye to a live server: writing Terminate to a
 // healthy socket takes microseconds, and the pool slot waits for it.
 const closeTimeout = time.Second
 
-func (c *connector) Close(conn *pgx.Conn, dead bool) {
+func (c *connector) Close(pc *pconn, dead bool) {
 	if dead {
-		// Nobody will read a Terminate; free the socket now.
-		_ = conn.PgConn().Conn().Close()
+		// Nobody will read a Terminate; free the socket now. This also
+		// ends at once any cleanup pgx began in the background.
+		_ = pc.conn.PgConn().Conn().Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	_ = conn.Close(ctx)
+	_ = pc.conn.Close(ctx)
 }
+
+// errClosedByServer: the probe found the session already ended.
+var errClosedByServer = errors.New("runpool: connection closed by the server")

@@ -12,7 +12,7 @@ import (
 // Pool is a runpool pool of *pgx.Conn with the query methods of
 // *pgxpool.Pool. It is safe for concurrent use.
 type Pool struct {
-	p   *runpool.Pool[*pgx.Conn]
+	p   *runpool.Pool[*pconn]
 	cfg *Config
 }
 
@@ -25,8 +25,10 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	}
 	cc := cfg.ConnConfig.Copy()
 	cc.DialFunc = cfg.Pool.NetDialer().DialContext
-	var hooks runpool.Hooks[*pgx.Conn]
-	hooks.AfterConnect = cfg.AfterConnect
+	var hooks runpool.Hooks[*pconn]
+	if ac := cfg.AfterConnect; ac != nil {
+		hooks.AfterConnect = func(ctx context.Context, pc *pconn) error { return ac(ctx, pc.conn) }
+	}
 	rp, err := runpool.New(cfg.Pool, &connector{cfg: cc}, hooks)
 	if err != nil {
 		return nil, err
@@ -52,9 +54,6 @@ func NewFromEnv(ctx context.Context) (*Pool, error) {
 
 // Config returns the configuration the pool was created with.
 func (p *Pool) Config() *Config { return p.cfg }
-
-// Runpool returns the underlying generic pool (for Shutdown and metrics).
-func (p *Pool) Runpool() *runpool.Pool[*pgx.Conn] { return p.p }
 
 // Acquire borrows a connection; Release it when done.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
@@ -82,7 +81,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 		return pgconn.CommandTag{}, err
 	}
 	defer c.Release()
-	return c.Value().Exec(ctx, sql, args...)
+	return c.Value().conn.Exec(ctx, sql, args...)
 }
 
 // Query runs sql on a pooled connection; the connection returns to the
@@ -92,7 +91,7 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	if err != nil {
 		return errRows{err: err}, err
 	}
-	rows, err := c.Value().Query(ctx, sql, args...)
+	rows, err := c.Value().conn.Query(ctx, sql, args...)
 	if err != nil {
 		c.Release()
 		return errRows{err: err}, err
@@ -107,7 +106,7 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	if err != nil {
 		return errRow{err: err}
 	}
-	return &poolRow{r: c.Value().QueryRow(ctx, sql, args...), c: c}
+	return &poolRow{r: c.Value().conn.QueryRow(ctx, sql, args...), c: c}
 }
 
 // SendBatch sends b on a pooled connection; the connection returns to the
@@ -117,7 +116,7 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
-	br := c.Value().SendBatch(ctx, b)
+	br := c.Value().conn.SendBatch(ctx, b)
 	if tx := br.Tx(); tx != nil {
 		return &poolBatchResults{BatchResults: br, tx: &poolTx{Tx: tx, c: c}}
 	}
@@ -136,7 +135,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if err != nil {
 		return nil, err
 	}
-	tx, err := c.Value().BeginTx(ctx, opts)
+	tx, err := c.Value().conn.BeginTx(ctx, opts)
 	if err != nil {
 		c.Release()
 		return nil, err
@@ -151,7 +150,7 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 		return 0, err
 	}
 	defer c.Release()
-	return c.Value().CopyFrom(ctx, table, columns, src)
+	return c.Value().conn.CopyFrom(ctx, table, columns, src)
 }
 
 // Ping acquires a connection and checks that the server answers.
@@ -161,7 +160,7 @@ func (p *Pool) Ping(ctx context.Context) error {
 		return err
 	}
 	defer c.Release()
-	return c.Value().Ping(ctx)
+	return c.Value().conn.Ping(ctx)
 }
 
 // Close drains the pool within Config.Pool.DrainTimeout and closes it.

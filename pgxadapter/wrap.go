@@ -15,7 +15,7 @@ import (
 
 type poolRows struct {
 	pgx.Rows
-	c *runpool.Conn[*pgx.Conn]
+	c *runpool.Conn[*pconn]
 }
 
 func (r *poolRows) Close() {
@@ -49,7 +49,7 @@ func (r *poolRows) Values() ([]any, error) {
 
 type poolRow struct {
 	r pgx.Row
-	c *runpool.Conn[*pgx.Conn]
+	c *runpool.Conn[*pconn]
 }
 
 func (r *poolRow) Scan(dest ...any) error {
@@ -59,7 +59,7 @@ func (r *poolRow) Scan(dest ...any) error {
 
 type poolBatchResults struct {
 	pgx.BatchResults
-	c  *runpool.Conn[*pgx.Conn] // nil when tx owns the connection
+	c  *runpool.Conn[*pconn] // nil when tx owns the connection
 	tx *poolTx
 }
 
@@ -80,7 +80,7 @@ func (b *poolBatchResults) Tx() pgx.Tx {
 
 type poolTx struct {
 	pgx.Tx
-	c *runpool.Conn[*pgx.Conn]
+	c *runpool.Conn[*pconn]
 }
 
 func (t *poolTx) Commit(ctx context.Context) error {

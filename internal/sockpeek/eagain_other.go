@@ -1,0 +1,7 @@
+//go:build !linux
+
+package sockpeek
+
+import "syscall"
+
+const syscallEAGAIN = syscall.EAGAIN
