@@ -12,11 +12,11 @@ import (
 )
 
 // TestTerminatedConnRetried: backends killed with pg_terminate_backend
-// while idle. The checkout sees the server's FATAL waiting on the socket,
-// discards the connection and fails with driver.ErrBadConn; database/sql
-// retries on another connection, and the caller never sees an error.
-// runpool's own idle probe is turned off (ProbeAfterIdle 1h) so that this
-// path alone has to do it.
+// while idle. The checkout sees the server's FATAL waiting on the socket
+// and runpool replaces the connection before database/sql gets it, for
+// plain statements, transactions and sql.Conn alike; the caller never sees
+// an error. runpool's idle probe is turned off (ProbeAfterIdle 1h) so that
+// the look at the socket alone has to do it.
 func TestTerminatedConnRetried(t *testing.T) {
 	db, srv, user := openDB(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: time.Hour})
 	ctx := ctxT(t, 20*time.Second)
@@ -47,15 +47,15 @@ func TestTerminatedConnRetried(t *testing.T) {
 		}
 	}
 	st := sqladapter.Stat(db)
-	if st.BrokenOnReleaseCount() == 0 {
+	if st.StaleDiscardCount() == 0 {
 		t.Errorf("no dead connection was discarded at checkout (killed %d)", killed)
 	}
 	t.Logf("killed %d, discarded at checkout %d, probes %d, dials %d",
-		killed, st.BrokenOnReleaseCount(), st.ProbeCount(), st.NewConnsCount())
+		killed, st.StaleDiscardCount(), st.ProbeCount(), st.NewConnsCount())
 
 	// A transaction and a sql.Conn go through the same retry.
 	warm()
-	broken := sqladapter.Stat(db).BrokenOnReleaseCount()
+	stale := sqladapter.Stat(db).StaleDiscardCount()
 	srv.TerminateBackends(t, user)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -75,19 +75,27 @@ func TestTerminatedConnRetried(t *testing.T) {
 		t.Fatal(n)
 	}
 	_ = c.Close()
-	if got := sqladapter.Stat(db).BrokenOnReleaseCount(); got == broken {
+	if got := sqladapter.Stat(db).StaleDiscardCount(); got == stale {
 		t.Error("no dead connection was discarded at checkout in the second round")
 	}
 }
 
 // TestClosedSocketRetried: a connection whose socket is gone (here closed
 // under pgx's feet, as a failed keepalive would). Used again at once, the
-// statement fails before sending anything and returns driver.ErrBadConn;
-// after a pause, the checkout sees the closed socket. Either way
-// database/sql retries on a new connection and the caller sees no error,
-// for a statement pgx has cached and for a new one.
+// statement fails before sending anything and returns driver.ErrBadConn,
+// database/sql retries on a new connection, and the broken one is closed
+// when it comes back; after a pause, the checkout sees the closed socket
+// and runpool replaces it first. Either way the caller sees no error, for
+// a statement pgx has cached and for a new one.
 func TestClosedSocketRetried(t *testing.T) {
-	for _, pause := range []time.Duration{0, 20 * time.Millisecond} {
+	for _, tc := range []struct {
+		pause time.Duration
+		count func(*runpool.Stat) int64
+	}{
+		{0, (*runpool.Stat).BrokenOnReleaseCount},
+		{20 * time.Millisecond, (*runpool.Stat).StaleDiscardCount},
+	} {
+		pause := tc.pause
 		t.Run(pause.String(), func(t *testing.T) {
 			db, _, _ := openDB(t, runpool.Config{MaxConns: 1, ProbeAfterIdle: time.Hour})
 			ctx := ctxT(t, 20*time.Second)
@@ -98,8 +106,8 @@ func TestClosedSocketRetried(t *testing.T) {
 					t.Fatal("the closed connection was reused")
 				}
 			}
-			if st := sqladapter.Stat(db); st.BrokenOnReleaseCount() != 2 {
-				t.Errorf("%d broken connections discarded, want 2", st.BrokenOnReleaseCount())
+			if n := tc.count(sqladapter.Stat(db)); n != 2 {
+				t.Errorf("%d connections discarded by this path, want 2", n)
 			}
 		})
 	}

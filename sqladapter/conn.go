@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/sockpeek"
 )
 
 // DriverConn is the driver.Conn that database/sql holds: one per pooled
@@ -21,16 +22,13 @@ import (
 type DriverConn struct {
 	sc    *stdlib.Conn
 	pg    *pgx.Conn
-	live  liveness // the non-blocking look at the socket on checkout
-	stmts stmts    // statements prepared on the connection, kept across checkouts
+	sock  sockpeek.Socket // the look at the socket on checkout (source.Gone)
+	stmts stmts           // statements prepared on the connection, kept across checkouts
 
 	// held is the runpool checkout database/sql holds now; nil while the
 	// connection is idle in runpool. Set by Connector.Connect, cleared by
 	// Close; database/sql orders the two.
 	held *runpool.Conn[*DriverConn]
-	// releasedAt is the nanotime of the last Close: the checkout looks at
-	// the socket only when the connection idled for peekAfterIdle.
-	releasedAt int64
 }
 
 // Compile-time checks: every optional interface pgx's stdlib conn has,
@@ -59,7 +57,6 @@ func (c *DriverConn) Close() error {
 		return nil
 	}
 	c.held = nil // before Release: another checkout may take c at once
-	c.releasedAt = nanotime()
 	h.Release()
 	return nil
 }

@@ -50,24 +50,14 @@ func NewConnector(cfg *Config) (*Connector, error) {
 }
 
 // Connect checks a connection out of runpool for database/sql, which
-// returns it by closing the driver.Conn. A connection the server has
-// already closed is discarded and the checkout fails with
-// driver.ErrBadConn, so database/sql retries on another one.
+// returns it by closing the driver.Conn. runpool has already replaced a
+// connection the server ended (see the package doc).
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	h, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	dc := h.Value()
-	if dc.gone() {
-		// Closed, the connection fails Reusable, so Release discards it
-		// and makes runpool probe its idle siblings before reuse.
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // no goodbye: the server is gone
-		_ = dc.pg.Close(ctx)
-		h.Release()
-		return nil, driver.ErrBadConn
-	}
 	dc.held = h
 	return dc, nil
 }
@@ -111,5 +101,5 @@ func connectorOf(db *sql.DB) *Connector {
 	return nil
 }
 
-// pgxConn documents what sql.Conn.Raw users may assert; see DriverConn.
+// What sql.Conn.Raw users assert instead of *stdlib.Conn; see DriverConn.
 var _ interface{ Conn() *pgx.Conn } = (*DriverConn)(nil)

@@ -41,15 +41,17 @@
 //
 // # Dead connections and driver.ErrBadConn
 //
-// On a checkout after at least 1 ms idle the connector looks, without
-// blocking or sending anything, at whether the server already closed the
-// connection or wrote to it unasked (PostgreSQL sends a FATAL error before it closes a session
-// that pg_terminate_backend or a shutdown ended). Such a connection is
-// closed and the checkout fails with driver.ErrBadConn, so database/sql
-// retries on another connection; runpool then probes the dead one's idle
-// siblings before handing them out. Statements that fail before any byte
-// reached the server also return driver.ErrBadConn (pgx's stdlib does
-// that for most; this package for all), and nothing that may have run on the server is retried.
+// A connection the server already ended (pg_terminate_backend, a server
+// shutdown: PostgreSQL writes a FATAL error, then closes) is replaced by
+// runpool on checkout, before database/sql sees it: a checkout after at
+// least 1 ms idle looks at the socket without blocking or sending
+// (runpool.GoneChecker), and runpool then probes the dead one's idle
+// siblings. A statement that fails before any byte reached the server
+// returns driver.ErrBadConn, so database/sql retries it on another
+// connection (pgx's stdlib driver does that for most such failures; this
+// package for all, including a cached statement whose send failure shows
+// only on its first row). Nothing that may have run on the server is
+// retried.
 //
 // Users who build the *sql.DB themselves from a [Connector] must call
 // db.SetMaxIdleConns(0) (or use [OpenDB]); [Shutdown] does it too.

@@ -3,10 +3,13 @@ package sqladapter
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/sockpeek"
 )
 
 // source opens and closes pooled connections for runpool: each is pgx's
@@ -26,13 +29,42 @@ func (s *source) Connect(ctx context.Context) (*DriverConn, error) {
 		return nil, fmt.Errorf("sqladapter: pgx stdlib returned a %T, not a *stdlib.Conn", dc)
 	}
 	c := &DriverConn{sc: sc, pg: sc.Conn()}
-	c.live.init(c.pg.PgConn().Conn())
+	c.sock.Init(c.pg.PgConn().Conn())
 	return c, nil
 }
 
+// Gone reports, without sending anything, that the server closed the
+// connection or ended its session (runpool.GoneChecker). A few pending
+// messages (notices before a FATAL) are read through pgx, which handles
+// them as usual; the bytes are there, so the reads do not wait.
+func (s *source) Gone(c *DriverConn) bool {
+	for range 8 {
+		switch c.sock.Look() {
+		case sockpeek.Quiet:
+			return false
+		case sockpeek.Closed:
+			return true
+		}
+		if c.pg.PgConn().CheckConn() != nil || c.pg.IsClosed() {
+			return true
+		}
+	}
+	return false
+}
+
+// Ping is the checkout probe: a look at the socket, then a round trip
+// bounded by ctx.
 func (s *source) Ping(ctx context.Context, c *DriverConn) error {
+	if s.Gone(c) {
+		return errClosedByServer
+	}
 	return c.pg.PgConn().Ping(ctx)
 }
+
+// errClosedByServer: the probe found the session already ended.
+var errClosedByServer = errors.New("sqladapter: connection closed by the server")
+
+var _ runpool.GoneChecker[*DriverConn] = (*source)(nil)
 
 func (s *source) Reusable(c *DriverConn) bool { return reusable(c.pg) }
 
