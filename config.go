@@ -54,8 +54,10 @@ type Config struct {
 	// ProbeAfterIdle: a connection idle longer than this is probed before
 	// it is handed out. Default 1s.
 	ProbeAfterIdle time.Duration
-	// ProbeTimeout bounds one probe, whatever the caller's deadline.
-	// Default 250ms.
+	// ProbeTimeout caps one probe, whatever the caller's deadline. Within
+	// it the probe's deadline is twice the typical dial time (at least
+	// 5ms): a connection slower to answer than a fresh one is to open is
+	// replaced. Default 250ms.
 	ProbeTimeout time.Duration
 	// FreezeThreshold: the maintainer reports a freeze when its clock jumps
 	// this much past a tick. Default 1s.
@@ -75,6 +77,16 @@ type Config struct {
 	// TCPUserTimeout makes a write into a black hole fail after this long
 	// (Linux TCP_USER_TIMEOUT). Default 20s; negative disables.
 	TCPUserTimeout time.Duration
+
+	// ServerKeepAliveIdle asks the server's kernel to probe an idle client
+	// after this long and end the session when three probes (a third of it
+	// apart) go unanswered, so a backend whose client vanished behind a NAT
+	// frees its slot. Default 30s; negative disables. See reclaim.go.
+	ServerKeepAliveIdle time.Duration
+	// ServerIdleSessionTimeout asks the server (PostgreSQL 14+) to end a
+	// session idle this long. It must exceed MaxConnIdleTime. Default
+	// MaxConnIdleTime + 2*MaintainInterval + 10s; negative disables.
+	ServerIdleSessionTimeout time.Duration
 
 	// Budget is the number of server connections the whole service may use,
 	// all instances together. Zero means read it from the server at start.
@@ -100,20 +112,21 @@ type Config struct {
 
 // Defaults used where a Config field is zero.
 const (
-	defaultName               = "runpool"
-	defaultMaxConcurrentDials = 2
-	defaultDialTimeout        = 5 * time.Second
-	defaultMaxConnIdleTime    = 45 * time.Second
-	defaultMaxConnLifetime    = 30 * time.Minute
-	defaultMaintainInterval   = time.Second
-	defaultProbeAfterIdle     = time.Second
-	defaultProbeTimeout       = 250 * time.Millisecond
-	defaultFreezeThreshold    = time.Second
-	defaultKeepAliveIdle      = 15 * time.Second
-	defaultKeepAliveInterval  = 5 * time.Second
-	defaultKeepAliveCount     = 3
-	defaultTCPUserTimeout     = 20 * time.Second
-	defaultDrainTimeout       = 10 * time.Second
+	defaultName                = "runpool"
+	defaultMaxConcurrentDials  = 2
+	defaultDialTimeout         = 5 * time.Second
+	defaultMaxConnIdleTime     = 45 * time.Second
+	defaultMaxConnLifetime     = 30 * time.Minute
+	defaultMaintainInterval    = time.Second
+	defaultProbeAfterIdle      = time.Second
+	defaultProbeTimeout        = 250 * time.Millisecond
+	defaultFreezeThreshold     = time.Second
+	defaultKeepAliveIdle       = 15 * time.Second
+	defaultKeepAliveInterval   = 5 * time.Second
+	defaultKeepAliveCount      = 3
+	defaultTCPUserTimeout      = 20 * time.Second
+	defaultDrainTimeout        = 10 * time.Second
+	defaultServerKeepAliveIdle = 30 * time.Second
 )
 
 // withDefaults returns a copy of c with every zero field set to its
@@ -161,6 +174,12 @@ func (c Config) withDefaults() Config {
 	if c.TCPUserTimeout == 0 {
 		c.TCPUserTimeout = defaultTCPUserTimeout
 	}
+	if c.ServerKeepAliveIdle == 0 {
+		c.ServerKeepAliveIdle = defaultServerKeepAliveIdle
+	}
+	if c.ServerIdleSessionTimeout == 0 {
+		c.ServerIdleSessionTimeout = c.serverIdleSessionTimeout()
+	}
 	if c.MaxInstances == 0 {
 		c.MaxInstances = 1
 	}
@@ -202,6 +221,9 @@ func (c Config) Validate() error {
 		return fieldError("PathIdleTimeout", c.PathIdleTimeout, "must not be negative")
 	case c.TCPKeepAliveIdle < 0, c.TCPKeepAliveInterval < 0, c.TCPKeepAliveCount < 0:
 		return fieldError("TCPKeepAlive*", c.TCPKeepAliveIdle, "must not be negative")
+	case c.ServerIdleSessionTimeout > 0 && c.ServerIdleSessionTimeout <= c.withDefaults().MaxConnIdleTime:
+		return fieldError("ServerIdleSessionTimeout", c.ServerIdleSessionTimeout,
+			fmt.Sprintf("must exceed MaxConnIdleTime (%v), or the server ends sessions the pool still keeps", c.withDefaults().MaxConnIdleTime))
 	case c.Budget < 0:
 		return fieldError("Budget", c.Budget, "must not be negative")
 	case c.MaxInstances < 0:

@@ -25,6 +25,36 @@ type health struct {
 	discardBefore atomic.Int64
 
 	dialErr atomic.Pointer[error] // last dial failure, nil after a success
+	// dialNanos is a moving average of how long a successful dial takes. A
+	// probe slower than a fresh dial is not worth waiting for: the probe
+	// deadline follows it (see probeTimeout).
+	dialNanos atomic.Int64
+}
+
+// minProbeTimeout keeps a probe from failing a healthy connection on a
+// scheduling hiccup when dials are very fast (loopback, a warm proxy).
+const minProbeTimeout = 5 * time.Millisecond
+
+// dialTook folds one dial's duration into the moving average (1/4 weight).
+func (h *health) dialTook(d time.Duration) {
+	old := h.dialNanos.Load()
+	if old == 0 {
+		h.dialNanos.Store(int64(d))
+		return
+	}
+	h.dialNanos.Store(old + (int64(d)-old)/4)
+}
+
+// probeTimeout is twice the typical dial time, within [minProbeTimeout,
+// limit]: a connection that cannot answer a ping that fast is replaced by
+// a fresh one sooner than it could be waited for, and a false alarm costs
+// one dial, never a failed request.
+func (h *health) probeTimeout(limit time.Duration) time.Duration {
+	d := time.Duration(2 * h.dialNanos.Load())
+	if d == 0 {
+		return limit
+	}
+	return min(max(d, minProbeTimeout), limit)
 }
 
 func (h *health) init(now int64) {
@@ -103,7 +133,7 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	}
 
 	p.counters.probes.Add(1)
-	pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+	pctx, cancel := context.WithTimeout(ctx, p.health.probeTimeout(p.cfg.ProbeTimeout))
 	err := p.connector.Ping(pctx, e.conn)
 	cancel()
 	if err == nil {

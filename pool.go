@@ -254,11 +254,13 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	defer func() { <-p.dialSem }()
 
+	start := time.Now()
 	c, err := p.dial(ctx)
 	if err != nil {
 		p.health.dialFailed(err)
 		return nil, err
 	}
+	p.health.dialTook(time.Since(start))
 	p.health.dialSucceeded()
 	p.counters.newConns.Add(1)
 	e := &entry[C]{conn: c, expiresAt: nanotime() + p.lifetime(), gen: p.gen.Load()}

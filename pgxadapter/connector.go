@@ -18,12 +18,17 @@ type pconn struct {
 
 // connector opens and closes connections for runpool.Pool.
 type connector struct {
-	cfg *pgx.ConnConfig
+	cfg   *pgx.ConnConfig
+	setup func(context.Context, *pgx.Conn) error // per-session settings (internal/pgxconn)
 }
 
 func (c *connector) Connect(ctx context.Context) (*pconn, error) {
 	conn, err := pgx.ConnectConfig(ctx, c.cfg.Copy())
 	if err != nil {
+		return nil, err
+	}
+	if err := c.setup(ctx, conn); err != nil {
+		conn.Close(ctx)
 		return nil, err
 	}
 	pc := &pconn{conn: conn}

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgxconn"
 )
 
 // Pool is a runpool pool of *pgx.Conn with the query methods of
@@ -23,13 +24,12 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
-	cc := cfg.ConnConfig.Copy()
-	cc.DialFunc = cfg.Pool.NetDialer().DialContext
+	cc, setup := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
 	var hooks runpool.Hooks[*pconn]
 	if ac := cfg.AfterConnect; ac != nil {
 		hooks.AfterConnect = func(ctx context.Context, pc *pconn) error { return ac(ctx, pc.conn) }
 	}
-	rp, err := runpool.New(cfg.Pool, &connector{cfg: cc}, hooks)
+	rp, err := runpool.New(cfg.Pool, &connector{cfg: cc, setup: setup}, hooks)
 	if err != nil {
 		return nil, err
 	}

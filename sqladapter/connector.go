@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgxconn"
 )
 
 // Connector is a driver.Connector whose connections come from a runpool
@@ -32,13 +33,19 @@ func NewConnector(cfg *Config) (*Connector, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
-	cc := cfg.ConnConfig.Copy()
-	cc.DialFunc = cfg.Pool.NetDialer().DialContext
+	cc, setup := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
 	var hooks runpool.Hooks[*DriverConn]
-	if ac := cfg.AfterConnect; ac != nil {
-		// runpool closes the connection when the hook fails; pgx's stdlib
-		// option would leave it open.
-		hooks.AfterConnect = func(ctx context.Context, c *DriverConn) error { return ac(ctx, c.pg) }
+	ac := cfg.AfterConnect
+	// runpool closes the connection when the hook fails; pgx's stdlib
+	// option would leave it open.
+	hooks.AfterConnect = func(ctx context.Context, c *DriverConn) error {
+		if err := setup(ctx, c.pg); err != nil {
+			return err
+		}
+		if ac != nil {
+			return ac(ctx, c.pg)
+		}
+		return nil
 	}
 	pool, err := runpool.New(cfg.Pool, &source{stdlib: stdlib.GetConnector(*cc)}, hooks)
 	if err != nil {

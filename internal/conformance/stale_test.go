@@ -1,0 +1,216 @@
+package conformance
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/adaptertest"
+	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/pgtest"
+)
+
+// The scenario of DESIGN.md §4, scaled to this machine: a NAT that
+// forgets flows idle for natIdle, instances frozen longer than that, and
+// bursts of 16 concurrent 5 ms queries with 2 s deadlines.
+const (
+	natIdle  = time.Second
+	frozen   = 2 * time.Second
+	query    = 5 * time.Millisecond
+	deadline = 2 * time.Second
+	burstN   = 16
+)
+
+var modes = []faultproxy.Mode{faultproxy.Blackhole, faultproxy.Reset}
+
+// dsnVia is a DSN for user that reaches the server through addr.
+func dsnVia(srv *pgtest.Server, user, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	u := srv.URLFor(user, "pw", user)
+	return strings.Replace(u, srv.Host+":"+strconv.Itoa(srv.Port), host+":"+port, 1)
+}
+
+func natProxy(t *testing.T, srv *pgtest.Server, mode faultproxy.Mode) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: mode, IdleTimeout: natIdle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// checkBurst fails unless every request was served, and bounds p99 by a
+// small multiple of what a fresh connection costs.
+func checkBurst(t *testing.T, r burstResult, fresh time.Duration) {
+	t.Helper()
+	t.Logf("burst: %v (fresh dial+query %v)", r, fresh.Round(time.Microsecond))
+	if r.Failed > 0 {
+		t.Fatalf("%d of %d requests failed: %v", r.Failed, r.OK+r.Failed, r.Errors[0])
+	}
+	// 3x a fresh dial plus the query is the bar; this machine is shared
+	// by parallel test binaries, so allow a fixed margin for scheduling.
+	if limit := 3*fresh + 300*time.Millisecond; r.P99 > limit {
+		t.Fatalf("p99 %v over %v", r.P99, limit)
+	}
+}
+
+// After idling past the NAT's timeout (a throttled instance whose timers
+// still run), a burst is served in full.
+func TestIdleBehindNAT(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adaptertest.Adapters {
+		for _, mode := range modes {
+			t.Run(a.Name+"/"+mode.String(), func(t *testing.T) {
+				user := srv.CreateRole(t, -1)
+				nat := natProxy(t, srv, mode)
+				dsn := dsnVia(srv, user, nat.Addr())
+				db := open(t, a, dsn, runpool.Config{MaxConns: 8})
+				if r := burst(db, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
+					t.Fatalf("warm-up: %v", r)
+				}
+				time.Sleep(natIdle + 500*time.Millisecond)
+				r := burst(db, burstN, query, deadline)
+				if nat.Dropped() == 0 {
+					t.Fatal("the NAT forgot no flow: the scenario did not happen")
+				}
+				checkBurst(t, r, freshDial(t, a, dsn, query))
+			})
+		}
+	}
+}
+
+// An instance frozen longer than the NAT's timeout serves its next burst
+// in full, as soon as it thaws.
+func TestFreezeBehindNAT(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adaptertest.Adapters {
+		for _, mode := range modes {
+			t.Run(a.Name+"/"+mode.String(), func(t *testing.T) {
+				user := srv.CreateRole(t, -1)
+				nat := natProxy(t, srv, mode)
+				dsn := dsnVia(srv, user, nat.Addr())
+				inst := startInstance(t, a.Name, dsn, runpool.Config{MaxConns: 8})
+				if r := inst.burst(t, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
+					t.Fatalf("warm-up: %v", r)
+				}
+				inst.freeze(t, frozen)
+				r := inst.burst(t, burstN, query, deadline)
+				if nat.Dropped() == 0 {
+					t.Fatal("the NAT forgot no flow: the scenario did not happen")
+				}
+				checkBurst(t, r, freshDial(t, a, dsn, query))
+			})
+		}
+	}
+}
+
+// After pg_terminate_backend of every pooled backend, the very next burst
+// is served in full: the ended sessions are noticed on checkout.
+func TestTerminatedBackends(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			user := srv.CreateRole(t, -1)
+			db := open(t, a, srv.URLFor(user, "pw", user), runpool.Config{MaxConns: 8})
+			if r := burst(db, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
+				t.Fatalf("warm-up: %v", r)
+			}
+			if n := srv.TerminateBackends(t, user); n == 0 {
+				t.Fatal("no backend terminated")
+			}
+			r := burst(db, burstN, query, deadline)
+			t.Logf("after pg_terminate_backend: %v", r)
+			if r.Failed > 0 {
+				t.Fatalf("%d failed: %v", r.Failed, r.Errors[0])
+			}
+		})
+	}
+}
+
+// After a server restart, and after a crash (SIGKILL) and start, the next
+// burst is served in full.
+func TestServerRestartAndKill(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			db := open(t, a, srv.URL(), runpool.Config{MaxConns: 8})
+			for _, fault := range []struct {
+				name string
+				do   func() error
+			}{
+				{"restart", srv.Restart},
+				{"kill", func() error {
+					if err := srv.Kill(); err != nil {
+						return err
+					}
+					return srv.StartAgain()
+				}},
+			} {
+				if r := burst(db, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
+					t.Fatalf("before %s: %v", fault.name, r)
+				}
+				if err := fault.do(); err != nil {
+					t.Fatal(err)
+				}
+				r := burst(db, burstN, query, deadline)
+				t.Logf("after %s: %v", fault.name, r)
+				if r.Failed > 0 {
+					t.Fatalf("after %s: %d failed: %v", fault.name, r.Failed, r.Errors[0])
+				}
+			}
+		})
+	}
+}
+
+// Server-side reclaim: the backends of flows a NAT black-holed leave
+// pg_stat_activity within the configured bound, while a pool that keeps
+// using its connections never loses one to it.
+func TestServerReclaim(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			cfg := runpool.Config{
+				MaxConns: 4, MaxConnIdleTime: time.Second, MaintainInterval: 100 * time.Millisecond,
+				ServerIdleSessionTimeout: 2 * time.Second,
+			}
+			abandoned := srv.CreateRole(t, -1)
+			nat, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nat.Close()
+			db := open(t, a, dsnVia(srv, abandoned, nat.Addr()), cfg)
+			if r := burst(db, 4, 20*time.Millisecond, deadline); r.Failed > 0 {
+				t.Fatalf("warm-up: %v", r)
+			}
+			if n := srv.Backends(t, abandoned); n != 4 {
+				t.Fatalf("%d backends, want 4", n)
+			}
+
+			// A busy pool on a healthy path, with the same settings.
+			busy := srv.CreateRole(t, -1)
+			live := open(t, a, srv.URLFor(busy, "pw", busy), cfg)
+			start := time.Now()
+			for srv.Backends(t, abandoned) > 0 {
+				if time.Since(start) > cfg.ServerIdleSessionTimeout+3*time.Second {
+					t.Fatalf("%d abandoned backends still there after %v", srv.Backends(t, abandoned), time.Since(start))
+				}
+				if r := burst(live, 4, time.Millisecond, deadline); r.Failed > 0 {
+					t.Fatalf("the busy pool lost a request: %v", r.Errors[0])
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			t.Logf("abandoned backends reclaimed %v after the flows went dark (bound %v)", time.Since(start).Round(10*time.Millisecond), cfg.ServerIdleSessionTimeout)
+			if s := live.Stat(); s.StaleDiscardCount() != 0 || s.BrokenOnReleaseCount() != 0 {
+				t.Fatalf("the busy pool lost connections: stale %d broken %d", s.StaleDiscardCount(), s.BrokenOnReleaseCount())
+			}
+		})
+	}
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,51 @@
+package runpool
+
+import (
+	"strconv"
+	"time"
+)
+
+// Server-side reclaim (F3). A backend whose client vanished behind a NAT
+// that forgot the flow keeps its slot until the server notices: with the
+// OS defaults, hours. Each connection therefore asks its backend to
+// notice within a bounded window:
+//
+//   - tcp_keepalives_idle/interval/count: the server's kernel probes an
+//     idle client and ends the session when the probes go unanswered
+//     (through a forgotten NAT flow they vanish). Every supported server
+//     knows them, so they travel in the startup packet.
+//   - idle_session_timeout (PostgreSQL 14+): the server ends a session idle
+//     this long. It is set above MaxConnIdleTime, so the server never ends a
+//     session the pool still keeps; the pool closes those itself first. A
+//     frozen instance's sessions do end on the server meanwhile, and the
+//     checkout probe replaces them on thaw. Older servers reject the name
+//     at startup, so it is sent with SET once the version is known.
+
+// ServerSettings returns the per-session settings to send at connect
+// time, split by how they must travel: startup parameters every server
+// accepts, and settings for a SET after connecting to a server of the
+// given major version (0 when not yet known: none).
+func (c Config) ServerSettings(serverMajor int) (startup, set map[string]string) {
+	c = c.withDefaults()
+	startup = map[string]string{}
+	set = map[string]string{}
+	if d := c.ServerKeepAliveIdle; d > 0 {
+		startup["tcp_keepalives_idle"] = seconds(d)
+		startup["tcp_keepalives_interval"] = seconds(max(d/3, time.Second))
+		startup["tcp_keepalives_count"] = "3"
+	}
+	if d := c.ServerIdleSessionTimeout; d > 0 && serverMajor >= 14 {
+		set["idle_session_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	return startup, set
+}
+
+func seconds(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+}
+
+// serverIdleSessionTimeout is the default: the pool's own idle limit plus
+// room for the maintainer to act first.
+func (c Config) serverIdleSessionTimeout() time.Duration {
+	return c.MaxConnIdleTime + 2*c.MaintainInterval + 10*time.Second
+}
