@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for a DB sqladapter did not open
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/sqladapter"
 )
 
@@ -350,4 +351,38 @@ func TestOpenErrors(t *testing.T) {
 	if s := err.Error(); strings.Contains(s, "secretpw") {
 		t.Errorf("error shows the password: %s", s)
 	}
+}
+
+func TestAfterConnect(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	ctx := ctxT(t, 10*time.Second)
+	sc, err := sqladapter.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Pool.Logger = discardLogger
+	sc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "set application_name = 'hooked'")
+		return err
+	}
+	db, err := sqladapter.Open(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app string
+	if err := db.QueryRowContext(ctx, "show application_name").Scan(&app); err != nil || app != "hooked" {
+		t.Errorf("application_name %q, %v", app, err)
+	}
+	_ = db.Close()
+
+	// A failing hook fails Open and leaves no backend behind.
+	sc.AfterConnect = func(context.Context, *pgx.Conn) error { return errors.New("hook says no") }
+	sc.Pool.DialTimeout = time.Second
+	octx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := sqladapter.Open(octx, sc); err == nil || !strings.Contains(err.Error(), "hook says no") {
+		t.Errorf("Open with a failing hook: %v", err)
+	}
+	waitFor(t, 5*time.Second, "no backend left", func() bool { return srv.Backends(t, user) == 0 })
 }
