@@ -74,39 +74,67 @@ func (p *Pool) AcquireFunc(ctx context.Context, f func(*Conn) error) error {
 	return f(c)
 }
 
-// Exec runs sql on a pooled connection.
+// Exec runs sql on a pooled connection. A failure before the statement
+// reached the server is retried on another connection (see retry.go).
 func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	c, err := p.p.Acquire(ctx)
-	if err != nil {
-		return pgconn.CommandTag{}, err
+	for attempt := 0; ; attempt++ {
+		c, err := p.p.Acquire(ctx)
+		if err != nil {
+			return pgconn.CommandTag{}, err
+		}
+		tag, err := c.Value().conn.Exec(ctx, sql, args...)
+		c.Release()
+		if err == nil || !retryable(ctx, err, attempt) {
+			return tag, err
+		}
 	}
-	defer c.Release()
-	return c.Value().conn.Exec(ctx, sql, args...)
 }
 
 // Query runs sql on a pooled connection; the connection returns to the
 // pool when the rows are closed (or fully read).
 func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	c, err := p.p.Acquire(ctx)
-	if err != nil {
-		return errRows{err: err}, err
-	}
-	rows, err := c.Value().conn.Query(ctx, sql, args...)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		c, err := p.p.Acquire(ctx)
+		if err != nil {
+			return errRows{err: err}, err
+		}
+		rows, err := c.Value().conn.Query(ctx, sql, args...)
+		if err == nil {
+			return &poolRows{Rows: rows, c: c}, nil
+		}
 		c.Release()
-		return errRows{err: err}, err
+		if !retryable(ctx, err, attempt) {
+			return errRows{err: err}, err
+		}
 	}
-	return &poolRows{Rows: rows, c: c}, nil
 }
 
 // QueryRow runs sql on a pooled connection; the connection returns to the
 // pool on Scan.
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	c, err := p.p.Acquire(ctx)
-	if err != nil {
-		return errRow{err: err}
+	return &retryRow{p: p, ctx: ctx, sql: sql, args: args}
+}
+
+// retryRow runs its query at Scan, where pgx reports a QueryRow's errors,
+// so that a failure before the query was sent can be retried there.
+type retryRow struct {
+	p    *Pool
+	ctx  context.Context
+	sql  string
+	args []any
+}
+
+func (r *retryRow) Scan(dest ...any) error {
+	for attempt := 0; ; attempt++ {
+		c, err := r.p.p.Acquire(r.ctx)
+		if err != nil {
+			return err
+		}
+		err = (&poolRow{r: c.Value().conn.QueryRow(r.ctx, r.sql, r.args...), c: c}).Scan(dest...)
+		if err == nil || !retryable(r.ctx, err, attempt) {
+			return err
+		}
 	}
-	return &poolRow{r: c.Value().conn.QueryRow(ctx, sql, args...), c: c}
 }
 
 // SendBatch sends b on a pooled connection; the connection returns to the
@@ -131,16 +159,20 @@ func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // BeginTx is Begin with options.
 func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	c, err := p.p.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tx, err := c.Value().conn.BeginTx(ctx, opts)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		c, err := p.p.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tx, err := c.Value().conn.BeginTx(ctx, opts)
+		if err == nil {
+			return &poolTx{Tx: tx, c: c}, nil
+		}
 		c.Release()
-		return nil, err
+		if !retryable(ctx, err, attempt) {
+			return nil, err
+		}
 	}
-	return &poolTx{Tx: tx, c: c}, nil
 }
 
 // CopyFrom runs COPY FROM on a pooled connection.
@@ -155,12 +187,17 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 
 // Ping acquires a connection and checks that the server answers.
 func (p *Pool) Ping(ctx context.Context) error {
-	c, err := p.p.Acquire(ctx)
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		c, err := p.p.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		err = c.Value().conn.Ping(ctx)
+		c.Release()
+		if err == nil || !retryable(ctx, err, attempt) {
+			return err
+		}
 	}
-	defer c.Release()
-	return c.Value().conn.Ping(ctx)
 }
 
 // Close drains the pool within Config.Pool.DrainTimeout and closes it.

@@ -95,7 +95,7 @@ func (t *poolTx) Rollback(ctx context.Context) error {
 	return err
 }
 
-// errRows and errRow carry an acquire error to where pgx users look for it.
+// errRows carries an acquire error to where pgx users look for it.
 
 type errRows struct{ err error }
 
@@ -109,7 +109,3 @@ func (e errRows) Values() ([]any, error)                     { return nil, e.err
 func (errRows) RawValues() [][]byte                          { return nil }
 func (errRows) Conn() *pgx.Conn                              { return nil }
 func (errRows) TypeMap() *pgtype.Map                         { return nil }
-
-type errRow struct{ err error }
-
-func (e errRow) Scan(...any) error { return e.err }
