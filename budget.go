@@ -1,4 +1,175 @@
 package runpool
 
-// Budget derivation, the start-up check and 53300 back-pressure live here
-// (issue 4). For now MaxConns defaults as pgxpool's does.
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// The connection budget (F2, F6).
+//
+// Every instance has its own pool, so N instances times the per-instance
+// maximum must fit the server. The budget is the number of server
+// connections the whole service may use (RUNPOOL_BUDGET); each instance
+// takes an equal share:
+//
+//	per instance = floor((budget - reserve) / ceil(max_instances * 1.1))
+//
+// at least 1. The 10% surge margin is there because platforms exceed their
+// max instance count for a while during surges and rollouts (Cloud Run
+// says so). Worked example: budget 100, reserve 5, 10 instances:
+// (100-5)/ceil(11) = 8 connections per instance, 80 in all at the
+// maximum, 88 during an 11-instance surge, 5 left for migrations.
+//
+// With no budget configured, the budget is what the server allows this
+// role at start: max_connections less superuser_reserved_connections and
+// (PostgreSQL 16+) reserved_connections, or the role's or the database's
+// CONNECTION LIMIT when smaller. A server that is full answers a new
+// connection with SQLSTATE 53300; the pool treats that as back-pressure:
+// the caller waits a jittered, growing pause (cut short when one of the
+// pool's connections comes back, which then serves it) and tries again,
+// within its own deadline; it sees the server's error (wrapped in
+// *AcquireError) only when that deadline passes. This also fixes the case
+// where a new connection's 53300 failed a caller that an existing
+// connection could have served a moment later.
+
+// ServerLimits is what the server allows, read at start.
+type ServerLimits struct {
+	MaxConnections    int  // max_connections
+	SuperuserReserved int  // superuser_reserved_connections
+	Reserved          int  // reserved_connections (PostgreSQL 16+; else 0)
+	RoleLimit         int  // the role's CONNECTION LIMIT, -1 for none
+	DatabaseLimit     int  // the database's CONNECTION LIMIT, -1 for none
+	Superuser         bool // superusers may use the reserved slots
+}
+
+// Allowance is how many connections the role may hold at once: the
+// smallest of the server-wide, role and database limits.
+func (s ServerLimits) Allowance() int {
+	n := s.MaxConnections
+	if !s.Superuser {
+		n -= s.SuperuserReserved + s.Reserved
+	}
+	if s.RoleLimit >= 0 && s.RoleLimit < n {
+		n = s.RoleLimit
+	}
+	if s.DatabaseLimit >= 0 && s.DatabaseLimit < n {
+		n = s.DatabaseLimit
+	}
+	return max(n, 0)
+}
+
+func (s ServerLimits) String() string {
+	lim := func(n int) string {
+		if n < 0 {
+			return "none"
+		}
+		return fmt.Sprint(n)
+	}
+	return fmt.Sprintf("max_connections %d - superuser_reserved_connections %d - reserved_connections %d; role limit %s; database limit %s",
+		s.MaxConnections, s.SuperuserReserved, s.Reserved, lim(s.RoleLimit), lim(s.DatabaseLimit))
+}
+
+// LimitReader is an optional interface for a Connector: it reads the
+// server's limits on an open connection, for the budget.
+type LimitReader[C any] interface {
+	ServerLimits(ctx context.Context, c C) (ServerLimits, error)
+}
+
+// Limits is what the budget yields for one instance.
+type Limits struct {
+	Budget      int    // connections for the whole service
+	Source      string // where the budget came from: "RUNPOOL_BUDGET" or "server"
+	Instances   int    // MaxInstances with the surge margin
+	PerInstance int32  // this instance's MaxConns
+}
+
+// surgeMargin is how far platforms overshoot max instances during surges
+// and rollouts, as a factor.
+const surgeMargin = 1.1
+
+// DeriveLimits divides a budget among instances (see the rule above).
+func DeriveLimits(budget, reserve, maxInstances int) (Limits, error) {
+	maxInstances = max(maxInstances, 1)
+	n := int(math.Ceil(float64(maxInstances)*surgeMargin - 1e-9))
+	per := (budget - reserve) / n
+	if per < 1 {
+		return Limits{}, &ConfigError{Setting: "RUNPOOL_BUDGET", Value: fmt.Sprint(budget), Problem: fmt.Sprintf(
+			"cannot give each instance a connection: RUNPOOL_MAX_INSTANCES=%d with the 10%% surge margin is %d instances, "+
+				"which need at least %d connections plus RUNPOOL_RESERVE=%d; raise the budget, lower the instance count, "+
+				"or put a pooler in front (README: Behind a pooler)", maxInstances, n, n, reserve)}
+	}
+	return Limits{Budget: budget, Instances: n, PerInstance: int32(per)}, nil
+}
+
+// BudgetCheck says what the start-up check does when the budget cannot
+// fit what the server allows.
+const (
+	BudgetCheckWarn  = "warn"  // log a warning and go on (default)
+	BudgetCheckError = "error" // fail the constructor
+	BudgetCheckOff   = "off"   // do not read the server's limits
+)
+
+// ErrBudgetExceedsServer is wrapped by the start-up check's error.
+var ErrBudgetExceedsServer = errors.New("runpool: the budget exceeds what the server allows")
+
+// planLimits settles MaxConns from the configuration and, when known, the
+// server's limits, and runs the start-up check. It logs one line saying
+// where the numbers came from.
+//
+// Without MaxInstances the division has no divisor: the pool then keeps
+// pgxpool's default size (capped by the budget) and warns that N
+// instances could overrun the server.
+func planLimits(cfg *Config, server *ServerLimits, platform Platform, instancesKnown bool) error {
+	budget, source := cfg.Budget, "RUNPOOL_BUDGET"
+	if budget == 0 && server != nil {
+		budget, source = server.Allowance(), "server"
+	}
+	if budget > 0 && server != nil && cfg.Budget > server.Allowance() {
+		err := fmt.Errorf("%w: RUNPOOL_BUDGET=%d, but this role may hold %d connections (%v); "+
+			"lower RUNPOOL_BUDGET to %d or raise the server's limit", ErrBudgetExceedsServer,
+			cfg.Budget, server.Allowance(), server, server.Allowance())
+		if cfg.BudgetCheck == BudgetCheckError {
+			return err
+		}
+		cfg.Logger.Warn(err.Error(), "pool", cfg.Name)
+	}
+	if cfg.MaxConns != 0 || budget == 0 {
+		return nil // an explicit maximum wins; with no budget, pgxpool's default applies
+	}
+	if !instancesKnown && cfg.Budget == 0 {
+		cfg.MaxConns = int32(min(defaultMaxConns(), budget))
+		cfg.Logger.Warn("runpool: RUNPOOL_MAX_INSTANCES is not set, so the server's connections are not divided among instances; "+
+			"set it (and RUNPOOL_BUDGET) to keep scale-out from overrunning the server",
+			"pool", cfg.Name, "server_allows", budget, "max_conns", cfg.MaxConns)
+		return nil
+	}
+	lim, err := DeriveLimits(budget, cfg.Reserve, cfg.MaxInstances)
+	if err != nil {
+		return err
+	}
+	lim.Source = source
+	cfg.MaxConns = lim.PerInstance
+	cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", budget, "source", source,
+		"reserve", cfg.Reserve, "max_instances", cfg.MaxInstances, "divided_by", lim.Instances,
+		"max_conns", cfg.MaxConns, "platform", platform.Name)
+	return nil
+}
+
+// tooManyConnections reports SQLSTATE 53300, read through the interface
+// pgconn.PgError implements, so the root needs no driver import.
+func tooManyConnections(err error) bool {
+	var s interface{ SQLState() string }
+	return errors.As(err, &s) && s.SQLState() == "53300"
+}
+
+// backoff is the wait before the attempt-th retry of a dial the server
+// refused with 53300: exponential from 10 ms, capped at 500 ms, with full
+// jitter so the instances of a service do not retry in step.
+func backoff(attempt int) time.Duration {
+	d := min(10*time.Millisecond<<min(attempt, 6), 500*time.Millisecond)
+	return time.Duration(rand.Int64N(int64(d)) + 1)
+}

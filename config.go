@@ -99,6 +99,14 @@ type Config struct {
 	// Platform overrides platform detection: cloudrun, cloudrun-job,
 	// lambda, knative, fly, azure-container-apps or none. Default: detect.
 	Platform string
+	// Concurrency is the most requests one instance serves at once (Cloud
+	// Run's concurrency setting); MaxConns never exceeds it. Default: the
+	// platform's (Lambda: 1), else unbounded.
+	Concurrency int
+	// BudgetCheck is what happens at start when the budget exceeds what
+	// the server allows: "warn" (default), "error" or "off" (do not read
+	// the server's limits at all).
+	BudgetCheck string
 
 	// DrainTimeout bounds the drain that Close and Shutdown run. Default:
 	// the platform's grace period less a margin (Cloud Run: 8s), else 10s.
@@ -183,6 +191,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxInstances == 0 {
 		c.MaxInstances = 1
 	}
+	if c.BudgetCheck == "" {
+		c.BudgetCheck = BudgetCheckWarn
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = defaultDrainTimeout
 	}
@@ -232,6 +243,10 @@ func (c Config) Validate() error {
 		return fieldError("Reserve", c.Reserve, "must not be negative")
 	case c.Budget > 0 && c.Reserve >= c.Budget:
 		return fieldError("Reserve", c.Reserve, fmt.Sprintf("must be less than Budget (%d)", c.Budget))
+	case c.Concurrency < 0:
+		return fieldError("Concurrency", c.Concurrency, "must not be negative")
+	case c.BudgetCheck != "" && c.BudgetCheck != BudgetCheckWarn && c.BudgetCheck != BudgetCheckError && c.BudgetCheck != BudgetCheckOff:
+		return fieldError("BudgetCheck", c.BudgetCheck, "must be warn, error or off")
 	case c.DrainTimeout < 0:
 		return fieldError("DrainTimeout", c.DrainTimeout, "must not be negative")
 	}

@@ -43,6 +43,8 @@ var envVars = []EnvVar{
 	{"RUNPOOL_BUDGET", "connections", "read from the server", "connections the whole service may use, all instances together", setInt(func(c *Config) *int { return &c.Budget }, 1)},
 	{"RUNPOOL_MAX_INSTANCES", "count", "1", "the platform's maximum instance count", setInt(func(c *Config) *int { return &c.MaxInstances }, 1)},
 	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", setInt(func(c *Config) *int { return &c.Reserve }, 0)},
+	{"RUNPOOL_CONCURRENCY", "count", "from the platform", "most requests one instance serves at once; caps the connections", setInt(func(c *Config) *int { return &c.Concurrency }, 1)},
+	{"RUNPOOL_BUDGET_CHECK", "name", "warn", "warn, error or off: what the start-up check does when the budget exceeds the server's limit", setBudgetCheck},
 	{"RUNPOOL_PLATFORM", "name", "detected", "cloudrun, cloudrun-job, lambda, knative, fly, azure-container-apps or none", setPlatform},
 	{"RUNPOOL_DRAIN_TIMEOUT", "duration", "from the platform", "bound on the drain at shutdown", setDuration(func(c *Config) *time.Duration { return &c.DrainTimeout })},
 }
@@ -134,4 +136,13 @@ func setPlatform(c *Config, v string) error {
 		}
 	}
 	return problem("unknown platform (want one of " + strings.Join(Platforms, ", ") + ")")
+}
+
+func setBudgetCheck(c *Config, v string) error {
+	switch v = strings.ToLower(v); v {
+	case BudgetCheckWarn, BudgetCheckError, BudgetCheckOff:
+		c.BudgetCheck = v
+		return nil
+	}
+	return problem("must be warn, error or off")
 }

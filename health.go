@@ -31,6 +31,8 @@ type health struct {
 	dialNanos atomic.Int64
 }
 
+func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNanos.Load()) }
+
 // minProbeTimeout keeps a probe from failing a healthy connection on a
 // scheduling hiccup when dials are very fast (loopback, a warm proxy).
 const minProbeTimeout = 5 * time.Millisecond

@@ -33,6 +33,9 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	start := time.Now()
 	close(p.stopMaintainer)
 	<-p.maintainerDone
+	if spare := p.spare.Swap(nil); spare != nil {
+		p.connector.Close(*spare, false)
+	}
 
 	p.mu.Lock()
 	p.draining.Store(true)
@@ -125,9 +128,4 @@ func (p *Pool[C]) cancelBorrowed() int {
 func (p *Pool[C]) isDraining() bool { return p.draining.Load() }
 
 // afterDrainRelease wakes the drain when a connection comes back.
-func (p *Pool[C]) afterDrainRelease() {
-	select {
-	case p.released <- struct{}{}:
-	default:
-	}
-}
+func (p *Pool[C]) afterDrainRelease() { p.wake() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -33,15 +34,17 @@ type Pool[C any] struct {
 	// without a probe: its siblings shared its path and its idle time.
 	gen atomic.Int64
 
-	dialSem chan struct{} // one token per dial in flight (MaxConcurrentDials)
+	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
+	spare   atomic.Pointer[C] // a connection Open dialled, for the first construct
 
 	mu sync.Mutex // guards entries
 	// entries is every connection the pool holds, idle or borrowed, so a
 	// drain can cancel what borrowed ones are running.
 	entries map[*entry[C]]struct{}
 
-	draining atomic.Bool   // set once Shutdown begins; releases then close
-	released chan struct{} // wakes the drain when a connection comes back
+	draining   atomic.Bool   // set once Shutdown begins; releases then close
+	backingOff atomic.Int32  // callers waiting out a 53300
+	released   chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
 
 	health   health
 	counters counters
@@ -78,16 +81,76 @@ type Conn[C any] struct {
 	p   *Pool[C]
 }
 
-// New creates a pool that opens connections through connector. It opens
-// none before returning unless cfg.MinConns asks for a floor; it does not
-// fail when the server is unreachable (the adapters check that).
+// Open creates a pool and checks it against the server before returning:
+// it opens one connection (so an unreachable server or a wrong password
+// fails here, at start, not on the first request), reads the server's
+// limits when the connector can (LimitReader), derives MaxConns from the
+// budget and runs the start-up check (budget.go). The connection it opened
+// becomes the pool's first.
+func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
+	cfg = cfg.withDefaults()
+	platform := DetectPlatform(lookupWith(cfg.Platform))
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = platform.Concurrency
+	}
+	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1)}
+	first, err := boot.dialBackoff(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
+	}
+	var server *ServerLimits
+	if lr, ok := connector.(LimitReader[C]); ok && cfg.BudgetCheck != BudgetCheckOff {
+		if sl, err := lr.ServerLimits(ctx, first); err == nil {
+			server = &sl
+		} else {
+			cfg.Logger.Warn("runpool: cannot read the server's connection limits", "pool", cfg.Name, "err", err)
+		}
+	}
+	if err := planLimits(&cfg, server, platform, instancesKnown); err != nil {
+		connector.Close(first, false)
+		return nil, err
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = int32(defaultMaxConns())
+	}
+	if c := int32(cfg.Concurrency); !explicitMax && c > 0 && c < cfg.MaxConns {
+		cfg.MaxConns = c // more connections than concurrent requests would only idle
+	}
+	p, err := New(cfg, connector, hooks)
+	if err != nil {
+		connector.Close(first, false)
+		return nil, err
+	}
+	p.spare.Store(&first)
+	p.health.dialTook(boot.health.dialNanosOrZero())
+	return p, nil
+}
+
+// lookupWith is os.LookupEnv, with RUNPOOL_PLATFORM answered by an
+// explicit Config.Platform when set.
+func lookupWith(platform string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		if k == "RUNPOOL_PLATFORM" && platform != "" {
+			return platform, true
+		}
+		return os.LookupEnv(k)
+	}
+}
+
+// New creates a pool that opens connections through connector. Unlike
+// Open it does no I/O: it opens none before returning unless
+// cfg.MinConns asks for a floor, and reads no server limits.
 func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	if cfg.MaxConns == 0 {
-		cfg.MaxConns = int32(max(4, runtime.GOMAXPROCS(0)))
+		cfg.MaxConns = int32(defaultMaxConns())
 	}
 	if cfg.MinConns > cfg.MaxConns {
 		return nil, fieldError("MinConns", cfg.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", cfg.MaxConns))
@@ -120,6 +183,9 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 	return p, nil
 }
 
+// defaultMaxConns is pgxpool's default size, for pools with no budget.
+func defaultMaxConns() int { return max(4, runtime.GOMAXPROCS(0)) }
+
 // Config returns the pool's configuration with defaults applied.
 func (p *Pool[C]) Config() Config { return p.cfg }
 
@@ -127,9 +193,13 @@ func (p *Pool[C]) Config() Config { return p.cfg }
 // that may have gone stale is probed first (see health.go); the caller
 // never receives one that failed its probe.
 func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
-	for {
+	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
+			if tooManyConnections(err) && p.waitBackpressure(ctx, attempt) {
+				attempt++
+				continue
+			}
 			return nil, p.acquireError(ctx, err)
 		}
 		e := res.Value()
@@ -221,6 +291,9 @@ func (c *Conn[C]) Release() {
 	}
 	e.gen = p.gen.Load()
 	res.Release()
+	if p.backingOff.Load() > 0 {
+		p.wake()
+	}
 }
 
 // Destroy closes the connection instead of returning it, for a caller that
@@ -247,27 +320,120 @@ func (p *Pool[C]) destroy(res *puddle.Resource[*entry[C]]) {
 // construct is puddle's constructor: one dial, capped in concurrency and
 // bounded by DialTimeout.
 func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
-	select {
-	case p.dialSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	var c C
+	if spare := p.spare.Swap(nil); spare != nil {
+		c = *spare
+	} else {
+		var err error
+		if c, err = p.dialOnce(ctx); err != nil {
+			return nil, err
+		}
 	}
-	defer func() { <-p.dialSem }()
-
-	start := time.Now()
-	c, err := p.dial(ctx)
-	if err != nil {
-		p.health.dialFailed(err)
-		return nil, err
-	}
-	p.health.dialTook(time.Since(start))
-	p.health.dialSucceeded()
 	p.counters.newConns.Add(1)
 	e := &entry[C]{conn: c, expiresAt: nanotime() + p.lifetime(), gen: p.gen.Load()}
 	p.mu.Lock()
 	p.entries[e] = struct{}{}
 	p.mu.Unlock()
 	return e, nil
+}
+
+// backpressureTimeout bounds how long the first dial keeps retrying a
+// server that answers 53300.
+const backpressureTimeout = 30 * time.Second
+
+// dialOnce dials holding one of MaxConcurrentDials tokens.
+func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
+	select {
+	case p.dialSem <- struct{}{}:
+	case <-ctx.Done():
+		var zero C
+		return zero, ctx.Err()
+	}
+	defer func() { <-p.dialSem }()
+	start := time.Now()
+	c, err := p.dial(ctx)
+	if err != nil {
+		p.health.dialFailed(err)
+		return c, err
+	}
+	p.health.dialTook(time.Since(start))
+	p.health.dialSucceeded()
+	return c, nil
+}
+
+// waitBackpressure waits out a 53300 (the server is full) before the
+// caller tries again: a jittered, growing pause, cut short when one of the
+// pool's own connections comes back, since that one can serve the caller
+// at once. It reports false when ctx ends first.
+func (p *Pool[C]) waitBackpressure(ctx context.Context, attempt int) bool {
+	if attempt == 0 {
+		p.cfg.Logger.Debug("runpool: back-pressure: the server is full (53300), waiting", "pool", p.cfg.Name)
+	}
+	p.counters.backoffs.Add(1)
+	p.backingOff.Add(1)
+	defer p.backingOff.Add(-1)
+	t := time.NewTimer(backoff(attempt))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.released:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+func (p *Pool[C]) wake() {
+	select {
+	case p.released <- struct{}{}:
+	default:
+	}
+}
+
+// dialBackoff is Open's first dial: it treats 53300 (too many
+// connections) as back-pressure, waiting with jittered exponential backoff
+// and trying again until ctx ends or backpressureTimeout passes.
+func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
+	var zero C
+	var giveUp time.Time
+	for attempt := 0; ; attempt++ {
+		select {
+		case p.dialSem <- struct{}{}:
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+		start := time.Now()
+		c, err := p.dial(ctx)
+		<-p.dialSem
+		if err == nil {
+			p.health.dialTook(time.Since(start))
+			p.health.dialSucceeded()
+			if attempt > 0 {
+				p.cfg.Logger.Info("runpool: back-pressure ended", "pool", p.cfg.Name, "retries", attempt)
+			}
+			return c, nil
+		}
+		p.health.dialFailed(err)
+		if !tooManyConnections(err) {
+			return zero, err
+		}
+		if attempt == 0 {
+			giveUp = time.Now().Add(backpressureTimeout)
+			p.cfg.Logger.Info("runpool: back-pressure: the server is full (53300), retrying", "pool", p.cfg.Name)
+		}
+		p.counters.backoffs.Add(1)
+		wait := backoff(attempt)
+		if time.Now().Add(wait).After(giveUp) {
+			return zero, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return zero, ctx.Err()
+		}
+	}
 }
 
 // dial opens and initialises one connection within DialTimeout.
@@ -389,11 +555,13 @@ type counters struct {
 	probeFailures   atomic.Int64
 	staleDiscarded  atomic.Int64
 	freezes         atomic.Int64
+	backoffs        atomic.Int64
 }
 
 type counterSnapshot struct {
 	newConns, idleExpired, lifetimeExpired, brokenOnRelease int64
 	probes, probeFailures, staleDiscarded, freezes          int64
+	backoffs                                                int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -406,5 +574,6 @@ func (c *counters) snapshot() counterSnapshot {
 		probeFailures:   c.probeFailures.Load(),
 		staleDiscarded:  c.staleDiscarded.Load(),
 		freezes:         c.freezes.Load(),
+		backoffs:        c.backoffs.Load(),
 	}
 }

@@ -73,3 +73,7 @@ func (s *Stat) StaleDiscardCount() int64 { return s.c.staleDiscarded }
 
 // FreezeCount is the number of freezes of the process the pool noticed.
 func (s *Stat) FreezeCount() int64 { return s.c.freezes }
+
+// BackoffCount is the number of times a dial met 53300 (too many
+// connections) and waited before trying again.
+func (s *Stat) BackoffCount() int64 { return s.c.backoffs }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/internal/sockpeek"
 )
 
@@ -63,6 +65,10 @@ func (c *connector) Ping(ctx context.Context, pc *pconn) error {
 		return errClosedByServer
 	}
 	return pc.conn.PgConn().Ping(ctx)
+}
+
+func (c *connector) ServerLimits(ctx context.Context, pc *pconn) (runpool.ServerLimits, error) {
+	return pgxconn.ReadLimits(ctx, pc.conn)
 }
 
 func (c *connector) Reusable(pc *pconn) bool {

@@ -19,7 +19,8 @@ type Pool struct {
 
 // New creates a pool from cfg. It dials once to check that the server is
 // reachable, so a wrong address or password fails here, at start, rather
-// than on the first request.
+// than on the first request, and reads the server's limits for the
+// budget (see runpool.Open).
 func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
@@ -29,17 +30,11 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if ac := cfg.AfterConnect; ac != nil {
 		hooks.AfterConnect = func(ctx context.Context, pc *pconn) error { return ac(ctx, pc.conn) }
 	}
-	rp, err := runpool.New(cfg.Pool, &connector{cfg: cc, setup: setup}, hooks)
+	rp, err := runpool.Open(ctx, cfg.Pool, &connector{cfg: cc, setup: setup}, hooks)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (server %s:%d)", err, cc.Host, cc.Port)
 	}
 	p := &Pool{p: rp, cfg: cfg}
-	c, err := p.Acquire(ctx)
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("runpool: cannot reach the server at %s:%d: %w", cc.Host, cc.Port, err)
-	}
-	c.Release()
 	return p, nil
 }
 

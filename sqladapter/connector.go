@@ -28,8 +28,15 @@ var (
 )
 
 // NewConnector creates the runpool pool behind a Connector. It opens no
-// connection (see [Open], which checks that the server is reachable).
+// connection (see [Open], which checks that the server is reachable and
+// derives the pool's size from the server's limits).
 func NewConnector(cfg *Config) (*Connector, error) {
+	return newConnector(nil, cfg)
+}
+
+// newConnector creates the pool with runpool.Open when ctx is given (one
+// connection opened, limits read, budget checked), else with runpool.New.
+func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
@@ -47,7 +54,14 @@ func NewConnector(cfg *Config) (*Connector, error) {
 		}
 		return nil
 	}
-	pool, err := runpool.New(cfg.Pool, &source{stdlib: stdlib.GetConnector(*cc)}, hooks)
+	src := &source{stdlib: stdlib.GetConnector(*cc)}
+	var pool *runpool.Pool[*DriverConn]
+	var err error
+	if ctx != nil {
+		pool, err = runpool.Open(ctx, cfg.Pool, src, hooks)
+	} else {
+		pool, err = runpool.New(cfg.Pool, src, hooks)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -13,8 +13,11 @@ import (
 // server is reachable, so a wrong address or password fails here, at
 // start, rather than on the first request.
 func Open(ctx context.Context, cfg *Config) (*sql.DB, error) {
-	c, err := NewConnector(cfg)
+	c, err := newConnector(ctx, cfg)
 	if err != nil {
+		if cfg != nil && cfg.ConnConfig != nil {
+			err = fmt.Errorf("%w (server %s:%d)", err, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+		}
 		return nil, err
 	}
 	db := OpenDB(c)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/internal/sockpeek"
 )
 
@@ -65,6 +66,10 @@ func (s *source) Ping(ctx context.Context, c *DriverConn) error {
 var errClosedByServer = errors.New("sqladapter: connection closed by the server")
 
 var _ runpool.GoneChecker[*DriverConn] = (*source)(nil)
+
+func (s *source) ServerLimits(ctx context.Context, c *DriverConn) (runpool.ServerLimits, error) {
+	return pgxconn.ReadLimits(ctx, c.pg)
+}
 
 func (s *source) Reusable(c *DriverConn) bool { return reusable(c.pg) }
 

@@ -57,3 +57,17 @@ func ServerMajor(conn *pgx.Conn) int {
 	n, _ := strconv.Atoi(v[:end])
 	return n
 }
+
+// ReadLimits reads what the server allows the connection's role, for the
+// budget (runpool.LimitReader).
+func ReadLimits(ctx context.Context, conn *pgx.Conn) (runpool.ServerLimits, error) {
+	var l runpool.ServerLimits
+	err := conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
+		current_setting('superuser_reserved_connections')::int,
+		coalesce(current_setting('reserved_connections', true)::int, 0),
+		r.rolconnlimit, d.datconnlimit, r.rolsuper
+	FROM pg_roles r, pg_database d
+	WHERE r.rolname = current_user AND d.datname = current_database()`).Scan(
+		&l.MaxConnections, &l.SuperuserReserved, &l.Reserved, &l.RoleLimit, &l.DatabaseLimit, &l.Superuser)
+	return l, err
+}
