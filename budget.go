@@ -36,6 +36,25 @@ import (
 // where a new connection's 53300 failed a caller that an existing
 // connection could have served a moment later.
 
+// Sharing. Where the server itself enforces the budget (the role's or the
+// database's CONNECTION LIMIT, or max_connections, is the budget), an
+// instance may borrow beyond its fair share while the others are idle:
+// the server's 53300 keeps the total within the budget, and the
+// back-pressure above turns it into waiting, not failing. Its maximum
+// becomes half the budget, and every connection opened beyond the fair
+// share is on a lease: closed on release once older than borrowLease, and
+// closed by the maintainer once idle for borrowIdle. So a busy instance
+// gives borrowed slots back within seconds, and an instance that wakes up
+// finds room: at worst it waits a lease, backing off, while the busy one's
+// next dials meet 53300 in turn (additive growth while dials succeed,
+// shrinking as leases end and 53300 answers). Where the server would allow
+// more than the budget, nothing enforces it but the division, so an
+// instance never borrows and the total never exceeds the budget.
+const (
+	borrowLease = 2 * time.Second
+	borrowIdle  = time.Second
+)
+
 // ServerLimits is what the server allows, read at start.
 type ServerLimits struct {
 	MaxConnections    int  // max_connections
@@ -153,9 +172,14 @@ func planLimits(cfg *Config, server *ServerLimits, platform Platform, instancesK
 	}
 	lim.Source = source
 	cfg.MaxConns = lim.PerInstance
+	enforced := server != nil && server.Allowance() <= budget
+	if enforced {
+		cfg.fairShare = lim.PerInstance
+		cfg.MaxConns = max(lim.PerInstance, int32((budget-cfg.Reserve)/2))
+	}
 	cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", budget, "source", source,
 		"reserve", cfg.Reserve, "max_instances", cfg.MaxInstances, "divided_by", lim.Instances,
-		"max_conns", cfg.MaxConns, "platform", platform.Name)
+		"max_conns", cfg.MaxConns, "fair_share", lim.PerInstance, "borrowing", enforced, "platform", platform.Name)
 	return nil
 }
 

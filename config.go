@@ -116,6 +116,10 @@ type Config struct {
 	Logger *slog.Logger
 	// MeterProvider receives the pool's metrics. Default: the global one.
 	MeterProvider metric.MeterProvider
+
+	// fairShare is set by Open when the server enforces the budget: the
+	// connections beyond it are borrowed (see budget.go).
+	fairShare int32
 }
 
 // Defaults used where a Config field is zero.

@@ -68,6 +68,8 @@ type entry[C any] struct {
 	conn      C
 	expiresAt int64       // nanotime at which its (jittered) lifetime ends
 	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
+	created   int64       // nanotime when opened
+	lent      bool        // opened beyond the fair share: on a lease (budget.go)
 	borrowed  atomic.Bool // between checkout and release
 	dead      atomic.Bool // known unusable: close without a goodbye
 	// conns is a slab of handles, so a checkout allocates nothing while a
@@ -280,8 +282,14 @@ func (c *Conn[C]) Release() {
 		p.destroy(res)
 		return
 	}
-	if nanotime() >= e.expiresAt {
+	now := nanotime()
+	if now >= e.expiresAt {
 		p.counters.lifetimeExpired.Add(1)
+		p.destroy(res)
+		return
+	}
+	if e.lent && now-e.created >= int64(borrowLease) {
+		p.counters.borrowReturned.Add(1)
 		p.destroy(res)
 		return
 	}
@@ -330,7 +338,11 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 		}
 	}
 	p.counters.newConns.Add(1)
-	e := &entry[C]{conn: c, expiresAt: nanotime() + p.lifetime(), gen: p.gen.Load()}
+	now := nanotime()
+	e := &entry[C]{conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now}
+	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
+		e.lent = true
+	}
 	p.mu.Lock()
 	p.entries[e] = struct{}{}
 	p.mu.Unlock()
@@ -525,6 +537,10 @@ func (p *Pool[C]) sweepIdle() {
 			p.counters.idleExpired.Add(1)
 			total--
 			res.Destroy()
+		case e.lent && res.IdleDuration() >= borrowIdle:
+			p.counters.borrowReturned.Add(1)
+			total--
+			res.Destroy()
 		default:
 			res.ReleaseUnused()
 		}
@@ -556,12 +572,13 @@ type counters struct {
 	staleDiscarded  atomic.Int64
 	freezes         atomic.Int64
 	backoffs        atomic.Int64
+	borrowReturned  atomic.Int64
 }
 
 type counterSnapshot struct {
 	newConns, idleExpired, lifetimeExpired, brokenOnRelease int64
 	probes, probeFailures, staleDiscarded, freezes          int64
-	backoffs                                                int64
+	backoffs, borrowReturned                                int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -575,5 +592,6 @@ func (c *counters) snapshot() counterSnapshot {
 		staleDiscarded:  c.staleDiscarded.Load(),
 		freezes:         c.freezes.Load(),
 		backoffs:        c.backoffs.Load(),
+		borrowReturned:  c.borrowReturned.Load(),
 	}
 }

@@ -77,3 +77,11 @@ func (s *Stat) FreezeCount() int64 { return s.c.freezes }
 // BackoffCount is the number of times a dial met 53300 (too many
 // connections) and waited before trying again.
 func (s *Stat) BackoffCount() int64 { return s.c.backoffs }
+
+// BorrowReturnedCount is the number of connections opened beyond the fair
+// share that were given back (lease over, or idle).
+func (s *Stat) BorrowReturnedCount() int64 { return s.c.borrowReturned }
+
+// FairShare is this instance's share of the budget when it may borrow
+// beyond it (the server enforces the budget), else 0.
+func (p *Pool[C]) FairShare() int32 { return p.cfg.fairShare }

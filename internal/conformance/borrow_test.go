@@ -1,0 +1,78 @@
+package conformance
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/adaptertest"
+	"github.com/runpool/runpool/internal/pgtest"
+)
+
+// One busy pool, seven idle, the budget being the role's CONNECTION
+// LIMIT: the server enforces it, so the busy pool borrows the idle ones'
+// share, and its throughput is at least 4x what its static fair share
+// allows, while the role never holds more than the limit.
+func TestBorrowIdleShare(t *testing.T) {
+	srv := pgtest.Shared(t)
+	const limit, instances = 16, 8
+	const q = 50 * time.Millisecond
+	const run = 2 * time.Second
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			user := srv.CreateRole(t, limit)
+			dbs := openPools(t, a, instances, srv.URLFor(user, "pw", user), runpool.Config{MaxInstances: instances})
+			busy := dbs[0]
+
+			var done atomic.Int64
+			var failed atomic.Int64
+			var peak atomic.Int64
+			ctx, cancel := context.WithTimeout(context.Background(), run)
+			defer cancel()
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						qctx, qcancel := context.WithTimeout(context.Background(), 3*time.Second)
+						err := busy.Exec(qctx, "SELECT pg_sleep($1)", q.Seconds())
+						qcancel()
+						if err != nil {
+							if ctx.Err() == nil {
+								failed.Add(1)
+							}
+							continue
+						}
+						done.Add(1)
+					}
+				}()
+			}
+			for ctx.Err() == nil {
+				if n := int64(srv.Backends(t, user)); n > peak.Load() {
+					peak.Store(n)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			wg.Wait()
+
+			fair := 16 / 9 // the static share: floor(limit / ceil(8 x 1.1))
+			static := float64(fair) * run.Seconds() / q.Seconds()
+			got := float64(done.Load())
+			t.Logf("busy pool: %d queries of %v in %v (static fair share of %d connection allows at most %.0f: %.1fx); max_conns %d; peak %d backends of %d; %d failed",
+				done.Load(), q, run, fair, static, got/static, busy.Stat().MaxConns(), peak.Load(), limit, failed.Load())
+			if failed.Load() > 0 {
+				t.Fatalf("%d queries failed", failed.Load())
+			}
+			if got < 4*static {
+				t.Fatalf("throughput %.1fx the static fair share, want at least 4x", got/static)
+			}
+			if peak.Load() > limit {
+				t.Fatalf("peak %d backends over the role's limit %d", peak.Load(), limit)
+			}
+		})
+	}
+}
