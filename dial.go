@@ -3,9 +3,6 @@ package runpool
 import (
 	"net"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // NetDialer returns the dialer the adapters open TCP connections with:
@@ -30,9 +27,7 @@ func (c Config) NetDialer() *net.Dialer {
 				return nil
 			}
 			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(ut/time.Millisecond))
-			})
+			err := rc.Control(func(fd uintptr) { serr = setUserTimeout(fd, ut) })
 			if err != nil {
 				return err
 			}
