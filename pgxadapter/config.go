@@ -22,6 +22,10 @@ type Config struct {
 	Pool runpool.Config
 	// AfterConnect runs on every new connection before its first use.
 	AfterConnect func(ctx context.Context, conn *pgx.Conn) error
+	// CloudSQL, when set, dials a Cloud SQL instance through the Cloud
+	// SQL Go connector instead of ConnConfig's host and port (see
+	// cloudsql.go). ConfigFromEnv sets it when RUNPOOL_CLOUDSQL_INSTANCE is.
+	CloudSQL *CloudSQL
 }
 
 // ParseConfig builds a Config from a connection string (URL or key=value;
@@ -47,7 +51,11 @@ func parseConfig(connString, setting string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{ConnConfig: cc, Pool: pc}, nil
+	cs, err := cloudSQLFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &Config{ConnConfig: cc, Pool: pc, CloudSQL: cs}, nil
 }
 
 // connStringError reports a connection string that pgx cannot parse,

@@ -7,14 +7,16 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/pgxconn"
 )
 
 // Pool is a runpool pool of *pgx.Conn with the query methods of
 // *pgxpool.Pool. It is safe for concurrent use.
 type Pool struct {
-	p   *runpool.Pool[*pconn]
-	cfg *Config
+	p      *runpool.Pool[*pconn]
+	cfg    *Config
+	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the drain
 }
 
 // New creates a pool from cfg. It dials once to check that the server is
@@ -26,15 +28,20 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
 	cc, setup := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	dialer, err := wireCloudSQL(ctx, cfg, cc)
+	if err != nil {
+		return nil, err
+	}
 	var hooks runpool.Hooks[*pconn]
 	if ac := cfg.AfterConnect; ac != nil {
 		hooks.AfterConnect = func(ctx context.Context, pc *pconn) error { return ac(ctx, pc.conn) }
 	}
 	rp, err := runpool.Open(ctx, cfg.Pool, &connector{cfg: cc, setup: setup}, hooks)
 	if err != nil {
-		return nil, fmt.Errorf("%w (server %s:%d)", err, cc.Host, cc.Port)
+		dialer.Release()
+		return nil, fmt.Errorf("%w (%s)", err, serverName(cfg, cc))
 	}
-	p := &Pool{p: rp, cfg: cfg}
+	p := &Pool{p: rp, cfg: cfg, dialer: dialer}
 	return p, nil
 }
 
@@ -196,11 +203,16 @@ func (p *Pool) Ping(ctx context.Context) error {
 }
 
 // Close drains the pool within Config.Pool.DrainTimeout and closes it.
-func (p *Pool) Close() { p.p.Close() }
+func (p *Pool) Close() {
+	p.p.Close()
+	p.dialer.Release()
+}
 
 // Shutdown drains the pool within ctx; see runpool.Pool.Shutdown.
 func (p *Pool) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
-	return p.p.Shutdown(ctx)
+	rep, err := p.p.Shutdown(ctx)
+	p.dialer.Release()
+	return rep, err
 }
 
 // Stat returns a snapshot of the pool's state and counters.

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/pgxconn"
 )
 
@@ -17,9 +18,10 @@ import (
 // db.SetMaxIdleConns(0): see the package doc). db.Close drains the pool
 // within Config.Pool.DrainTimeout; [Shutdown] drains it within a context.
 type Connector struct {
-	pool *runpool.Pool[*DriverConn]
-	cfg  *Config
-	drv  *sqlDriver
+	pool   *runpool.Pool[*DriverConn]
+	cfg    *Config
+	drv    *sqlDriver
+	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the drain
 }
 
 var (
@@ -41,6 +43,10 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
 	cc, setup := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	dialer, err := wireCloudSQL(ctx, cfg, cc)
+	if err != nil {
+		return nil, err
+	}
 	var hooks runpool.Hooks[*DriverConn]
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
@@ -56,16 +62,16 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	}
 	src := &source{stdlib: stdlib.GetConnector(*cc)}
 	var pool *runpool.Pool[*DriverConn]
-	var err error
 	if ctx != nil {
 		pool, err = runpool.Open(ctx, cfg.Pool, src, hooks)
 	} else {
 		pool, err = runpool.New(cfg.Pool, src, hooks)
 	}
 	if err != nil {
+		dialer.Release()
 		return nil, err
 	}
-	c := &Connector{pool: pool, cfg: cfg}
+	c := &Connector{pool: pool, cfg: cfg, dialer: dialer}
 	c.drv = &sqlDriver{c: c}
 	return c, nil
 }
@@ -91,12 +97,15 @@ func (c *Connector) Driver() driver.Driver { return c.drv }
 // calls it.
 func (c *Connector) Close() error {
 	c.pool.Close()
+	c.dialer.Release()
 	return nil
 }
 
 // Shutdown drains the pool within ctx; see runpool.Pool.Shutdown.
 func (c *Connector) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
-	return c.pool.Shutdown(ctx)
+	rep, err := c.pool.Shutdown(ctx)
+	c.dialer.Release()
+	return rep, err
 }
 
 // Stat returns a snapshot of the pool's state and counters.

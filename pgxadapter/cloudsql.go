@@ -1,0 +1,70 @@
+package pgxadapter
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool/internal/cloudsqldial"
+)
+
+// CloudSQL selects a Cloud SQL instance reached through the Cloud SQL Go
+// connector (cloud.google.com/go/cloudsqlconn) instead of the host and
+// port of the connection string. The connector does the TLS itself with
+// short-lived certificates, so the connection string's sslmode is not
+// used. ConfigFromEnv fills it from RUNPOOL_CLOUDSQL_INSTANCE and the
+// other RUNPOOL_CLOUDSQL_* variables.
+//
+// Every pool of the process shares one connector Dialer; it is closed
+// after the last pool using it has drained (closing it force-closes the
+// sockets it opened).
+type CloudSQL struct {
+	// Instance is the instance connection name, project:region:instance.
+	Instance string
+	// IAMAuthN logs in with automatic IAM database authentication: the
+	// user is the IAM principal (a service account without
+	// ".gserviceaccount.com") and no password is sent.
+	IAMAuthN bool
+	// IPType is "public" (default), "private" (private IP, from a
+	// VPC-connected service) or "psc" (Private Service Connect).
+	IPType string
+	// LazyRefresh fetches the instance's certificate when a dial needs it
+	// rather than in a background goroutine. ConfigFromEnv turns it on
+	// where the platform throttles the CPU between requests (Cloud Run,
+	// Lambda, ...): there the background refresh may not run in time.
+	LazyRefresh bool
+}
+
+// cloudSQLFromEnv reads RUNPOOL_CLOUDSQL_*; nil when no instance is set.
+func cloudSQLFromEnv() (*CloudSQL, error) {
+	s, err := cloudsqldial.FromEnv(os.LookupEnv)
+	if s == nil || err != nil {
+		return nil, err
+	}
+	c := CloudSQL(*s)
+	return &c, nil
+}
+
+// wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
+// connector Dialer; a nil Handle and no change when cfg.CloudSQL is nil.
+// Release the Handle after the pool drained.
+func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
+	if cfg.CloudSQL == nil {
+		return nil, nil
+	}
+	s := cloudsqldial.Settings(*cfg.CloudSQL)
+	if err := s.Validate("Config.CloudSQL.Instance", "Config.CloudSQL.IPType"); err != nil {
+		return nil, err
+	}
+	return cloudsqldial.Wire(ctx, cc, &s, cfg.Pool)
+}
+
+// serverName names the server in errors: the Cloud SQL instance, or the
+// host and port dialled.
+func serverName(cfg *Config, cc *pgx.ConnConfig) string {
+	if cfg.CloudSQL != nil {
+		return "Cloud SQL instance " + cfg.CloudSQL.Instance
+	}
+	return fmt.Sprintf("server %s:%d", cc.Host, cc.Port)
+}
