@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"cloud.google.com/go/cloudsqlconn"
 	"cloud.google.com/go/cloudsqlconn/instance"
@@ -82,11 +83,8 @@ func (s *Settings) Validate(instSetting, ipSetting string) error {
 	return nil
 }
 
-func (s *Settings) dialOptions(nd *net.Dialer) []cloudsqlconn.DialOption {
-	opts := []cloudsqlconn.DialOption{
-		cloudsqlconn.WithDialIAMAuthN(s.IAMAuthN),
-		cloudsqlconn.WithOneOffDialFunc(keepDialer(nd)),
-	}
+func (s *Settings) dialOptions() []cloudsqlconn.DialOption {
+	opts := []cloudsqlconn.DialOption{cloudsqlconn.WithDialIAMAuthN(s.IAMAuthN)}
 	switch s.IPType {
 	case "private":
 		opts = append(opts, cloudsqlconn.WithPrivateIP())
@@ -98,12 +96,16 @@ func (s *Settings) dialOptions(nd *net.Dialer) []cloudsqlconn.DialOption {
 	return opts
 }
 
-// keepDialer dials with runpool's dialer (keepalive 15 s idle, 5 s
-// interval, TCP_USER_TIMEOUT) and hides the *net.TCPConn from
-// cloudsqlconn, which would otherwise reset both keepalive idle and
-// interval to its own 30 s on any *net.TCPConn it gets back.
-func keepDialer(nd *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+// dial opens one connection to the instance: the TCP socket with
+// runpool's dialer (keepalive 15 s idle, 5 s interval, TCP_USER_TIMEOUT),
+// TLS and the rest by cloudsqlconn. cloudsqlconn resets keepalive idle
+// and interval to its own 30 s on any *net.TCPConn its dial function
+// returns, so it gets the socket behind a wrapper. The connection
+// returned offers the socket beneath the TLS (syscall.Conn), so that the
+// pool can see, without a round trip, that the server ended the session.
+func dial(ctx context.Context, d *cloudsqlconn.Dialer, name string, opts []cloudsqlconn.DialOption, nd *net.Dialer) (net.Conn, error) {
+	var sock syscall.Conn
+	tcp := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if r := Testing.Redirect; r != nil {
 			addr = r(addr)
 		}
@@ -111,12 +113,28 @@ func keepDialer(nd *net.Dialer) func(ctx context.Context, network, addr string) 
 		if err != nil {
 			return nil, err
 		}
+		sock, _ = c.(syscall.Conn)
 		return keptConn{c}, nil
 	}
+	opts = append(opts[:len(opts):len(opts)], cloudsqlconn.WithOneOffDialFunc(tcp))
+	c, err := d.Dial(ctx, name, opts...)
+	if err != nil || sock == nil {
+		return c, err
+	}
+	return &socketConn{Conn: c, sock: sock}, nil
 }
 
 // keptConn is a TCP connection whose socket options runpool owns.
 type keptConn struct{ net.Conn }
+
+// socketConn is cloudsqlconn's connection with the TCP socket beneath.
+type socketConn struct {
+	net.Conn
+	sock syscall.Conn
+}
+
+// SyscallConn reaches the TCP socket beneath the TLS.
+func (c *socketConn) SyscallConn() (syscall.RawConn, error) { return c.sock.SyscallConn() }
 
 // Testing lets this module's tests point the Dialer at a local stand-in
 // for Cloud SQL (internal/cloudsqltest). Production code never sets it.
@@ -197,10 +215,9 @@ func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, pool runpool.Con
 	if err != nil {
 		return nil, err
 	}
-	opts := s.dialOptions(pool.NetDialer())
-	name := s.Instance
+	opts, nd, name := s.dialOptions(), pool.NetDialer(), s.Instance
 	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return d.Dial(ctx, name, opts...)
+		return dial(ctx, d, name, opts, nd)
 	}
 	cc.LookupFunc = func(context.Context, string) ([]string, error) { return []string{name}, nil }
 	cc.TLSConfig = nil

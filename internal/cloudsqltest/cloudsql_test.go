@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool/internal/cloudsqltest"
+	"github.com/runpool/runpool/internal/faultproxy"
 	"github.com/runpool/runpool/internal/pgtest"
 )
 
@@ -40,5 +41,101 @@ func TestCloudSQLFromEnv(t *testing.T) {
 			}
 			t.Logf("%d backends, %d certificate(s), %d handshakes", n, inst.CertsIssued(), inst.Handshakes())
 		})
+	}
+}
+
+// An ephemeral certificate expires while the pool holds connections made
+// with it; the next connections get a new certificate and every query
+// succeeds. The stand-in issues certificates valid for 4m3s and its
+// endpoint's clock runs 4 minutes ahead, so a certificate expires there 3 s
+// after issue: the moment cloudsqlconn's 4-minute refresh buffer says to
+// replace it. Both refresh modes: lazy (on dial, the default on Cloud Run)
+// and refresh-ahead (in the background; one adapter is enough, the
+// connector's cache is the same).
+func TestCloudSQLCertExpiry(t *testing.T) {
+	const usable = 3 * time.Second
+	srv := pgtest.Shared(t)
+	for _, a := range adapters {
+		for _, lazy := range []string{"true", "false"} {
+			if lazy == "false" && a.name != "pgx" {
+				continue
+			}
+			t.Run(a.name+"/lazy="+lazy, func(t *testing.T) {
+				user := srv.CreateRole(t, -1)
+				inst := start(t, srv, cloudsqltest.Options{CertLifetime: 4*time.Minute + usable, ClockAhead: 4 * time.Minute}, nil)
+				cloudEnv(t, inst, user)
+				t.Setenv("RUNPOOL_CLOUDSQL_LAZY_REFRESH", lazy)
+				issued := time.Now()
+				d := openDB(t, a)
+				if r := burst(d, 8); r.Failed > 0 {
+					t.Fatalf("%d of 8 failed: %v", r.Failed, r.Errors[0])
+				}
+				first, seen := inst.CertsIssued(), inst.ClientCertsSeen()
+				if seen != 1 {
+					t.Fatalf("%d client certificates before expiry, want 1 shared by every connection", seen)
+				}
+				time.Sleep(time.Until(issued.Add(usable + 500*time.Millisecond)))
+
+				// Open connections outlive their certificate, as on Cloud SQL.
+				if r := burst(d, 8); r.Failed > 0 {
+					t.Fatalf("after expiry, on open connections: %d of 8 failed: %v", r.Failed, r.Errors[0])
+				}
+				// New connections need a new certificate.
+				srv.TerminateBackends(t, user)
+				if r := burst(d, 8); r.Failed > 0 {
+					t.Fatalf("after expiry, on new connections: %d of 8 failed: %v", r.Failed, r.Errors[0])
+				}
+				if inst.CertsIssued() <= first || inst.ClientCertsSeen() <= seen {
+					t.Fatalf("certificates issued %d -> %d, presented %d -> %d: no refresh", first, inst.CertsIssued(), seen, inst.ClientCertsSeen())
+				}
+				if n := inst.Rejected(); n > 0 {
+					t.Fatalf("the endpoint rejected %d handshakes: an expired certificate was presented", n)
+				}
+				t.Logf("certificates issued %d -> %d, presented %d -> %d, handshakes %d", first, inst.CertsIssued(), seen, inst.ClientCertsSeen(), inst.Handshakes())
+			})
+		}
+	}
+}
+
+// The freeze-plus-NAT scenario of the stale-connections issue, through
+// cloudsqlconn: a NAT between the instance and Cloud SQL's endpoint
+// forgets flows idle for 1 s (black hole or reset); the instance, a
+// process of its own, is frozen 2 s with SIGSTOP; on thaw a burst of 16
+// concurrent queries with 2 s deadlines is served in full.
+func TestCloudSQLFreezeBehindNAT(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adapters {
+		for _, mode := range []faultproxy.Mode{faultproxy.Blackhole, faultproxy.Reset} {
+			t.Run(a.name+"/"+mode.String(), func(t *testing.T) {
+				user := srv.CreateRole(t, -1)
+				var nat *faultproxy.Proxy
+				inst := start(t, srv, cloudsqltest.Options{}, func(inst *cloudsqltest.Instance) string {
+					var err error
+					nat, err = faultproxy.Start(faultproxy.Config{Target: inst.Endpoint(), Mode: mode, IdleTimeout: time.Second})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { nat.Close() })
+					return nat.Addr()
+				})
+				cloudEnv(t, inst, user)
+				c := startChild(t, a, inst.ChildEnv(nat.Addr()))
+				if r := c.burst(t, 8); r.Failed > 0 {
+					t.Fatalf("warm-up: %d of 8 failed: %v", r.Failed, r.Errors[0])
+				}
+				c.freeze(t, 2*time.Second)
+				r := c.burst(t, 16)
+				if nat.Dropped() == 0 {
+					t.Fatal("the NAT forgot no flow: the scenario did not happen")
+				}
+				t.Logf("after the freeze: %d/16 ok, p99 %v; the NAT dropped %d flows; %d handshakes", r.OK, r.P99.Round(time.Millisecond), nat.Dropped(), inst.Handshakes())
+				if r.Failed > 0 {
+					t.Fatalf("%d of 16 failed: %v", r.Failed, r.Errors[0])
+				}
+				if r.P99 > time.Second {
+					t.Fatalf("p99 %v: over half the deadline", r.P99)
+				}
+			})
+		}
 	}
 }
