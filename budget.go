@@ -156,6 +156,10 @@ func planLimits(cfg *Config, server *ServerLimits, platform Platform, instancesK
 		}
 		cfg.Logger.Warn(err.Error(), "pool", cfg.Name)
 	}
+	if cfg.BehindPooler() && cfg.Budget == 0 && cfg.MaxConns == 0 {
+		cfg.Logger.Info("runpool: behind a pooler with no RUNPOOL_BUDGET: set it to the pooler's client limit for this service "+
+			"(PgBouncer: max_client_conn) so that instances divide it", "pool", cfg.Name)
+	}
 	if cfg.MaxConns != 0 || budget == 0 {
 		return nil // an explicit maximum wins; with no budget, pgxpool's default applies
 	}
@@ -171,6 +175,9 @@ func planLimits(cfg *Config, server *ServerLimits, platform Platform, instancesK
 		return err
 	}
 	lim.Source = source
+	if advice := poolerAdvice(budget, cfg.Reserve, cfg.MaxInstances, lim.PerInstance); advice != "" && !cfg.BehindPooler() {
+		cfg.Logger.Warn(advice, "pool", cfg.Name)
+	}
 	cfg.MaxConns = lim.PerInstance
 	enforced := server != nil && server.Allowance() <= budget
 	if enforced {

@@ -112,6 +112,14 @@ type Config struct {
 	// the platform's grace period less a margin (Cloud Run: 8s), else 10s.
 	DrainTimeout time.Duration
 
+	// Pooler says what is in front of the server: "none" or "pgbouncer"
+	// (any transaction-mode pooler: PgBouncer, Cloud SQL managed pooling,
+	// Supavisor, RDS Proxy). Behind one, statements do not rely on
+	// server-side prepared statements, no session settings are sent, and
+	// the budget is the pooler's client limit (see pooler.go). Default:
+	// none (port 6432 only draws a hint in the log).
+	Pooler string
+
 	// Logger receives the pool's events. Default slog.Default().
 	Logger *slog.Logger
 	// MeterProvider receives the pool's metrics. Default: the global one.
@@ -251,6 +259,8 @@ func (c Config) Validate() error {
 		return fieldError("Concurrency", c.Concurrency, "must not be negative")
 	case c.BudgetCheck != "" && c.BudgetCheck != BudgetCheckWarn && c.BudgetCheck != BudgetCheckError && c.BudgetCheck != BudgetCheckOff:
 		return fieldError("BudgetCheck", c.BudgetCheck, "must be warn, error or off")
+	case c.Pooler != "" && c.Pooler != PoolerNone && c.Pooler != PoolerPgBouncer:
+		return fieldError("Pooler", c.Pooler, "must be none or pgbouncer")
 	case c.DrainTimeout < 0:
 		return fieldError("DrainTimeout", c.DrainTimeout, "must not be negative")
 	}

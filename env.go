@@ -46,6 +46,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_CONCURRENCY", "count", "from the platform", "most requests one instance serves at once; caps the connections", setInt(func(c *Config) *int { return &c.Concurrency }, 1)},
 	{"RUNPOOL_BUDGET_CHECK", "name", "warn", "warn, error or off: what the start-up check does when the budget exceeds the server's limit", setBudgetCheck},
 	{"RUNPOOL_PLATFORM", "name", "detected", "cloudrun, cloudrun-job, lambda, knative, fly, azure-container-apps or none", setPlatform},
+	{"RUNPOOL_POOLER", "name", "none", "none or pgbouncer: a transaction-mode pooler is in front (no named prepared statements, no session settings, budget = its client limit)", setPooler},
 	{"RUNPOOL_DRAIN_TIMEOUT", "duration", "from the platform", "bound on the drain at shutdown", setDuration(func(c *Config) *time.Duration { return &c.DrainTimeout })},
 }
 

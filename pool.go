@@ -105,7 +105,9 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
 	}
 	var server *ServerLimits
-	if lr, ok := connector.(LimitReader[C]); ok && cfg.BudgetCheck != BudgetCheckOff {
+	// Behind a pooler the server's limits describe the pooler's server
+	// side, not this service's share (pooler.go): they are not read.
+	if lr, ok := connector.(LimitReader[C]); ok && cfg.BudgetCheck != BudgetCheckOff && !cfg.BehindPooler() {
 		if sl, err := lr.ServerLimits(ctx, first); err == nil {
 			server = &sl
 		} else {

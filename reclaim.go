@@ -29,6 +29,9 @@ func (c Config) ServerSettings(serverMajor int) (startup, set map[string]string)
 	c = c.withDefaults()
 	startup = map[string]string{}
 	set = map[string]string{}
+	if c.BehindPooler() {
+		return startup, set // the pooler owns the server sessions (pooler.go)
+	}
 	if d := c.ServerKeepAliveIdle; d > 0 {
 		startup["tcp_keepalives_idle"] = seconds(d)
 		startup["tcp_keepalives_interval"] = seconds(max(d/3, time.Second))

@@ -24,6 +24,8 @@ type DriverConn struct {
 	pg    *pgx.Conn
 	sock  sockpeek.Socket // the look at the socket on checkout (source.Gone)
 	stmts stmts           // statements prepared on the connection, kept across checkouts
+	// described: statements are described, never prepared by name (pooler.go)
+	described bool
 
 	// held is the runpool checkout database/sql holds now; nil while the
 	// connection is idle in runpool. Set by Connector.Connect, cleared by

@@ -30,6 +30,7 @@ func (s *source) Connect(ctx context.Context) (*DriverConn, error) {
 		return nil, fmt.Errorf("sqladapter: pgx stdlib returned a %T, not a *stdlib.Conn", dc)
 	}
 	c := &DriverConn{sc: sc, pg: sc.Conn()}
+	c.described = describeOnly(c.pg)
 	c.sock.Init(c.pg.PgConn().Conn())
 	return c, nil
 }

@@ -67,6 +67,9 @@ func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if c.pg.IsClosed() {
 		return nil, driver.ErrBadConn
 	}
+	if c.described {
+		return c.describe(ctx, query)
+	}
 	sd, err := c.pg.Prepare(ctx, query, query)
 	if err != nil {
 		return nil, retryable(err)
@@ -96,7 +99,7 @@ var errLegacy = errors.New("sqladapter: Stmt.Exec and Stmt.Query without a conte
 
 func (s *stmt) Close() error {
 	evict := s.c.stmts.closed(s)
-	if evict == "" || s.c.pg.IsClosed() {
+	if evict == "" || s.c.pg.IsClosed() || s.c.described {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)

@@ -18,6 +18,7 @@ import (
 // versions know. Runtime parameters the user set are never overridden.
 func Setup(cc *pgx.ConnConfig, pool runpool.Config) (*pgx.ConnConfig, func(context.Context, *pgx.Conn) error) {
 	cc = cc.Copy()
+	forPooler(cc, pool)
 	cc.DialFunc = pool.NetDialer().DialContext
 	user := make(map[string]bool, len(cc.RuntimeParams))
 	for k := range cc.RuntimeParams {

@@ -1,0 +1,80 @@
+package runpool
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestPoolerFromEnv(t *testing.T) {
+	c, err := configFromLookup(Config{}, lookupFrom(map[string]string{"RUNPOOL_POOLER": "PgBouncer"}))
+	if err != nil || c.Pooler != PoolerPgBouncer || !c.BehindPooler() {
+		t.Fatalf("RUNPOOL_POOLER=PgBouncer: %+v, %v", c.Pooler, err)
+	}
+	_, err = configFromLookup(Config{}, lookupFrom(map[string]string{"RUNPOOL_POOLER": "odyssey"}))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Setting != "RUNPOOL_POOLER" {
+		t.Fatalf("RUNPOOL_POOLER=odyssey: got %v, want a ConfigError naming the variable", err)
+	}
+	if err := (Config{Pooler: "odyssey"}).Validate(); !errors.As(err, &ce) || ce.Setting != "Config.Pooler" {
+		t.Fatalf("Config.Pooler=odyssey: got %v", err)
+	}
+}
+
+// Behind a pooler no session setting is sent: PgBouncer rejects unknown
+// startup parameters, and a SET would stay on a shared server connection.
+func TestPoolerSendsNoSessionSettings(t *testing.T) {
+	startup, set := Config{Pooler: PoolerPgBouncer}.ServerSettings(17)
+	if len(startup) != 0 || len(set) != 0 {
+		t.Fatalf("behind a pooler: startup %v, set %v; want none", startup, set)
+	}
+	startup, set = Config{Pooler: PoolerNone}.ServerSettings(17)
+	if len(startup) == 0 || len(set) == 0 {
+		t.Fatalf("without a pooler the reclaim settings must stay: startup %v, set %v", startup, set)
+	}
+}
+
+// Port 6432 draws a hint, never a switch; an explicit setting silences it.
+func TestPoolerHint(t *testing.T) {
+	if h := (Config{}).PoolerHint(6432); !strings.Contains(h, "RUNPOOL_POOLER=pgbouncer") {
+		t.Errorf("port 6432: hint %q", h)
+	}
+	for _, c := range []struct {
+		cfg  Config
+		port uint16
+	}{{Config{}, 5432}, {Config{Pooler: PoolerNone}, 6432}, {Config{Pooler: PoolerPgBouncer}, 6432}} {
+		if h := c.cfg.PoolerHint(c.port); h != "" {
+			t.Errorf("%+v port %d: unexpected hint %q", c.cfg.Pooler, c.port, h)
+		}
+	}
+}
+
+// When an instance's share falls below 2, the start-up check says to put
+// a pooler in front, with the settings; not when the share is enough, nor
+// when a pooler is already in front.
+func TestBudgetCallsForPooler(t *testing.T) {
+	plan := func(cfg Config) string {
+		var buf bytes.Buffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+		cfg = cfg.withDefaults()
+		if err := planLimits(&cfg, nil, Platform{Name: "none"}, true); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	// 97 usable connections, 50 instances: 55 with the margin, 1 each.
+	log := plan(Config{Budget: 100, Reserve: 3, MaxInstances: 50})
+	for _, want := range []string{"each instance gets 1 connection", "RUNPOOL_POOLER=pgbouncer", "pool_mode=transaction", "default_pool_size=97", "max_client_conn>=220"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if log := plan(Config{Budget: 100, Reserve: 3, MaxInstances: 10}); strings.Contains(log, "pooler") {
+		t.Errorf("8 per instance drew pooler advice:\n%s", log)
+	}
+	if log := plan(Config{Budget: 100, Reserve: 3, MaxInstances: 50, Pooler: PoolerPgBouncer}); strings.Contains(log, "Put a transaction-mode pooler") {
+		t.Errorf("advice to add a pooler while behind one:\n%s", log)
+	}
+}
