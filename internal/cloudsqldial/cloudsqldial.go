@@ -224,3 +224,10 @@ func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, pool runpool.Con
 	cc.Fallbacks = nil
 	return h, nil
 }
+
+// Users is how many pools share the process's Dialer; 0 when it is closed.
+func Users() int {
+	mu.Lock()
+	defer mu.Unlock()
+	return users
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -432,4 +433,48 @@ func freshDialPooler(t *testing.T, a adaptertest.Adapter, dsn string) time.Durat
 		t.Fatal(err)
 	}
 	return time.Since(start)
+}
+
+// TestPgBouncerBudgetIsTheClientLimit: behind a pooler, the server's
+// limits (here a role CONNECTION LIMIT of 2, the pooler's server side)
+// are not the budget; RUNPOOL_BUDGET, the pooler's client limit, is
+// divided among instances, and nothing warns that it exceeds the server.
+func TestPgBouncerBudgetIsTheClientLimit(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, 2)
+	b := pgbouncertest.Start(t, pgbouncertest.Options{Target: srv.Addr(), Users: []string{user}, PoolSize: 2})
+	dsn := b.URLFor(user, "pw", user)
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			var logs strings.Builder
+			var mu sync.Mutex
+			cfg := runpool.Config{Pooler: runpool.PoolerPgBouncer, Budget: 40, MaxInstances: 2,
+				Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))}
+			db := open(t, a, dsn, cfg)
+			// 40 / ceil(2 * 1.1) = 13 per instance; the server's 2 would give 1.
+			if got := db.Stat().MaxConns(); got != 13 {
+				t.Errorf("MaxConns %d, want 13 from RUNPOOL_BUDGET=40 over 3 instances", got)
+			}
+			r := burst(db, 13, 20*time.Millisecond, deadline)
+			if r.Failed > 0 {
+				t.Fatalf("13 clients over PgBouncer's 2 server connections: %v: %v", r, r.Errors[0])
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Contains(logs.String(), "exceeds") || strings.Contains(logs.String(), "max_connections") {
+				t.Errorf("the start-up check compared the budget with the server's limits:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -1,0 +1,158 @@
+package cloudsqltest_test
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/cloudsqltest"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
+	"golang.org/x/sys/unix"
+)
+
+// RUNPOOL_CLOUDSQL_IP_TYPE picks the address cloudsqlconn dials, and
+// RUNPOOL_CLOUDSQL_IAM_AUTHN makes it ask for a certificate carrying the
+// login token. (The stand-in does not log in with the token: PostgreSQL
+// still checks the role's password.)
+func TestCloudSQLIPTypeAndIAM(t *testing.T) {
+	srv := pgtest.Shared(t)
+	cases := []struct {
+		ip, iam, host string
+	}{
+		{"", "false", cloudsqltest.PublicIP},
+		{"private", "false", cloudsqltest.PrivateIP},
+		{"psc", "false", cloudsqltest.PSCName},
+		{"public", "true", cloudsqltest.PublicIP},
+	}
+	for _, c := range cases {
+		t.Run("ip="+c.ip+"/iam="+c.iam, func(t *testing.T) {
+			user := srv.CreateRole(t, -1)
+			inst := start(t, srv, cloudsqltest.Options{}, nil)
+			cloudEnv(t, inst, user)
+			t.Setenv("RUNPOOL_CLOUDSQL_IP_TYPE", c.ip)
+			t.Setenv("RUNPOOL_CLOUDSQL_IAM_AUTHN", c.iam)
+			d := openDB(t, adapters[0])
+			if _, err := d.QueryInt(ctxFor(t, 5*time.Second), "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []string{cloudsqltest.PublicIP, cloudsqltest.PrivateIP, cloudsqltest.PSCName} {
+				if n := inst.Dialled(h); (h == c.host) != (n > 0) {
+					t.Errorf("%d dials to %s", n, h)
+				}
+			}
+			if iam := inst.IAMCerts() > 0; iam != (c.iam == "true") {
+				t.Errorf("%d of %d certificates requested with a login token", inst.IAMCerts(), inst.CertsIssued())
+			}
+		})
+	}
+}
+
+// The socket under cloudsqlconn's TLS carries runpool's keepalive (15 s
+// idle, 5 s interval, 3 probes) and TCP_USER_TIMEOUT, not cloudsqlconn's
+// 30 s keepalive.
+func TestCloudSQLKeepAlive(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	inst := start(t, srv, cloudsqltest.Options{}, nil)
+	cloudEnv(t, inst, user)
+	p, err := pgxadapter.NewFromEnv(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := p.Acquire(ctxFor(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	sc, ok := c.Conn().PgConn().Conn().(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T does not reach its socket", c.Conn().PgConn().Conn())
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(level, opt int) (v int) {
+		_ = raw.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), level, opt) })
+		return v
+	}
+	for _, o := range []struct {
+		name      string
+		got, want int
+	}{
+		{"SO_KEEPALIVE", get(unix.SOL_SOCKET, unix.SO_KEEPALIVE), 1},
+		{"TCP_KEEPIDLE", get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE), 15},
+		{"TCP_KEEPINTVL", get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL), 5},
+		{"TCP_KEEPCNT", get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT), 3},
+		{"TCP_USER_TIMEOUT", get(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT), 20000},
+	} {
+		if o.got != o.want {
+			t.Errorf("%s = %d, want %d", o.name, o.got, o.want)
+		}
+	}
+}
+
+// Every pool of the process shares one Dialer. Shutdown lets the query in
+// flight finish before the pool gives its share back, and the Dialer is
+// closed only when the last pool has drained; the next pool gets a new one.
+func TestCloudSQLDialerSharedAndClosedLast(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	inst := start(t, srv, cloudsqltest.Options{}, nil)
+	cloudEnv(t, inst, user)
+	var dbs []db
+	for _, a := range append(adapters, adapters[0]) {
+		dbs = append(dbs, openDB(t, a))
+	}
+	if n := cloudsqldial.Users(); n != 3 {
+		t.Fatalf("%d pools share the Dialer, want 3", n)
+	}
+	p := dbs[0].(pgxDB)
+	done := make(chan error, 1)
+	go func() { done <- dbs[0].Exec(context.Background(), "SELECT pg_sleep(0.3)") }()
+	time.Sleep(100 * time.Millisecond) // the query is on the server
+	if _, err := p.Shutdown(ctxFor(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the query in flight during Shutdown: %v", err)
+	}
+	if n := cloudsqldial.Users(); n != 2 {
+		t.Fatalf("%d pools share the Dialer after one shut down, want 2", n)
+	}
+	if _, err := dbs[1].QueryInt(ctxFor(t, 5*time.Second), "SELECT 1"); err != nil {
+		t.Fatalf("another pool after the first shut down: %v", err)
+	}
+	dbs[1].Close()
+	dbs[2].Close()
+	if n := cloudsqldial.Users(); n != 0 {
+		t.Fatalf("%d pools share the Dialer after all closed, want 0", n)
+	}
+	again := openDB(t, adapters[0])
+	if _, err := again.QueryInt(ctxFor(t, 5*time.Second), "SELECT 1"); err != nil {
+		t.Fatalf("a pool opened after the Dialer closed: %v", err)
+	}
+}
+
+// The stand-in's endpoint enforces certificate expiry, so the expiry test
+// above means something: with its clock five minutes ahead, a certificate
+// of 4m3s is expired there on issue, and no connection is made.
+func TestCloudSQLStandInRejectsExpiredCert(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	inst := start(t, srv, cloudsqltest.Options{CertLifetime: 4*time.Minute + 3*time.Second, ClockAhead: 5 * time.Minute}, nil)
+	cloudEnv(t, inst, user)
+	t.Setenv("RUNPOOL_DIAL_TIMEOUT", "2s")
+	p, err := pgxadapter.NewFromEnv(ctxFor(t, 3*time.Second))
+	if err == nil {
+		p.Close()
+		t.Fatal("connected with an expired certificate")
+	}
+	if inst.Rejected() == 0 {
+		t.Fatalf("no handshake rejected; the open failed otherwise: %v", err)
+	}
+}
