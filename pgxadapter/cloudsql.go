@@ -47,17 +47,9 @@ func cloudSQLFromEnv() (*CloudSQL, error) {
 }
 
 // wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
-// connector Dialer; a nil Handle and no change when cfg.CloudSQL is nil.
-// Release the Handle after the pool drained.
+// connector Dialer (see cloudsqldial.Wire).
 func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
-	if cfg.CloudSQL == nil {
-		return nil, nil
-	}
-	s := cloudsqldial.Settings(*cfg.CloudSQL)
-	if err := s.Validate("Config.CloudSQL.Instance", "Config.CloudSQL.IPType"); err != nil {
-		return nil, err
-	}
-	return cloudsqldial.Wire(ctx, cc, &s, cfg.Pool)
+	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), cfg.Pool)
 }
 
 // serverName names the server in errors: the Cloud SQL instance, or the

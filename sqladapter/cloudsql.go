@@ -2,6 +2,7 @@ package sqladapter
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool/internal/cloudsqldial"
@@ -14,15 +15,16 @@ import (
 type CloudSQL = pgxadapter.CloudSQL
 
 // wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
-// connector Dialer, as pgxadapter does; a nil Handle when cfg.CloudSQL is
-// nil. Release the Handle after the pool drained.
+// connector Dialer, as pgxadapter does (see cloudsqldial.Wire).
 func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
-	if cfg.CloudSQL == nil {
-		return nil, nil
+	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), cfg.Pool)
+}
+
+// serverName names the server in errors: the Cloud SQL instance, or the
+// host and port dialled.
+func serverName(cfg *Config) string {
+	if cfg.CloudSQL != nil {
+		return "Cloud SQL instance " + cfg.CloudSQL.Instance
 	}
-	s := cloudsqldial.Settings(*cfg.CloudSQL)
-	if err := s.Validate("Config.CloudSQL.Instance", "Config.CloudSQL.IPType"); err != nil {
-		return nil, err
-	}
-	return cloudsqldial.Wire(ctx, cc, &s, cfg.Pool)
+	return fmt.Sprintf("server %s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port)
 }

@@ -16,15 +16,14 @@ func Open(ctx context.Context, cfg *Config) (*sql.DB, error) {
 	c, err := newConnector(ctx, cfg)
 	if err != nil {
 		if cfg != nil && cfg.ConnConfig != nil {
-			err = fmt.Errorf("%w (server %s:%d)", err, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+			err = fmt.Errorf("%w (%s)", err, serverName(cfg))
 		}
 		return nil, err
 	}
 	db := OpenDB(c)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
-		cc := cfg.ConnConfig
-		return nil, fmt.Errorf("runpool: cannot reach the server at %s:%d: %w", cc.Host, cc.Port, err)
+		return nil, fmt.Errorf("runpool: cannot reach the %s: %w", serverName(cfg), err)
 	}
 	return db, nil
 }

@@ -205,9 +205,17 @@ func acquire(ctx context.Context, s *Settings) (*cloudsqlconn.Dialer, *Handle, e
 
 // Wire sets cc up to dial s's instance through the process-wide Dialer
 // with runpool's socket options (pool.NetDialer), with TLS left to
-// cloudsqlconn (sslmode=disable: the connector does mTLS itself). Release
-// the Handle after the pool drained.
+// cloudsqlconn (sslmode=disable: the connector does mTLS itself). s comes
+// from an adapter's Config.CloudSQL, which errors name; nil s means no
+// Cloud SQL: nil Handle, cc unchanged. Release the Handle after the pool
+// drained.
 func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, pool runpool.Config) (*Handle, error) {
+	if s == nil {
+		return nil, nil
+	}
+	if err := s.Validate("Config.CloudSQL.Instance", "Config.CloudSQL.IPType"); err != nil {
+		return nil, err
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -219,6 +227,9 @@ func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, pool runpool.Con
 	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return dial(ctx, d, name, opts, nd)
 	}
+	// pgx names the host in its errors; the instance says more than a
+	// socket path nobody dials.
+	cc.Host = name
 	cc.LookupFunc = func(context.Context, string) ([]string, error) { return []string{name}, nil }
 	cc.TLSConfig = nil
 	cc.Fallbacks = nil
