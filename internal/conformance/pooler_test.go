@@ -393,6 +393,7 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 	for _, a := range adaptertest.Adapters {
 		for _, mode := range modes {
 			t.Run(a.Name+"/"+mode.String(), func(t *testing.T) {
+				t.Parallel() // each has its own PgBouncer, NAT and instance; freezes overlap
 				_, b, user, _ := behindBouncer(t)
 				nat, err := faultproxy.Start(faultproxy.Config{Target: b.Addr(), Mode: mode, IdleTimeout: natIdle})
 				if err != nil {
