@@ -41,15 +41,23 @@ var poolerCfg = runpool.Config{Pooler: runpool.PoolerPgBouncer, MaxConns: 32, Lo
 // visible on the server connections other clients get.
 func checkNoSessionLeak(t *testing.T, dsn string) {
 	t.Helper()
+	for _, err := range sessionLeaks(dsn) {
+		t.Error(err)
+	}
+}
+
+// sessionLeaks looks at every server connection of the role's PgBouncer
+// pool (one client per server connection at once, each holding its own in
+// a transaction) for a reclaim setting a client set, by startup parameter
+// (pg_settings source "client") or SET ("session").
+func sessionLeaks(dsn string) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		t.Fatal(err)
+		return []error{err}
 	}
 	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	// One client per server connection at once, so every server
-	// connection of the pool is looked at.
 	var wg sync.WaitGroup
 	errs := make(chan error, bouncerPool)
 	for range bouncerPool {
@@ -68,12 +76,11 @@ func checkNoSessionLeak(t *testing.T, dsn string) {
 				return
 			}
 			defer tx.Rollback(ctx)
-			// source is "client" for a startup parameter, "session" for a SET.
-			var set []string
 			rows, _ := tx.Query(ctx, `SELECT name || '=' || setting FROM pg_settings, pg_sleep(0.05)
 				WHERE name IN ('idle_session_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count')
 				AND source IN ('client', 'session')`)
-			if set, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			set, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
 				errs <- err
 				return
 			}
@@ -84,8 +91,31 @@ func checkNoSessionLeak(t *testing.T, dsn string) {
 	}
 	wg.Wait()
 	close(errs)
+	var out []error
 	for err := range errs {
-		t.Error(err)
+		out = append(out, err)
+	}
+	return out
+}
+
+// The leak check sees a leak: a client's SET outside a transaction stays
+// on PgBouncer's server connection for the next client.
+func TestPgBouncerLeakCheckSeesASet(t *testing.T) {
+	_, b, _, dsn := behindBouncer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.Log())
+	}
+	if _, err := conn.Exec(ctx, "SET tcp_keepalives_idle = 100"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if errs := sessionLeaks(dsn); len(errs) == 0 {
+		t.Fatal("a SET outside a transaction went unnoticed")
+	} else {
+		t.Log(errs[0])
 	}
 }
 
