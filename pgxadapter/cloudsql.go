@@ -18,7 +18,8 @@ import (
 //
 // Every pool of the process shares one connector Dialer; it is closed
 // after the last pool using it has drained (closing it force-closes the
-// sockets it opened).
+// sockets it opened). The pool that creates it decides LazyRefresh for
+// all; IAMAuthN and IPType apply per pool.
 type CloudSQL struct {
 	// Instance is the instance connection name, project:region:instance.
 	Instance string

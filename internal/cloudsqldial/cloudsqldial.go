@@ -193,7 +193,10 @@ func acquire(ctx context.Context, s *Settings) (*cloudsqlconn.Dialer, *Handle, e
 		if f := Testing.Options; f != nil {
 			opts = append(opts, f(s.IAMAuthN)...)
 		}
-		d, err := cloudsqlconn.NewDialer(ctx, opts...)
+		// The Dialer outlives the call that creates it (the pool's start,
+		// often under a short deadline): its clients must not inherit
+		// the cancellation.
+		d, err := cloudsqlconn.NewDialer(context.WithoutCancel(ctx), opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("runpool: Cloud SQL dialer for %s: %w", s.Instance, err)
 		}
