@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -508,4 +509,47 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// PgBouncer's client_idle_timeout (set below the pool's idle limit here,
+// against the README's advice) closes the pool's idle connections; the
+// next burst is served in full, the closed ones replaced on checkout.
+func TestPgBouncerClientIdleTimeout(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	b := pgbouncertest.Start(t, pgbouncertest.Options{Target: srv.Addr(), Users: []string{user},
+		PoolSize: bouncerPool, Settings: map[string]string{"client_idle_timeout": "1"}})
+	dsn := b.URLFor(user, "pw", user)
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			db := open(t, a, dsn, runpool.Config{Pooler: runpool.PoolerPgBouncer, MaxConns: 8})
+			if r := burst(db, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
+				t.Fatalf("warm-up: %v", r)
+			}
+			clients := func() int {
+				n := 0
+				for _, row := range b.Admin(t, "SHOW CLIENTS") {
+					if slices.Contains(row, user) {
+						n++
+					}
+				}
+				return n
+			}
+			if clients() == 0 {
+				t.Fatal("SHOW CLIENTS lists none of the pool's connections after the warm-up")
+			}
+			// PgBouncer looks for idle clients about once a second.
+			for end := time.Now().Add(5 * time.Second); clients() > 0 && time.Now().Before(end); {
+				time.Sleep(200 * time.Millisecond)
+			}
+			if n := clients(); n > 0 {
+				t.Fatalf("PgBouncer still has %d idle clients of the pool: the scenario did not happen", n)
+			}
+			r := burst(db, burstN, query, deadline)
+			t.Logf("after PgBouncer closed every idle client: %v", r)
+			if r.Failed > 0 {
+				t.Fatalf("%d of %d requests failed: %v", r.Failed, r.OK+r.Failed, r.Errors[0])
+			}
+		})
+	}
 }
