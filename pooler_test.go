@@ -78,3 +78,17 @@ func TestBudgetCallsForPooler(t *testing.T) {
 		t.Errorf("advice to add a pooler while behind one:\n%s", log)
 	}
 }
+
+// A budget that cannot give each instance one connection is an error whose
+// message gives the pooler settings too.
+func TestBudgetBelowInstancesNamesPoolerSettings(t *testing.T) {
+	_, err := DeriveLimits(20, 2, 40)
+	if err == nil {
+		t.Fatal("20 connections for 44 instances: no error")
+	}
+	for _, want := range []string{"pool_mode=transaction", "default_pool_size=18", "RUNPOOL_POOLER=pgbouncer", "max_client_conn"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+}
