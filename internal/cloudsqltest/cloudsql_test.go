@@ -139,3 +139,41 @@ func TestCloudSQLFreezeBehindNAT(t *testing.T) {
 		}
 	}
 }
+
+// The reason for lazy refresh: an instance frozen past its certificate's
+// expiry (here 3 s at the endpoint, see TestCloudSQLCertExpiry) and past
+// the NAT's idle timeout serves its next burst in full; the dials on thaw
+// fetch a new certificate and present no expired one.
+func TestCloudSQLFreezePastCertExpiry(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	var nat *faultproxy.Proxy
+	inst := start(t, srv, cloudsqltest.Options{CertLifetime: 4*time.Minute + 3*time.Second, ClockAhead: 4 * time.Minute},
+		func(inst *cloudsqltest.Instance) string {
+			var err error
+			nat, err = faultproxy.Start(faultproxy.Config{Target: inst.Endpoint(), Mode: faultproxy.Blackhole, IdleTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { nat.Close() })
+			return nat.Addr()
+		})
+	cloudEnv(t, inst, user)
+	c := startChild(t, adapters[0], inst.ChildEnv(nat.Addr()))
+	if r := c.burst(t, 8); r.Failed > 0 {
+		t.Fatalf("warm-up: %d of 8 failed: %v", r.Failed, r.Errors[0])
+	}
+	issued := inst.CertsIssued()
+	c.freeze(t, 4*time.Second)
+	r := c.burst(t, 16)
+	t.Logf("after the freeze: %d/16 ok, p99 %v; certificates %d -> %d; NAT dropped %d flows", r.OK, r.P99.Round(time.Millisecond), issued, inst.CertsIssued(), nat.Dropped())
+	if r.Failed > 0 {
+		t.Fatalf("%d of 16 failed: %v", r.Failed, r.Errors[0])
+	}
+	if nat.Dropped() == 0 || inst.CertsIssued() <= issued {
+		t.Fatalf("the scenario did not happen: %d flows dropped, certificates %d -> %d", nat.Dropped(), issued, inst.CertsIssued())
+	}
+	if n := inst.Rejected(); n > 0 {
+		t.Fatalf("the endpoint rejected %d handshakes: an expired certificate was presented", n)
+	}
+}
