@@ -156,3 +156,47 @@ func TestCloudSQLStandInRejectsExpiredCert(t *testing.T) {
 		t.Fatalf("no handshake rejected; the open failed otherwise: %v", err)
 	}
 }
+
+// A drain that runs out of time cancels the statement still running, and
+// the cancel request reaches the server through cloudsqlconn too (pgx
+// dials it with the pool's dial function): no backend outlives the pool.
+func TestCloudSQLDrainCancelsThroughConnector(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	inst := start(t, srv, cloudsqltest.Options{}, nil)
+	cloudEnv(t, inst, user)
+	p, err := pgxadapter.NewFromEnv(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Exec(context.Background(), "SELECT pg_sleep(30)")
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the statement is on the server
+	before := inst.Handshakes()
+	rep, _ := p.Shutdown(ctxFor(t, time.Second))
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the 30 s statement finished")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the statement still runs 5 s after the drain's deadline")
+	}
+	if rep.Cancelled != 1 {
+		t.Fatalf("drain report %+v: want 1 cancelled", rep)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Backends(t, user) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d backends 5 s after the drain", srv.Backends(t, user))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if h := inst.Handshakes(); h <= before {
+		t.Fatalf("handshakes %d -> %d: the cancel request did not go through the connector", before, h)
+	}
+}
