@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -163,7 +164,8 @@ func start(opts Options) (*Bouncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "runpool-pgbouncer-*")
+	cleanStale()
+	dir, err := os.MkdirTemp("", dirPattern)
 	if err != nil {
 		return nil, fmt.Errorf("pgbouncertest: %w", err)
 	}
@@ -171,6 +173,9 @@ func start(opts Options) (*Bouncer, error) {
 	fail := func(err error) (*Bouncer, error) {
 		os.RemoveAll(dir)
 		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fail(fmt.Errorf("pgbouncertest: %w", err))
 	}
 	if opts.PoolMode == "" {
 		opts.PoolMode = "transaction"
@@ -344,4 +349,31 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+const dirPattern = "runpool-pgbouncer-*"
+
+var staleOnce sync.Once
+
+// cleanStale removes the directories of bouncers whose test binary died
+// without cleaning up; the bouncers themselves died with it (Pdeathsig).
+// Only directories whose owner file names a process gone qualify.
+func cleanStale() {
+	staleOnce.Do(func() {
+		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPattern))
+		for _, dir := range dirs {
+			b, err := os.ReadFile(filepath.Join(dir, "owner"))
+			if err != nil {
+				continue // still being set up, or not ours
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil || pid <= 0 {
+				continue
+			}
+			if err := syscall.Kill(pid, 0); err == nil || err == syscall.EPERM {
+				continue // the owner runs
+			}
+			_ = os.RemoveAll(dir)
+		}
+	})
 }
