@@ -175,9 +175,16 @@ func TestCloudSQLDrainCancelsThroughConnector(t *testing.T) {
 		_, err := p.Exec(context.Background(), "SELECT pg_sleep(30)")
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // the statement is on the server
+	running := func() bool {
+		return srv.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'", user) > 0
+	}
+	for deadline := time.Now().Add(10 * time.Second); !running(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the statement did not reach the server")
+		}
+	}
 	before := inst.Handshakes()
-	rep, _ := p.Shutdown(ctxFor(t, time.Second))
+	rep, _ := p.Shutdown(ctxFor(t, 2*time.Second))
 	select {
 	case err := <-done:
 		if err == nil {
