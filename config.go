@@ -108,8 +108,10 @@ type Config struct {
 	// the server's limits at all).
 	BudgetCheck string
 
-	// DrainTimeout bounds the drain that Close and Shutdown run. Default:
-	// the platform's grace period less a margin (Cloud Run: 8s), else 10s.
+	// DrainTimeout bounds the drain that Close runs and the whole shutdown
+	// that ServeHTTP runs. Default: the platform's grace period less a
+	// fifth (at least 100ms) for the process to exit (Cloud Run: 10s ->
+	// 8s); 8s where no platform is detected.
 	DrainTimeout time.Duration
 
 	// Pooler says what is in front of the server: "none" or "pgbouncer"
@@ -145,7 +147,6 @@ const (
 	defaultKeepAliveInterval   = 5 * time.Second
 	defaultKeepAliveCount      = 3
 	defaultTCPUserTimeout      = 20 * time.Second
-	defaultDrainTimeout        = 10 * time.Second
 	defaultServerKeepAliveIdle = 30 * time.Second
 )
 
@@ -205,9 +206,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BudgetCheck == "" {
 		c.BudgetCheck = BudgetCheckWarn
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = defaultDrainTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -66,3 +66,13 @@ func DetectPlatform(lookup func(string) (string, bool)) Platform {
 	}
 	return p
 }
+
+// DrainTimeout is how long a drain may take on this platform: the grace
+// period less a fifth (at least 100ms), the rest left for the process to
+// exit before SIGKILL; 8s where the platform gives no grace period.
+func (p Platform) DrainTimeout() time.Duration {
+	if p.Grace <= 0 {
+		return 8 * time.Second
+	}
+	return p.Grace - max(p.Grace/5, 100*time.Millisecond)
+}

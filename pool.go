@@ -156,6 +156,9 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = int32(defaultMaxConns())
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DetectPlatform(lookupWith(cfg.Platform)).DrainTimeout()
+	}
 	if cfg.MinConns > cfg.MaxConns {
 		return nil, fieldError("MinConns", cfg.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", cfg.MaxConns))
 	}
