@@ -28,10 +28,10 @@ const (
 // Socket looks at one socket. Its zero value reports Quiet; Init binds
 // it. Not safe for concurrent use: only the connection's holder looks.
 type Socket struct {
-	raw   syscall.RawConn       // nil when the socket cannot be reached
-	peek  func(fd uintptr) bool // bound once, so a look allocates nothing
-	n     uintptr               // result of the last peek
-	errno syscall.Errno         // result of the last peek
+	raw   syscall.RawConn  // nil when the socket cannot be reached
+	peek  func(fd uintptr) // bound once, so a look allocates nothing
+	n     uintptr          // result of the last peek
+	errno syscall.Errno    // result of the last peek
 	buf   [1]byte
 }
 
@@ -53,12 +53,16 @@ func (s *Socket) Init(nc net.Conn) {
 	s.peek = s.recvPeek
 }
 
-// Look reports the socket's state. It costs one non-blocking system call.
+// Look reports the socket's state. It costs one non-blocking system call
+// and never waits: it runs under Control, not Read, because RawConn.Read
+// takes the descriptor's read lock, which another goroutine may hold while
+// parked in a blocking read (pgconn's background reader stays parked on an
+// idle connection after a query), and Look would wait for the next byte.
 func (s *Socket) Look() State {
 	if s.raw == nil {
 		return Quiet
 	}
-	if err := s.raw.Read(s.peek); err != nil {
+	if err := s.raw.Control(s.peek); err != nil {
 		return Closed // the descriptor is closed already
 	}
 	switch {

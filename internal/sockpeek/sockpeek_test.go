@@ -63,3 +63,26 @@ func TestLookAllocatesNothing(t *testing.T) {
 		t.Fatalf("Look allocates %v times", n)
 	}
 }
+
+// A goroutine parked in a blocking read holds the descriptor's read lock
+// (pgconn's background reader does so on an idle connection); Look must
+// answer at once rather than wait for the next byte.
+func TestLookDoesNotWaitForAParkedReader(t *testing.T) {
+	c, srv := pair(t)
+	var s Socket
+	s.Init(c)
+	go c.Read(make([]byte, 1)) // parked until srv writes
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan State, 1)
+	go func() { done <- s.Look() }()
+	select {
+	case st := <-done:
+		if st != Quiet {
+			t.Fatalf("Look = %v, want Quiet", st)
+		}
+	case <-time.After(5 * time.Second):
+		srv.Write([]byte("x")) // unpark the reader so the test can end
+		<-done
+		t.Fatal("Look waited for the parked reader")
+	}
+}
