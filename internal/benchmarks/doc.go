@@ -5,14 +5,14 @@
 // default pool. It holds only tests; BENCHMARKS.md at the repository root
 // has the figures and the commands that reproduce them:
 //
-//	go test -run NONE -bench . -count 10 ./internal/benchmarks | tee bench.txt
-//	benchstat -col '/pool@(pgxpool runpool)' bench.txt
-//	benchstat -col '/pool@(stdlib sqladapter)' bench.txt
+//	go test -run NONE -bench . -timeout 60m ./internal/benchmarks -rounds 12 | tee bench.txt
+//	benchstat -ignore /round -col '/pool@(pgxpool runpool)' bench.txt
+//	benchstat -ignore /round -col '/pool@(stdlib sqladapter)' bench.txt
 //
 // Every benchmark names its sub-benchmarks pool=pgxpool, pool=runpool,
 // pool=stdlib and pool=sqladapter, so benchstat compares them as columns.
-// Each round (one call of a Benchmark function; -count sets how many)
-// opens the four pools afresh and runs them one after another, so with
-// -count 10 the pools take turns ten times and the machine's drifts fall
-// on all of them alike.
+// Each benchmark opens the four pools once and runs them in turn, round
+// after round (-rounds; go test's -count would repeat each pool back to
+// back instead), so the drifts of a shared machine fall on all of them
+// alike.
 package benchmarks
