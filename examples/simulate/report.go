@@ -1,0 +1,188 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// summary is what a table shows of a row's requests.
+type summary struct {
+	n, ok    int
+	p50, p99 time.Duration
+}
+
+func summarize(reqs []request) summary {
+	var s summary
+	var lat []time.Duration
+	for _, r := range reqs {
+		s.n++
+		if r.ok() {
+			s.ok++
+		}
+		if r.Lat > 0 { // requests a killed instance never answered have none
+			lat = append(lat, r.Lat)
+		}
+	}
+	s.p50, s.p99 = percentile(lat, 50), percentile(lat, 99)
+	return s
+}
+
+func (s summary) okPercent() float64 {
+	if s.n == 0 {
+		return 0
+	}
+	return 100 * float64(s.ok) / float64(s.n)
+}
+
+// percentile is the nearest-rank percentile; 0 for no samples.
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[(len(ds)*p+99)/100-1]
+}
+
+// printTable writes one scenario's table and, under it, why requests failed.
+func printTable(w io.Writer, t *table, s settings) {
+	fmt.Fprintf(w, "\n%s\n%s\n", t.title, wrap(t.setup, 78))
+	if t.fresh > 0 {
+		fmt.Fprintf(w, "fresh dial + query: %s (runpool's p99 bar: 3x, %s)\n", ms(t.fresh), ms(3*t.fresh))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "pool\tok\tp50\tp99\tpeak backends\tleft after %v\tleaked\t\n", s.LeakWait)
+	for _, r := range t.rows {
+		if r.err != nil {
+			continue
+		}
+		sm := summarize(r.reqs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", r.pool.label, percent(sm.okPercent()), ms(sm.p50), ms(sm.p99), r.peak, r.left, r.leaked)
+	}
+	tw.Flush()
+	for _, r := range t.rows {
+		if r.err != nil {
+			fmt.Fprintf(w, "  %s: did not run: %v\n", cmp.Or(r.pool.label, t.name), r.err)
+			continue
+		}
+		if sm := summarize(r.reqs); sm.ok < sm.n {
+			fmt.Fprintf(w, "  %s: %d of %d failed: %s\n", r.pool.label, sm.n-sm.ok, sm.n, errorCounts(r.reqs))
+		}
+	}
+}
+
+// errorCounts names the kinds of failure and how often each happened.
+func errorCounts(reqs []request) string {
+	n := map[string]int{}
+	for _, r := range reqs {
+		if !r.ok() {
+			n[errorKind(r.Err)]++
+		}
+	}
+	kinds := slices.SortedFunc(maps.Keys(n), func(a, b string) int { return cmp.Compare(n[b], n[a]) })
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s (%d)", k, n[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func errorKind(msg string) string {
+	switch {
+	case strings.Contains(msg, "53300"):
+		return "53300 too many clients"
+	case strings.Contains(msg, errExited.Error()):
+		return "lost: the instance was killed"
+	case strings.Contains(msg, "deadline exceeded"), strings.Contains(msg, "timeout"):
+		return "deadline exceeded"
+	case strings.Contains(msg, "closed pool"), strings.Contains(msg, "database is closed"):
+		return "refused: pool closed"
+	case strings.Contains(msg, "reset by peer"):
+		return "connection reset"
+	}
+	if len(msg) > 70 {
+		msg = msg[:70] + "..."
+	}
+	return msg
+}
+
+// verdicts holds runpool's rows to the bar of DESIGN.md §4 and returns
+// one line per failure.
+func verdicts(tables []*table) []string {
+	var fails []string
+	for _, t := range tables {
+		for _, r := range t.rows {
+			if !r.pool.runpool {
+				continue
+			}
+			fail := func(format string, args ...any) {
+				fails = append(fails, fmt.Sprintf("%s, %s: %s", t.name, r.pool.label, fmt.Sprintf(format, args...)))
+			}
+			if r.err != nil {
+				fail("did not run: %v", r.err)
+				continue
+			}
+			sm := summarize(r.reqs)
+			if sm.ok < sm.n {
+				fail("%d of %d requests failed: %s", sm.n-sm.ok, sm.n, errorCounts(r.reqs))
+			}
+			if t.fresh > 0 && sm.p99 > 3*t.fresh {
+				fail("p99 %s over 3x a fresh dial plus the query (%s)", ms(sm.p99), ms(3*t.fresh))
+			}
+			if t.budget > 0 && r.peak > t.budget {
+				fail("peak %d backends over the budget of %d", r.peak, t.budget)
+			}
+			if r.leaked > 0 {
+				fail("%d backends leaked", r.leaked)
+			}
+		}
+	}
+	return fails
+}
+
+func percent(p float64) string {
+	if p == 100 || p == 0 {
+		return fmt.Sprintf("%.0f%%", p)
+	}
+	return fmt.Sprintf("%.1f%%", p)
+}
+
+// ms formats a latency with three significant digits.
+func ms(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= 100*time.Millisecond:
+		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+}
+
+// wrap breaks s into lines of at most width.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		if i > 0 && n+1+len(w) > width {
+			b.WriteByte('\n')
+			n = 0
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
+}

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/runpool/runpool/internal/faultproxy"
+)
+
+// table is one scenario's result: a row per pool.
+type table struct {
+	name  string // as -only names it
+	title string
+	setup string
+	rows  []*row
+	// The bars runpool's rows are held to besides 100% served and no
+	// leak: p99 within 3x a fresh dial plus the query (fresh > 0), and
+	// peak backends within a budget (budget > 0).
+	fresh  time.Duration
+	budget int
+}
+
+// row is one pool's result in one scenario.
+type row struct {
+	pool   poolKind
+	role   string
+	srv    *server
+	reqs   []request // the requests the scenario counts
+	peak   int
+	left   int       // backends LeakWait after the last instance exited
+	leaked int       // backends still there Reclaim after it exited
+	exited time.Time // when the last instance was gone
+	err    error     // the row could not run
+	// For the chart: when the row began, its warm-up, its freezes.
+	start   time.Time
+	warm    []request
+	freezes [][2]time.Time
+	nat     *faultproxy.Proxy // kept open to the end: forgotten flows dangle
+}
+
+// env is what the scenarios run on.
+type env struct {
+	s      settings
+	faults map[faultproxy.Mode]*server // freezes (sigterm on the reset one): room for every dangling backend
+	small  *server                     // max_connections = s.ServerMax
+	large  *server                     // max_connections = s.BudgetServerMax
+}
+
+// forEachPool runs f for every selected pool, at once when parallel
+// (each starting stagger after the previous), else one after another.
+func (e *env) forEachPool(parallel bool, stagger time.Duration, f func(k poolKind, r *row)) []*row {
+	rows := make([]*row, len(e.s.Pools))
+	var wg sync.WaitGroup
+	for i, k := range e.s.Pools {
+		rows[i] = &row{pool: k}
+		run := func() {
+			defer wg.Done()
+			rows[i].start = time.Now()
+			f(k, rows[i])
+		}
+		wg.Add(1)
+		if parallel {
+			if i > 0 {
+				time.Sleep(stagger)
+			}
+			go run()
+		} else {
+			run()
+		}
+	}
+	wg.Wait()
+	return rows
+}
+
+// finish ends the instances (each gets until exit to close its pool,
+// then is killed, as a platform does) and measures what they left on
+// the server.
+func (e *env) finish(r *row, srv *server, insts []*instance, exit time.Duration) {
+	var wg sync.WaitGroup
+	for _, in := range insts {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.stop(exit) }()
+	}
+	wg.Wait()
+	r.exited = time.Now()
+	r.left = srv.backendsAfter(r.role, e.s.LeakWait)
+	r.peak = srv.peakOf(r.role)
+}
+
+// runpoolEnv is how a user configures runpool: the server and the budget.
+func runpoolEnv(dsn string, instances, budget int) map[string]string {
+	m := map[string]string{"DATABASE_URL": dsn, "RUNPOOL_MAX_INSTANCES": strconv.Itoa(instances)}
+	if budget > 0 {
+		m["RUNPOOL_BUDGET"] = strconv.Itoa(budget)
+	}
+	return m
+}
+
+// freeze: one instance per pool behind a NAT that forgets flows idle
+// NATIdle (silently, or with a reset), frozen Freeze before each burst.
+// The pools run at once, staggered so that their bursts do not meet.
+func (e *env) freeze(mode faultproxy.Mode) *table {
+	s := e.s
+	srv := e.faults[mode]
+	t := &table{
+		name:  mode.String(),
+		title: fmt.Sprintf("Freeze behind a NAT %s", map[faultproxy.Mode]string{faultproxy.Blackhole: "black hole", faultproxy.Reset: "reset"}[mode]),
+		setup: fmt.Sprintf("the NAT forgets flows idle %v (%s); one instance per pool, frozen %v (SIGSTOP) before each of %d bursts of %d concurrent %v queries, %v deadline",
+			s.NATIdle, map[faultproxy.Mode]string{faultproxy.Blackhole: "later packets vanish", faultproxy.Reset: "later packets draw a reset"}[mode],
+			s.Freeze, s.Bursts, s.Burst, s.Query, s.Deadline),
+	}
+	pass, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr()})
+	if err == nil {
+		t.fresh, err = freshDial(srv.dsn("postgres", pass.Addr()), s.Query)
+		pass.Close()
+	}
+	if err != nil {
+		t.rows = []*row{{err: err}}
+		return t
+	}
+	stagger := s.Freeze / time.Duration(2*len(s.Pools))
+	t.rows = e.forEachPool(true, stagger, func(k poolKind, r *row) {
+		if r.role, r.err = srv.createRole(t.name, k.name); r.err != nil {
+			return
+		}
+		r.srv = srv
+		if r.nat, r.err = faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: mode, IdleTimeout: s.NATIdle}); r.err != nil {
+			return
+		}
+		dsn := srv.dsn(r.role, r.nat.Addr())
+		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, 1, 0), NATIdle: s.NATIdle, Grace: s.Grace})
+		if r.err = err; err != nil {
+			return
+		}
+		c := command{N: s.Burst, Query: s.Query, Deadline: s.Deadline}
+		r.warm = in.burst(c)
+		for range s.Bursts {
+			from := time.Now()
+			in.freeze(s.Freeze)
+			r.freezes = append(r.freezes, [2]time.Time{from, time.Now()})
+			r.reqs = append(r.reqs, in.burst(c)...)
+		}
+		e.finish(r, srv, []*instance{in}, s.Deadline) // pgxpool's Close waits 15 s on a black-holed connection
+	})
+	return t
+}
+
+// startAll starts n instances of a pool at once.
+func startAll(n int, spec instanceSpec) ([]*instance, error) {
+	insts := make([]*instance, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range insts {
+		wg.Add(1)
+		go func() { defer wg.Done(); insts[i], errs[i] = startInstance(spec) }()
+	}
+	wg.Wait()
+	var started []*instance
+	var first error
+	for i, in := range insts {
+		if in != nil {
+			started = append(started, in)
+		} else if first == nil {
+			first = errs[i]
+		}
+	}
+	return started, first
+}
+
+// burstAll runs the same burst in every instance at once.
+func burstAll(insts []*instance, c command) []request {
+	var mu sync.Mutex
+	var all []request
+	var wg sync.WaitGroup
+	for _, in := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs := in.burst(c)
+			mu.Lock()
+			all = append(all, rs...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all
+}
+
+// scaleOut: Instances instances per pool run Rounds rounds of Load
+// concurrent LoadQuery queries at once against srv. budget > 0 is the
+// service's budget given to runpool; otherwise runpool reads it from the
+// server. Hand-tuned pools get budget / instances each. One pool at a
+// time: they would otherwise take each other's slots.
+func (e *env) scaleOut(name string, srv *server, budget int) *table {
+	s := e.s
+	t := &table{name: name}
+	serverAllows := srv.allows
+	share := budget
+	if budget > 0 {
+		t.title = fmt.Sprintf("Scale-out within a budget of %d", budget)
+		t.setup = fmt.Sprintf("max_connections = %d, RUNPOOL_BUDGET = %d; ", srv.maxConns, budget)
+		t.budget = budget
+	} else {
+		t.title = "Scale-out over a small server"
+		t.setup = fmt.Sprintf("max_connections = %d (%d for the service, budget read from the server); ", srv.maxConns, serverAllows)
+		t.budget = serverAllows
+		share = serverAllows
+	}
+	t.setup += fmt.Sprintf("%d instances per pool each run %d rounds of %d concurrent %v queries, %v deadline; by hand: %d connections per instance",
+		s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, max(1, share/s.Instances))
+	t.rows = e.forEachPool(false, 0, func(k poolKind, r *row) {
+		if r.role, r.err = srv.createRole(name, k.name); r.err != nil {
+			return
+		}
+		r.srv = srv
+		dsn := srv.dsn(r.role, "")
+		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, s.Instances, budget),
+			MaxConns: max(1, share/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
+		if r.err = err; err == nil {
+			for range s.Rounds {
+				r.reqs = append(r.reqs, burstAll(insts, command{N: s.Load, Query: s.LoadQuery, Deadline: s.LoadDeadline})...)
+			}
+		}
+		e.finish(r, srv, insts, s.Grace)
+	})
+	return t
+}
+
+// hot: Instances instances per pool on the small server; each runs one
+// query, then only the first works: Rounds rounds of Load concurrent
+// queries while the others idle. One pool at a time.
+func (e *env) hot() *table {
+	s := e.s
+	srv := e.small
+	serverAllows := srv.allows
+	t := &table{name: "hot", title: "One hot instance, the others idle", budget: serverAllows,
+		setup: fmt.Sprintf("max_connections = %d; %d instances per pool each run one query, then one runs %d rounds of %d concurrent %v queries (%v deadline) while %d idle; its requests are counted",
+			srv.maxConns, s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, s.Instances-1)}
+	t.rows = e.forEachPool(false, 0, func(k poolKind, r *row) {
+		if r.role, r.err = srv.createRole("hot", k.name); r.err != nil {
+			return
+		}
+		r.srv = srv
+		dsn := srv.dsn(r.role, "")
+		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, s.Instances, 0),
+			MaxConns: max(1, serverAllows/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
+		if r.err = err; err == nil {
+			burstAll(insts, command{N: 1, Query: s.LoadQuery, Deadline: s.LoadDeadline})
+			for range s.Rounds {
+				r.reqs = append(r.reqs, insts[0].burst(command{N: s.Load, Query: s.LoadQuery, Deadline: s.LoadDeadline})...)
+			}
+		}
+		e.finish(r, srv, insts, s.Grace)
+	})
+	return t
+}
+
+// sigterm: one instance per pool runs Load concurrent TermQuery queries
+// and gets SIGTERM while they run; the platform kills it after Grace.
+// The pools run at once (each its own role; the server has room).
+func (e *env) sigterm() *table {
+	s := e.s
+	t := &table{name: "sigterm", title: "SIGTERM under load",
+		setup: fmt.Sprintf("one instance per pool runs %d concurrent %v queries (%v deadline); SIGTERM %v after the first starts on the server, SIGKILL %v later if still alive",
+			s.Load, s.TermQuery, s.LoadDeadline, s.TermQuery/4, s.Grace)}
+	t.rows = e.forEachPool(true, 0, func(k poolKind, r *row) {
+		srv := e.faults[faultproxy.Reset]
+		if r.role, r.err = srv.createRole("sigterm", k.name); r.err != nil {
+			return
+		}
+		r.srv = srv
+		dsn := srv.dsn(r.role, "")
+		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, 1, 0), NATIdle: s.NATIdle, Grace: s.Grace})
+		if r.err = err; err != nil {
+			return
+		}
+		c := command{N: s.Load, Query: s.TermQuery, Deadline: s.LoadDeadline}
+		done := make(chan []request, 1)
+		if err := in.send(c); err != nil {
+			done <- lost(c.N, err)
+		} else {
+			go func() { done <- in.collect(c.N) }()
+			waitFor(5*time.Second, func() bool { return srv.activeOf(r.role) > 0 })
+			time.Sleep(s.TermQuery / 4)
+			in.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		r.reqs = <-done
+		in.wait(s.Grace)
+		r.exited = time.Now()
+		r.left = srv.backendsAfter(r.role, s.LeakWait)
+		r.peak = srv.peakOf(r.role)
+	})
+	return t
+}
+
+// waitFor polls cond until it holds or d passed.
+func waitFor(d time.Duration, cond func() bool) {
+	for deadline := time.Now().Add(d); !cond() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// reclaimCheck counts, for every row, the backends still there Reclaim
+// after its instances exited (waiting for the latest such moment): a
+// backend the server has not ended by then is leaked. Then it closes the
+// NAT proxies, whose forgotten flows held those backends.
+func (e *env) reclaimCheck(tables []*table) {
+	for _, t := range tables {
+		for _, r := range t.rows {
+			if r.srv == nil || r.exited.IsZero() {
+				continue
+			}
+			r.leaked = r.srv.backendsAfter(r.role, time.Until(r.exited.Add(e.s.Reclaim)))
+			if r.leaked > 0 && os.Getenv(debugEnv) != "" {
+				r.srv.describeBackends(os.Stderr, r.role)
+			}
+		}
+	}
+	for _, t := range tables {
+		for _, r := range t.rows {
+			if r.nat != nil {
+				r.nat.Close()
+			}
+		}
+	}
+}
