@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 
@@ -63,8 +64,14 @@ func parseConfig(connString, setting string) (*Config, error) {
 func connStringError(setting, connString string, err error) error {
 	msg := err.Error()
 	var pce *pgconn.ParseConfigError
-	if errors.As(err, &pce) && pce.Unwrap() != nil {
-		msg = pce.Unwrap().Error() // without pgx's copy of the string
+	if errors.As(err, &pce) {
+		if pce.Unwrap() != nil {
+			msg = pce.Unwrap().Error() // without pgx's copy of the string
+		} else if _, after, ok := strings.Cut(msg, "`: "); ok && strings.HasPrefix(msg, "cannot parse `") {
+			// pgx's copy is redacted on a best-effort basis only (a quoted
+			// password holding \' shows): keep only what follows it.
+			msg = "cannot parse: " + after
+		}
 	}
 	msg = redact(msg, connString)
 	if setting == "DATABASE_URL" && connString == "" {
@@ -81,30 +88,97 @@ func redact(msg, connString string) string {
 	if connString == "" {
 		return msg
 	}
-	if pw := passwordIn(connString); pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	msg = strings.ReplaceAll(msg, connString, "(redacted)")
+	pws := passwordsIn(connString)
+	for _, pw := range pws {
+		if pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
 	}
-	return strings.ReplaceAll(msg, connString, "(redacted)")
+	for _, pw := range pws {
+		if showsPart(msg, pw) {
+			// An unescaped '@', ':' or '/' in the password makes the
+			// boundaries ambiguous: the parser's words may quote a piece.
+			return "cannot parse: the details would show part of the password " +
+				"(are its special characters percent-encoded, or quoted in key=value form?)"
+		}
+	}
+	return msg
 }
 
-// passwordIn finds the password in a URL or key=value connection string
-// without fully parsing it (it is already known not to parse).
-func passwordIn(s string) string {
+// showsPart reports whether msg holds six consecutive bytes of pw (all
+// of a shorter one).
+func showsPart(msg, pw string) bool {
+	n := min(len(pw), 6)
+	for i := 0; n > 0 && i+n <= len(pw); i++ {
+		if strings.Contains(msg, pw[i:i+n]) {
+			return true
+		}
+	}
+	return false
+}
+
+// passwordsIn finds the password in a URL or key=value connection string
+// without fully parsing it (it is already known not to parse), as
+// written and as unescaped, since an error may quote either.
+func passwordsIn(s string) []string {
 	if i := strings.Index(s, "://"); i >= 0 {
 		rest := s[i+3:]
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			if c := strings.Index(rest[:at], ":"); c >= 0 {
-				return rest[c+1 : at]
+				pw := rest[c+1 : at]
+				if u, err := url.PathUnescape(pw); err == nil && u != pw {
+					return []string{pw, u}
+				}
+				return []string{pw}
 			}
 		}
-		return ""
+		return nil
 	}
-	for _, f := range strings.Fields(s) {
-		if v, ok := strings.CutPrefix(f, "password="); ok {
-			return strings.Trim(v, "'")
+	// key=value: values may be quoted ('...') with backslash escapes, and
+	// spaces may surround the '='.
+	var found []string
+	for i := 0; i < len(s); {
+		j := strings.Index(s[i:], "password")
+		if j < 0 {
+			break
+		}
+		k := strings.TrimLeft(s[i+j+len("password"):], " \t\n\r\v\f")
+		i += j + len("password")
+		if !strings.HasPrefix(k, "=") {
+			continue
+		}
+		v := strings.TrimLeft(k[1:], " \t\n\r\v\f")
+		quoted := strings.HasPrefix(v, "'")
+		if quoted {
+			v = v[1:]
+		}
+		var raw, plain strings.Builder
+		for n := 0; n < len(v); n++ {
+			c := v[n]
+			if quoted && c == '\'' || !quoted && strings.IndexByte(" \t\n\r\v\f", c) >= 0 {
+				break
+			}
+			raw.WriteByte(c)
+			if c == '\\' && n+1 < len(v) {
+				n++
+				raw.WriteByte(v[n])
+				c = v[n]
+			}
+			plain.WriteByte(c)
+		}
+		found = append(found, raw.String(), plain.String())
+		if !quoted {
+			// An unquoted password with spaces ends, as the user meant it,
+			// at the next key=value: the parser reports its tail as a key.
+			end := len(v)
+			if eq := strings.IndexByte(v, '='); eq >= 0 {
+				end = max(strings.LastIndexAny(v[:eq], " \t\n\r\v\f"), 0)
+			}
+			found = append(found, strings.TrimSpace(v[:end]))
 		}
 	}
-	return ""
+	return found
 }
 
 // String describes the Config without its password.

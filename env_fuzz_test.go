@@ -1,0 +1,89 @@
+package runpool
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// fuzzPassword is planted in DATABASE_URL and PGPASSWORD, which
+// configFromLookup must never read, let alone echo.
+const fuzzPassword = "Fuzz-Pa55w0rd-Zq7"
+
+// FuzzConfigFromEnv feeds arbitrary values to the RUNPOOL_* variables,
+// one at a time or all at once: parsing and validating never panics, a
+// refused value is a *ConfigError naming the variable, and no error shows
+// the password the environment holds elsewhere.
+//
+//	go test -run '^$' -fuzz FuzzConfigFromEnv -fuzztime 2m .
+func FuzzConfigFromEnv(f *testing.F) {
+	for i, ev := range envVars {
+		for _, v := range []string{ev.Default, "0", "1", "-1", "250ms", "30s", "4m", "1048576", "1048577",
+			"9223372036854775807", "-9223372036854775808", "1e9", "2562047h47m16.854775807s", "cloudrun",
+			"PGBOUNCER", " warn ", "", "\x00", "💥", "postgres://u:" + fuzzPassword + "@h/db"} {
+			f.Add(uint8(i), v, false)
+		}
+	}
+	f.Add(uint8(0), "3", true)
+	f.Add(uint8(0), "5s", true)
+	f.Fuzz(func(t *testing.T, which uint8, value string, all bool) {
+		env := map[string]string{
+			"DATABASE_URL": "postgres://app:" + fuzzPassword + "@db.internal:5432/app",
+			"PGPASSWORD":   fuzzPassword,
+		}
+		target := envVars[int(which)%len(envVars)].Name
+		for _, ev := range envVars {
+			if all || ev.Name == target {
+				env[ev.Name] = value
+			}
+		}
+		c, err := configFromLookup(Config{}, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("%s=%q: error %T is not a *ConfigError: %v", target, value, err, err)
+			}
+			if _, ok := env[ce.Setting]; !ok || !strings.HasPrefix(ce.Setting, "RUNPOOL_") {
+				t.Fatalf("%s=%q: error names %q, not a variable that was set: %v", target, value, ce.Setting, err)
+			}
+			if !strings.Contains(err.Error(), ce.Setting) {
+				t.Fatalf("%s=%q: message %q lacks the variable's name", target, value, err)
+			}
+			assertNoPassword(t, target, value, err.Error(), fmt.Sprintf("%+v", err))
+			return
+		}
+		// What parsed must validate without panicking, and a refusal
+		// names a Config field.
+		if err := c.Validate(); err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.HasPrefix(ce.Setting, "Config.") {
+				t.Fatalf("%s=%q: Validate: %v does not name a Config field", target, value, err)
+			}
+			assertNoPassword(t, target, value, err.Error())
+			return
+		}
+		d := c.withDefaults()
+		startup, set := d.ServerSettings(16)
+		assertNoPassword(t, target, value, fmt.Sprint(startup), fmt.Sprint(set))
+		if d.MaxInstances > 0 && d.Budget > 0 {
+			if _, err := DeriveLimits(d.Budget, d.Reserve, d.MaxInstances); err != nil {
+				assertNoPassword(t, target, value, err.Error())
+			}
+		}
+	})
+}
+
+// assertNoPassword fails if any text shows fuzzPassword while the fuzzed
+// value itself did not carry it (a value is echoed in its own error).
+func assertNoPassword(t *testing.T, name, value string, texts ...string) {
+	t.Helper()
+	if strings.Contains(value, fuzzPassword) {
+		return
+	}
+	for _, s := range texts {
+		if strings.Contains(s, fuzzPassword) {
+			t.Fatalf("%s=%q: the password shows in %q", name, value, s)
+		}
+	}
+}

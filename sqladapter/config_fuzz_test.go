@@ -1,0 +1,77 @@
+package sqladapter_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/runpool/runpool/sqladapter"
+)
+
+// fuzzMarker is in the planted password; it must never show.
+const fuzzMarker = "Pa55w0rd"
+
+// FuzzConfigFromEnv fills the environment a service reads (DATABASE_URL or
+// the PG* variables, and a RUNPOOL_* one) from fuzzed values around a
+// planted password (in PGPASSWORD, and in DATABASE_URL when it is set),
+// then builds a Connector: nothing panics, and no error and no
+// description of the Config shows the password.
+//
+//	go test -run '^$' -fuzz FuzzConfigFromEnv -fuzztime 2m ./sqladapter
+func FuzzConfigFromEnv(f *testing.F) {
+	for _, s := range []struct {
+		url, host, port, opts, runpool string
+	}{
+		{"postgres://app:%s@db.internal:5432/app?sslmode=disable", "", "", "", "3"},
+		{"", "db.internal", "5432", "disable", "8"},
+		{"", "/cloudsql/p:r:i", "", "require", ""},
+		{"host=db port=bad user=app password='%s'", "", "", "", "-1"},
+		{"postgres://app:%s@[::1:5432/app", "", "", "", "x"},
+		{"", "h1,h2", "5432,notaport", "verify-full", "0"},
+		{"postgres://app:%s@db/app?pool_max_conns=4&target_session_attrs=any", "", "", "bogus", "1048577"},
+		{"user=app password=%s host=db sslmode=bogus", "", "", "", ""},
+	} {
+		for v := range uint8(3) {
+			f.Add(s.url, s.host, s.port, s.opts, v, s.runpool)
+		}
+	}
+	f.Fuzz(func(t *testing.T, dbURL, host, port, sslmode string, which uint8, runpoolValue string) {
+		pw := []string{"Fuzz-" + fuzzMarker, "it's " + fuzzMarker + `\`, "p@ss:" + fuzzMarker + "/x"}[int(which)%3]
+		if strings.Count(dbURL+host+port+sslmode+runpoolValue, fuzzMarker) > 0 || strings.ContainsRune(dbURL, 0) ||
+			strings.ContainsRune(host+port+sslmode+runpoolValue, 0) {
+			t.Skip() // the marker must come from the planted password alone; NUL cannot be in the environment
+		}
+		if strings.Contains(dbURL, "%s") {
+			if strings.Contains(dbURL, "password='") {
+				pw = strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw)
+			}
+			dbURL = strings.Replace(dbURL, "%s", pw, 1)
+		}
+		t.Setenv("DATABASE_URL", dbURL)
+		t.Setenv("PGPASSWORD", pw)
+		t.Setenv("PGHOST", host)
+		t.Setenv("PGPORT", port)
+		t.Setenv("PGSSLMODE", sslmode)
+		t.Setenv("PGUSER", "app")
+		t.Setenv("PGDATABASE", "app")
+		t.Setenv([]string{"RUNPOOL_MAX_CONNS", "RUNPOOL_PROBE_TIMEOUT", "RUNPOOL_PLATFORM"}[int(which)%3], runpoolValue)
+		cfg, err := sqladapter.ConfigFromEnv()
+		if err != nil {
+			if s := err.Error() + fmt.Sprintf("%+v", err); strings.Contains(s, fuzzMarker) {
+				t.Fatalf("DATABASE_URL=%q PGHOST=%q PGPORT=%q PGSSLMODE=%q: the error shows the password: %v", dbURL, host, port, sslmode, err)
+			}
+			return
+		}
+		if s := cfg.String(); strings.Contains(s, fuzzMarker) {
+			t.Fatalf("DATABASE_URL=%q: String shows the password: %s", dbURL, s)
+		}
+		c, err := sqladapter.NewConnector(cfg) // opens no connection
+		if err != nil {
+			if strings.Contains(err.Error(), fuzzMarker) {
+				t.Fatalf("DATABASE_URL=%q: NewConnector's error shows the password: %v", dbURL, err)
+			}
+			return
+		}
+		_ = c.Close()
+	})
+}
