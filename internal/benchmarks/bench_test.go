@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"flag"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -29,7 +30,7 @@ var rounds = flag.Int("rounds", 1, "run each benchmark's pools in turn this many
 // and Release; database/sql: DB.Conn and Conn.Close.
 func BenchmarkAcquireRelease(b *testing.B) {
 	pools := openPools(b, pgtest.Shared(b).URL())
-	eachRound(b, func(b *testing.B) {
+	eachRound(b, pools, func(b *testing.B, pools []*pool) {
 		for _, p := range pools {
 			b.Run("mode=serial/pool="+p.name, func(b *testing.B) { benchSerial(b, p.acquireRelease) })
 			b.Run("mode=parallel/pool="+p.name, func(b *testing.B) { benchParallel(b, func() op { return p.acquireRelease }) })
@@ -41,7 +42,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 // to the server plus the pool's checkout and return.
 func BenchmarkSelect1(b *testing.B) {
 	pools := openPools(b, pgtest.Shared(b).URL())
-	eachRound(b, func(b *testing.B) {
+	eachRound(b, pools, func(b *testing.B, pools []*pool) {
 		for _, p := range pools {
 			b.Run("pool="+p.name, func(b *testing.B) {
 				benchParallel(b, func() op {
@@ -57,7 +58,7 @@ func BenchmarkSelect1(b *testing.B) {
 // parallel goroutines: seven round trips, four of them writes.
 func BenchmarkTPCB(b *testing.B) {
 	pools := openPools(b, tpcbDatabase(b))
-	eachRound(b, func(b *testing.B) {
+	eachRound(b, pools, func(b *testing.B, pools []*pool) {
 		for _, p := range pools {
 			b.Run("pool="+p.name, func(b *testing.B) {
 				benchParallel(b, func() op {
@@ -68,10 +69,19 @@ func BenchmarkTPCB(b *testing.B) {
 	})
 }
 
-// eachRound runs body as sub-benchmark round=1, round=2, ... up to -rounds.
-func eachRound(b *testing.B, body func(*testing.B)) {
+// eachRound runs body as sub-benchmark round=1, round=2, ... up to
+// -rounds, with the pools in the opposite order every other round, so that
+// going first or second in a round (after the other pool's garbage, say)
+// falls on every pool alike.
+func eachRound(b *testing.B, pools []*pool, body func(*testing.B, []*pool)) {
+	reversed := slices.Clone(pools)
+	slices.Reverse(reversed)
 	for r := range max(*rounds, 1) {
-		b.Run("round="+strconv.Itoa(r+1), body)
+		order := pools
+		if r%2 == 1 {
+			order = reversed
+		}
+		b.Run("round="+strconv.Itoa(r+1), func(b *testing.B) { body(b, order) })
 	}
 }
 

@@ -12,7 +12,7 @@
 // Every benchmark names its sub-benchmarks pool=pgxpool, pool=runpool,
 // pool=stdlib and pool=sqladapter, so benchstat compares them as columns.
 // Each benchmark opens the four pools once and runs them in turn, round
-// after round (-rounds; go test's -count would repeat each pool back to
-// back instead), so the drifts of a shared machine fall on all of them
-// alike.
+// after round, in the opposite order every other round (-rounds; go test's
+// -count would repeat each pool back to back instead), so the drifts of a
+// shared machine and the place in a round fall on all of them alike.
 package benchmarks
