@@ -2,6 +2,7 @@ package runpool
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,8 @@ type health struct {
 	discardGen    atomic.Int64
 	discardBefore atomic.Int64
 
-	dialErr atomic.Pointer[error] // last dial failure, nil after a success
+	dialErr  atomic.Pointer[error] // last dial failure, nil after a success
+	probeErr atomic.Pointer[error] // last failed probe's error, for the log
 	// dialNanos is a moving average of how long a successful dial takes. A
 	// probe slower than a fresh dial is not worth waiting for: the probe
 	// deadline follows it (see probeTimeout).
@@ -71,6 +73,13 @@ func (h *health) dialSucceeded() {
 	}
 }
 
+func (h *health) lastProbeError() error {
+	if p := h.probeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 func (h *health) lastDialError() error {
 	if p := h.dialErr.Load(); p != nil {
 		return *p
@@ -101,11 +110,10 @@ func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
 // fate (a restart, pg_terminate_backend of the role): each must now prove
 // itself.
 func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
-	p.counters.staleDiscarded.Add(1)
+	p.discarded(staleClosedByServer)
 	e.dead.Store(true)
 	res.Destroy()
 	p.gen.Add(1)
-	p.cfg.Logger.Debug("runpool: stale connection discarded", "pool", p.cfg.Name, "reason", "closed by server")
 }
 
 // check is the checkout slow path. It reports whether the connection may
@@ -127,8 +135,13 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 		p.counters.idleExpired.Add(1)
 		res.Destroy()
 		return false
-	case e.gen < p.health.discardGen.Load() || last < p.health.discardBefore.Load():
-		p.counters.staleDiscarded.Add(1)
+	case e.gen < p.health.discardGen.Load():
+		p.discarded(staleFreeze)
+		e.dead.Store(true)
+		res.Destroy()
+		return false
+	case last < p.health.discardBefore.Load():
+		p.discarded(staleCohort)
 		e.dead.Store(true)
 		res.Destroy()
 		return false
@@ -136,23 +149,27 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 
 	p.counters.probes.Add(1)
 	pctx, cancel := context.WithTimeout(ctx, p.health.probeTimeout(p.cfg.ProbeTimeout))
+	start := time.Now()
 	err := p.connector.Ping(pctx, e.conn)
+	took := time.Since(start)
 	cancel()
 	if err == nil {
+		p.probed(took, probeOK)
 		return true
 	}
 	e.dead.Store(true)
 	res.Destroy()
 	if ctx.Err() != nil {
 		// The caller gave up; that says nothing about the path.
+		p.probed(took, probeCancelled)
 		return false
 	}
+	p.probed(took, probeFailed)
 	p.counters.probeFailures.Add(1)
-	p.counters.staleDiscarded.Add(1)
+	p.health.probeErr.Store(&err)
+	p.discarded(staleProbeFailed)
 	raise(&p.health.discardBefore, last)
 	p.gen.Add(1)
-	p.cfg.Logger.Debug("runpool: stale connection discarded",
-		"pool", p.cfg.Name, "reason", "probe failed", "idle", idle, "err", err)
 	return false
 }
 
@@ -181,6 +198,18 @@ func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
 	if discard {
 		raise(&h.discardGen, g)
 	}
-	p.cfg.Logger.Debug("runpool: freeze detected",
-		"pool", p.cfg.Name, "frozen", frozen, "discard_idle", discard)
+	p.m.freeze.Record(context.Background(), frozen.Seconds(), p.m.rec...)
+	// Info when it condemns idle connections to a probe or a discard;
+	// with none idle there is nothing to decide (and an idle instance on
+	// a platform that freezes it would log every gap).
+	idle := p.p.Stat().IdleResources()
+	level, action := slog.LevelInfo, "probe idle connections"
+	if discard {
+		action = "discard idle connections (frozen past PathIdleTimeout)"
+	}
+	if idle == 0 {
+		level = slog.LevelDebug
+	}
+	p.cfg.Logger.Log(context.Background(), level, "runpool: freeze detected",
+		"pool", p.cfg.Name, "frozen", frozen.Round(time.Millisecond), "idle", idle, "action", action)
 }

@@ -2,6 +2,7 @@ package runpool
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -33,6 +34,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	start := time.Now()
 	close(p.stopMaintainer)
 	<-p.maintainerDone
+	p.logStale(time.Now()) // what the maintainer had not logged yet
 	if spare := p.spare.Swap(nil); spare != nil {
 		p.connector.Close(*spare, false)
 	}
@@ -88,9 +90,16 @@ wait:
 		<-closed
 	}
 	p.report.Duration = time.Since(start)
-	p.cfg.Logger.Info("runpool: drained",
+	p.drained(p.report, p.report.Abandoned == 0)
+	p.unregisterGauges()
+	level := slog.LevelInfo
+	if p.report.Abandoned > 0 {
+		level = slog.LevelWarn // server slots may outlive the process
+	}
+	p.cfg.Logger.Log(context.Background(), level, "runpool: drained",
 		"pool", p.cfg.Name, "closed_idle", p.report.ClosedIdle, "waited_for", p.report.WaitedFor,
-		"cancelled", p.report.Cancelled, "abandoned", p.report.Abandoned, "duration", p.report.Duration)
+		"returned", p.report.Returned, "cancelled", p.report.Cancelled, "abandoned", p.report.Abandoned,
+		"duration", p.report.Duration, "err", err)
 	return p.report, err
 }
 

@@ -48,6 +48,10 @@ type Pool[C any] struct {
 
 	health   health
 	counters counters
+	m        *metrics     // instruments (metrics.go)
+	bp       backpressure // the current 53300 episode, for its log lines
+	lentOpen atomic.Int64 // open connections beyond the fair share
+	staleLog staleLog     // what the maintainer last logged of stale discards
 
 	closeOnce      sync.Once
 	stopMaintainer chan struct{}
@@ -79,8 +83,9 @@ type entry[C any] struct {
 
 // Conn is a connection borrowed from a Pool. Release it exactly once.
 type Conn[C any] struct {
-	res *puddle.Resource[*entry[C]]
-	p   *Pool[C]
+	res   *puddle.Resource[*entry[C]]
+	p     *Pool[C]
+	since int64 // nanotime of the checkout when metrics time it, else 0
 }
 
 // Open creates a pool and checks it against the server before returning:
@@ -99,7 +104,8 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = platform.Concurrency
 	}
-	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1)}
+	m := newMetrics(cfg)
+	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1), m: m}
 	first, err := boot.dialBackoff(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
@@ -118,13 +124,22 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 		connector.Close(first, false)
 		return nil, err
 	}
+	derived := !explicitMax && cfg.MaxConns != 0 // planLimits logged where it came from
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = int32(defaultMaxConns())
 	}
 	if c := int32(cfg.Concurrency); !explicitMax && c > 0 && c < cfg.MaxConns {
 		cfg.MaxConns = c // more connections than concurrent requests would only idle
 	}
-	p, err := New(cfg, connector, hooks)
+	if !derived {
+		source := "default"
+		if explicitMax {
+			source = "MaxConns"
+		}
+		cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", 0, "source", source,
+			"max_conns", cfg.MaxConns, "concurrency", cfg.Concurrency, "platform", platform.Name)
+	}
+	p, err := newPool(cfg, connector, hooks, m)
 	if err != nil {
 		connector.Close(first, false)
 		return nil, err
@@ -152,7 +167,15 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	return newPool(cfg.withDefaults(), connector, hooks, nil)
+}
+
+// newPool is New with cfg's defaults applied and, from Open, the
+// instruments its first dial was recorded with.
+func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metrics) (*Pool[C], error) {
+	if m == nil {
+		m = newMetrics(cfg)
+	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = int32(defaultMaxConns())
 	}
@@ -174,6 +197,7 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 		stopMaintainer: make(chan struct{}),
 		maintainerDone: make(chan struct{}),
 		shutdownDone:   make(chan struct{}),
+		m:              m,
 	}
 	pp, err := puddle.NewPool(&puddle.Config[*entry[C]]{
 		Constructor: p.construct,
@@ -186,6 +210,7 @@ func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], e
 	p.p = pp
 	p.gone, _ = connector.(GoneChecker[C])
 	p.health.init(nanotime())
+	p.registerGauges()
 	go p.maintain()
 	return p, nil
 }
@@ -200,29 +225,60 @@ func (p *Pool[C]) Config() Config { return p.cfg }
 // that may have gone stale is probed first (see health.go); the caller
 // never receives one that failed its probe.
 func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
+	if !p.m.timing(ctx) {
+		c, bp, err := p.acquire(ctx)
+		if bp {
+			p.backpressureLeft(err == nil)
+		}
+		return c, err
+	}
+	start := nanotime()
+	p.m.pending.Add(1)
+	c, bp, err := p.acquire(ctx)
+	p.m.pending.Add(-1)
+	if bp {
+		p.backpressureLeft(err == nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.since = nanotime()
+	p.m.waitTime.Record(ctx, nanosToSeconds(c.since-start), p.m.rec...)
+	return c, nil
+}
+
+// acquire is Acquire without the metrics. bp reports that the caller met
+// a 53300 on the way (it took part in a back-pressure episode).
+func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], bp bool, _ error) {
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
-			if tooManyConnections(err) && p.waitBackpressure(ctx, attempt) {
-				attempt++
-				continue
+			if tooManyConnections(err) {
+				if !bp {
+					bp = true
+					p.backpressureBegun()
+				}
+				if p.waitBackpressure(ctx, attempt) {
+					attempt++
+					continue
+				}
 			}
-			return nil, p.acquireError(ctx, err)
+			return nil, bp, p.acquireError(ctx, err)
 		}
 		e := res.Value()
 		idle := res.IdleDuration()
 		if p.trusted(idle, e) {
 			if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
 				e.borrowed.Store(true)
-				return e.handle(p, res), nil
+				return e.handle(p, res), bp, nil
 			}
 			p.discardGone(res, e)
 		} else if p.check(ctx, res, e) {
 			e.borrowed.Store(true)
-			return e.handle(p, res), nil
+			return e.handle(p, res), bp, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, p.acquireError(ctx, err)
+			return nil, bp, p.acquireError(ctx, err)
 		}
 	}
 }
@@ -232,6 +288,10 @@ func (p *Pool[C]) acquireError(ctx context.Context, err error) error {
 		return ErrClosed
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			p.counters.timeouts.Add(1)
+			p.m.timeouts.Add(context.Background(), 1, p.m.add...)
+		}
 		if dialErr := p.health.lastDialError(); dialErr != nil {
 			return &AcquireError{Err: ctxErr, LastDialErr: dialErr}
 		}
@@ -278,6 +338,10 @@ func (c *Conn[C]) Release() {
 	}
 	c.res = nil
 	p := c.p
+	now := nanotime()
+	if c.since != 0 {
+		p.m.useTime.Record(context.Background(), nanosToSeconds(now-c.since), p.m.rec...)
+	}
 	e := res.Value()
 	e.borrowed.Store(false)
 	if !p.connector.Reusable(e.conn) {
@@ -287,7 +351,6 @@ func (c *Conn[C]) Release() {
 		p.destroy(res)
 		return
 	}
-	now := nanotime()
 	if now >= e.expiresAt {
 		p.counters.lifetimeExpired.Add(1)
 		p.destroy(res)
@@ -317,6 +380,9 @@ func (c *Conn[C]) Destroy() {
 		return
 	}
 	c.res = nil
+	if c.since != 0 {
+		c.p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-c.since), c.p.m.rec...)
+	}
 	e := res.Value()
 	e.borrowed.Store(false)
 	e.dead.Store(true)
@@ -347,6 +413,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	e := &entry[C]{conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
 		e.lent = true
+		p.lentOpen.Add(1)
 	}
 	p.mu.Lock()
 	p.entries[e] = struct{}{}
@@ -369,11 +436,14 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	defer func() { <-p.dialSem }()
 	start := time.Now()
 	c, err := p.dial(ctx)
+	took := time.Since(start)
+	p.m.dialed(took, err)
 	if err != nil {
+		p.counters.dialFailures.Add(1)
 		p.health.dialFailed(err)
 		return c, err
 	}
-	p.health.dialTook(time.Since(start))
+	p.health.dialTook(took)
 	p.health.dialSucceeded()
 	return c, nil
 }
@@ -383,10 +453,8 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 // pool's own connections comes back, since that one can serve the caller
 // at once. It reports false when ctx ends first.
 func (p *Pool[C]) waitBackpressure(ctx context.Context, attempt int) bool {
-	if attempt == 0 {
-		p.cfg.Logger.Debug("runpool: back-pressure: the server is full (53300), waiting", "pool", p.cfg.Name)
-	}
 	p.counters.backoffs.Add(1)
+	p.m.backoffs.Add(context.Background(), 1, p.m.add...)
 	p.backingOff.Add(1)
 	defer p.backingOff.Add(-1)
 	t := time.NewTimer(backoff(attempt))
@@ -412,7 +480,14 @@ func (p *Pool[C]) wake() {
 // and trying again until ctx ends or backpressureTimeout passes.
 func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 	var zero C
-	var giveUp time.Time
+	var giveUp, begun time.Time
+	ended := func(served bool) {
+		if !begun.IsZero() {
+			p.cfg.Logger.Info("runpool: back-pressure ended", "pool", p.cfg.Name, "phase", "open",
+				"duration", time.Since(begun).Round(time.Millisecond), "backoffs", p.counters.backoffs.Load(),
+				"served", served)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		select {
 		case p.dialSem <- struct{}{}:
@@ -422,25 +497,31 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 		start := time.Now()
 		c, err := p.dial(ctx)
 		<-p.dialSem
+		took := time.Since(start)
+		p.m.dialed(took, err)
 		if err == nil {
-			p.health.dialTook(time.Since(start))
+			p.health.dialTook(took)
 			p.health.dialSucceeded()
-			if attempt > 0 {
-				p.cfg.Logger.Info("runpool: back-pressure ended", "pool", p.cfg.Name, "retries", attempt)
-			}
+			ended(true)
 			return c, nil
 		}
+		p.counters.dialFailures.Add(1)
 		p.health.dialFailed(err)
 		if !tooManyConnections(err) {
+			ended(false)
 			return zero, err
 		}
 		if attempt == 0 {
 			giveUp = time.Now().Add(backpressureTimeout)
-			p.cfg.Logger.Info("runpool: back-pressure: the server is full (53300), retrying", "pool", p.cfg.Name)
+			begun = time.Now()
+			p.cfg.Logger.Info("runpool: back-pressure begun: the server is full (53300), retrying the first connection",
+				"pool", p.cfg.Name, "phase", "open", "give_up_after", backpressureTimeout)
 		}
 		p.counters.backoffs.Add(1)
+		p.m.backoffs.Add(context.Background(), 1, p.m.add...)
 		wait := backoff(attempt)
 		if time.Now().Add(wait).After(giveUp) {
+			ended(false)
 			return zero, err
 		}
 		t := time.NewTimer(wait)
@@ -448,6 +529,7 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			ended(false)
 			return zero, ctx.Err()
 		}
 	}
@@ -488,6 +570,9 @@ func (p *Pool[C]) destruct(e *entry[C]) {
 	p.mu.Lock()
 	delete(p.entries, e)
 	p.mu.Unlock()
+	if e.lent {
+		p.lentOpen.Add(-1)
+	}
 	p.connector.Close(e.conn, e.dead.Load())
 }
 
@@ -524,6 +609,7 @@ func (p *Pool[C]) tick(now time.Time) {
 	p.observeTick(now)
 	p.sweepIdle()
 	p.ensureMinConns()
+	p.logStale(now)
 }
 
 // sweepIdle closes idle connections past their idle time (above the
@@ -578,12 +664,15 @@ type counters struct {
 	freezes         atomic.Int64
 	backoffs        atomic.Int64
 	borrowReturned  atomic.Int64
+	timeouts        atomic.Int64
+	dialFailures    atomic.Int64
+	staleBy         [numStaleReasons]atomic.Int64
 }
 
 type counterSnapshot struct {
 	newConns, idleExpired, lifetimeExpired, brokenOnRelease int64
 	probes, probeFailures, staleDiscarded, freezes          int64
-	backoffs, borrowReturned                                int64
+	backoffs, borrowReturned, timeouts, dialFailures        int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -598,5 +687,7 @@ func (c *counters) snapshot() counterSnapshot {
 		freezes:         c.freezes.Load(),
 		backoffs:        c.backoffs.Load(),
 		borrowReturned:  c.borrowReturned.Load(),
+		timeouts:        c.timeouts.Load(),
+		dialFailures:    c.dialFailures.Load(),
 	}
 }

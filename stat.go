@@ -82,6 +82,14 @@ func (s *Stat) BackoffCount() int64 { return s.c.backoffs }
 // share that were given back (lease over, or idle).
 func (s *Stat) BorrowReturnedCount() int64 { return s.c.borrowReturned }
 
+// AcquireTimeoutCount is the number of acquires that failed because the
+// caller's deadline passed (db.client.connection.timeouts).
+func (s *Stat) AcquireTimeoutCount() int64 { return s.c.timeouts }
+
+// DialFailureCount is the number of connection attempts that failed,
+// 53300 refusals included.
+func (s *Stat) DialFailureCount() int64 { return s.c.dialFailures }
+
 // FairShare is this instance's share of the budget when it may borrow
 // beyond it (the server enforces the budget), else 0.
 func (p *Pool[C]) FairShare() int32 { return p.cfg.fairShare }
