@@ -7,7 +7,8 @@
 //
 // It listens on $PORT (default 8080), reads DATABASE_URL and RUNPOOL_*
 // from the environment, and, when DATABASE_URL is unset, starts a
-// throwaway PostgreSQL of its own so it runs anywhere.
+// throwaway PostgreSQL of its own so it runs anywhere. It exports the
+// pool's metrics as OTEL_METRICS_EXPORTER says (metrics.go).
 package main
 
 import (
@@ -44,13 +45,18 @@ func run(ctx context.Context) error {
 		slog.Info("DATABASE_URL unset: started a throwaway PostgreSQL", "addr", srv.Addr())
 	}
 
-	stopMetrics, err := setupMetrics(ctx)
+	meters, stopMetrics, err := setupMetrics(ctx)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics(context.Background())
 
-	pool, err := pgxadapter.NewFromEnv(ctx)
+	cfg, err := pgxadapter.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	cfg.Pool.MeterProvider = meters
+	pool, err := pgxadapter.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
