@@ -41,10 +41,12 @@ func FuzzConfigFromEnv(f *testing.F) {
 			strings.ContainsRune(host+port+sslmode+runpoolValue, 0) {
 			t.Skip() // the marker must come from the planted password alone; NUL cannot be in the environment
 		}
-		if strings.Contains(dbURL, "%s") {
-			if strings.Contains(dbURL, "password='") {
-				pw = strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw)
-			}
+		// The password is planted only where it is a password: a mutation
+		// that moved %s into the host may well see the host in an error.
+		switch {
+		case strings.Contains(dbURL, "password='%s'"):
+			dbURL = strings.Replace(dbURL, "%s", strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw), 1)
+		case strings.Contains(dbURL, ":%s@") || strings.Contains(dbURL, "password=%s"):
 			dbURL = strings.Replace(dbURL, "%s", pw, 1)
 		}
 		t.Setenv("DATABASE_URL", dbURL)
