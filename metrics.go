@@ -242,8 +242,12 @@ func newMetrics(cfg Config) *metrics {
 }
 
 // timing reports whether Acquire should time this checkout: a real
-// provider whose wait_time instrument is enabled.
-func (m *metrics) timing(ctx context.Context) bool { return m.on && m.waitTime.Enabled(ctx) }
+// provider with wait_time or use_time enabled. A View that drops both
+// makes the hot path cost what it does with metrics off (and
+// pending_requests, counted only here, then reads 0).
+func (m *metrics) timing(ctx context.Context) bool {
+	return m.on && (m.waitTime.Enabled(ctx) || m.useTime.Enabled(ctx))
+}
 
 func nanosToSeconds(nanos int64) float64 { return float64(nanos) / 1e9 }
 
