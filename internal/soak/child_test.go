@@ -54,6 +54,10 @@ func runChild() int {
 	seed, _ := strconv.ParseUint(os.Getenv(childEnv+"_SEED"), 10, 64)
 	term := make(chan os.Signal, 1) // the platform's stop: drain, then exit
 	signal.Notify(term, syscall.SIGTERM)
+	go func() { // stdin ends when the test binary dies, however it died
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(3)
+	}()
 
 	cfg, err := runpool.ConfigFromEnv(runpool.Config{
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -103,7 +107,8 @@ type instance struct {
 	adapter string
 	nat     *natPath
 	cmd     *exec.Cmd
-	stderr  bytes.Buffer // the child's warnings, shown if it fails
+	stderr  bytes.Buffer   // the child's warnings, shown if it fails
+	stdin   io.WriteCloser // held open: the child exits when it ends
 	maxConn int32
 
 	mu       sync.Mutex
@@ -135,8 +140,14 @@ func (s *soak) startInstance(adapter string) (*instance, error) {
 	)
 	cmd.Env = append(cmd.Env, s.instanceEnv()...)
 	cmd.Stderr = &lockedWriter{w: &inst.stderr, mu: &inst.mu}
-	// A child dies with the test binary, even one killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Not Pdeathsig: it fires when the forking thread exits, and pgtest's
+	// server watcher retires its thread on every restart. The child exits
+	// when its stdin, held open by this process, ends.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	inst.stdin = stdin
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -148,6 +159,7 @@ func (s *soak) startInstance(adapter string) (*instance, error) {
 	ready := make(chan int32, 1)
 	go func() {
 		defer close(inst.exited)
+		opened := false
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -158,6 +170,7 @@ func (s *soak) startInstance(adapter string) (*instance, error) {
 			}
 			switch {
 			case m.Ready:
+				opened = true
 				ready <- m.MaxConns
 			case m.Outcome != nil:
 				s.record(*m.Outcome, fmt.Sprintf("instance %d (%s)", id, adapter))
@@ -169,9 +182,14 @@ func (s *soak) startInstance(adapter string) (*instance, error) {
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 		err := cmd.Wait()
+		_ = stdin.Close()
 		inst.mu.Lock()
 		inst.exitErr = err
+		termed := inst.termed
 		inst.mu.Unlock()
+		if !termed && opened {
+			s.violate("instance %d (%s) exited without a SIGTERM: %v\n%s", id, adapter, err, inst.stderrText())
+		}
 	}()
 	select {
 	case inst.maxConn = <-ready:
@@ -193,6 +211,16 @@ func (i *instance) stderrText() string {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.stderr.String()
+}
+
+// kill ends the child at once (cleanup after a failed test).
+func (i *instance) kill() {
+	i.mu.Lock()
+	i.termed = true
+	i.mu.Unlock()
+	_ = i.cmd.Process.Signal(syscall.SIGCONT)
+	_ = i.cmd.Process.Kill()
+	<-i.exited
 }
 
 // terminate sends SIGTERM (the platform's stop), once.

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -217,9 +216,7 @@ func TestSoak(t *testing.T) {
 	s.srv = pgtest.Start(t, pgtest.Options{MaxConnections: maxConnectionsSoak})
 	t.Cleanup(func() { // after a t.Fatal mid-run: no child outlives the test
 		for _, inst := range s.snapshotInstances() {
-			_ = inst.cmd.Process.Signal(syscall.SIGCONT)
-			_ = inst.cmd.Process.Kill()
-			<-inst.exited
+			inst.kill()
 		}
 	})
 	s.user = s.srv.CreateRole(t, -1)
