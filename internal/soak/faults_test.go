@@ -22,6 +22,7 @@ var faultKinds = []struct {
 	{"nat-blackhole", 3}, // the NAT silently forgets one instance's flows
 	{"nat-reset", 3},     // the NAT forgets them and resets the client side
 	{"nat-cut", 2},       // every flow of one instance closed both ways
+	{"nat-failover", 2},  // the NAT gateway is replaced: every path resets every flow
 	{"freeze", 3},        // SIGSTOP an instance past the NAT's idle timeout
 	{"latency", 2},       // every path slows down for a while
 	{"terminate", 2},     // pg_terminate_backend of the role's backends
@@ -81,6 +82,12 @@ func (s *soak) runFault(t *testing.T, filler string) {
 		n.proxy.SetMode(mode)
 		n.proxy.Forget()
 		s.event("%s on %s", kind, n.name)
+	case "nat-failover":
+		for _, n := range nats {
+			n.proxy.SetMode(faultproxy.Reset)
+			n.proxy.Forget()
+		}
+		s.event("nat-failover: every path reset")
 	case "nat-cut":
 		n := nats[s.intn(len(nats))]
 		n.proxy.CutAll()

@@ -161,11 +161,18 @@ func (s *soak) checkLedger(t *testing.T, final bool) ledgerStats {
 		o, known := seen[k]
 		switch {
 		case n > 1:
-			problems[k] = fmt.Sprintf("key %s written %d times (its caller saw: %s %s)", k, n, o.Class, o.Err)
+			saw := "its caller has not heard back yet"
+			if known {
+				saw = "its caller saw " + o.Class
+				if o.Err != "" {
+					saw += ": " + o.Err
+				}
+			}
+			problems[k] = fmt.Sprintf("key %s written %d times (%s)", k, n, saw)
 		case !known && final:
 			problems[k] = fmt.Sprintf("key %s is in the ledger but no caller heard back about it", k)
 		case known && o.Class != classOK && o.NotRun:
-			problems[k] = fmt.Sprintf("key %s is in the ledger but its caller was told it did not run: %s %s", k, o.Class, o.Err)
+			problems[k] = fmt.Sprintf("key %s is in the ledger but its caller was told it did not run: %s: %s", k, o.Class, o.Err)
 		}
 	}
 	for k, o := range seen {
@@ -188,7 +195,9 @@ func (s *soak) checkLedger(t *testing.T, final bool) ledgerStats {
 	var fresh []string // each key is reported once, by the first check that sees it
 	s.mu.Lock()
 	for k, p := range problems {
-		if !s.reportedKeys[k] {
+		// The final check lists them all, with the outcomes callers saw
+		// by the end; a periodic one only those not reported before.
+		if final || !s.reportedKeys[k] {
 			s.reportedKeys[k] = true
 			fresh = append(fresh, p)
 		}
@@ -199,8 +208,11 @@ func (s *soak) checkLedger(t *testing.T, final bool) ledgerStats {
 		if n > 10 {
 			fresh = append(fresh[:10], fmt.Sprintf("... and %d more", n-10))
 		}
-		s.violate("ledger (%s check): %d new keys break the write invariants (%d in all):\n  %s",
-			map[bool]string{true: "final", false: "periodic"}[final], n, len(problems), strings.Join(fresh, "\n  "))
+		what := "periodic check: %d new keys break"
+		if final {
+			what = "final check: %d keys break"
+		}
+		s.violate("ledger ("+what+" the write invariants):\n  %s", n, strings.Join(fresh, "\n  "))
 	}
 	s.event("ledger check: %v", st)
 	return st
