@@ -76,6 +76,7 @@ type entry[C any] struct {
 	lent      bool        // opened beyond the fair share: on a lease (budget.go)
 	borrowed  atomic.Bool // between checkout and release
 	dead      atomic.Bool // known unusable: close without a goodbye
+	since     int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
 	// conns is a slab of handles, so a checkout allocates nothing while a
 	// stale *Conn from an earlier checkout stays distinguishable.
 	conns []Conn[C]
@@ -83,9 +84,8 @@ type entry[C any] struct {
 
 // Conn is a connection borrowed from a Pool. Release it exactly once.
 type Conn[C any] struct {
-	res   *puddle.Resource[*entry[C]]
-	p     *Pool[C]
-	since int64 // nanotime of the checkout when metrics time it, else 0
+	res *puddle.Resource[*entry[C]]
+	p   *Pool[C]
 }
 
 // Open creates a pool and checks it against the server before returning:
@@ -242,8 +242,9 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	c.since = nanotime()
-	p.m.waitTime.Record(ctx, nanosToSeconds(c.since-start), p.m.rec...)
+	now := nanotime()
+	c.res.Value().since = now
+	p.m.waitTime.Record(ctx, nanosToSeconds(now-start), p.m.rec...)
 	return c, nil
 }
 
@@ -339,10 +340,11 @@ func (c *Conn[C]) Release() {
 	c.res = nil
 	p := c.p
 	now := nanotime()
-	if c.since != 0 {
-		p.m.useTime.Record(context.Background(), nanosToSeconds(now-c.since), p.m.rec...)
-	}
 	e := res.Value()
+	if e.since != 0 {
+		p.m.useTime.Record(context.Background(), nanosToSeconds(now-e.since), p.m.rec...)
+		e.since = 0
+	}
 	e.borrowed.Store(false)
 	if !p.connector.Reusable(e.conn) {
 		p.counters.brokenOnRelease.Add(1)
@@ -380,10 +382,11 @@ func (c *Conn[C]) Destroy() {
 		return
 	}
 	c.res = nil
-	if c.since != 0 {
-		c.p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-c.since), c.p.m.rec...)
-	}
 	e := res.Value()
+	if e.since != 0 {
+		c.p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-e.since), c.p.m.rec...)
+		e.since = 0
+	}
 	e.borrowed.Store(false)
 	e.dead.Store(true)
 	c.p.destroy(res)
