@@ -106,7 +106,7 @@ func (s *Settings) dialOptions() []cloudsqlconn.DialOption {
 func dial(ctx context.Context, d *cloudsqlconn.Dialer, name string, opts []cloudsqlconn.DialOption, nd *net.Dialer) (net.Conn, error) {
 	var sock syscall.Conn
 	tcp := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if r := Testing.Redirect; r != nil {
+		if r := testHooks().Redirect; r != nil {
 			addr = r(addr)
 		}
 		c, err := nd.DialContext(ctx, network, addr)
@@ -136,14 +136,33 @@ type socketConn struct {
 // SyscallConn reaches the TCP socket beneath the TLS.
 func (c *socketConn) SyscallConn() (syscall.RawConn, error) { return c.sock.SyscallConn() }
 
-// Testing lets this module's tests point the Dialer at a local stand-in
-// for Cloud SQL (internal/cloudsqltest). Production code never sets it.
-var Testing struct {
+// Hooks let this module's tests point the Dialer at a local stand-in for
+// Cloud SQL (internal/cloudsqltest). Production code never sets them.
+type Hooks struct {
 	// Options are added when the process-wide Dialer is created.
 	Options func(iamAuthN bool) []cloudsqlconn.Option
 	// Redirect rewrites the address cloudsqlconn dials (the instance's
 	// IP, port 3307).
 	Redirect func(addr string) string
+}
+
+var (
+	hooksMu sync.Mutex // guards hooks: a dial left over from one test may run while the next installs its own
+	hooks   Hooks
+)
+
+// SetTesting installs h and returns the hooks it replaced.
+func SetTesting(h Hooks) (old Hooks) {
+	hooksMu.Lock()
+	defer hooksMu.Unlock()
+	old, hooks = hooks, h
+	return old
+}
+
+func testHooks() Hooks {
+	hooksMu.Lock()
+	defer hooksMu.Unlock()
+	return hooks
 }
 
 // The process-wide Dialer, shared by every pool and closed when the last
@@ -190,7 +209,7 @@ func acquire(ctx context.Context, s *Settings) (*cloudsqlconn.Dialer, *Handle, e
 		if s.IAMAuthN {
 			opts = append(opts, cloudsqlconn.WithIAMAuthN())
 		}
-		if f := Testing.Options; f != nil {
+		if f := testHooks().Options; f != nil {
 			opts = append(opts, f(s.IAMAuthN)...)
 		}
 		// The Dialer outlives the call that creates it (the pool's start,

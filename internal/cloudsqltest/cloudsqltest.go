@@ -209,14 +209,15 @@ func Redirect(via string, seen func(host string)) func(string) string {
 // via (the endpoint, or a proxy in front of it), until the returned
 // function runs.
 func (i *Instance) Install(via string) (restore func()) {
-	old := cloudsqldial.Testing
-	cloudsqldial.Testing.Options = i.DialerOptions
-	cloudsqldial.Testing.Redirect = Redirect(via, func(h string) {
-		i.mu.Lock()
-		i.dialled[h]++
-		i.mu.Unlock()
+	old := cloudsqldial.SetTesting(cloudsqldial.Hooks{
+		Options: i.DialerOptions,
+		Redirect: Redirect(via, func(h string) {
+			i.mu.Lock()
+			i.dialled[h]++
+			i.mu.Unlock()
+		}),
 	})
-	return func() { cloudsqldial.Testing = old }
+	return func() { cloudsqldial.SetTesting(old) }
 }
 
 // Environment variables that carry the stand-in to a child process.
@@ -237,8 +238,10 @@ func InstallFromEnv() bool {
 	if api == "" || via == "" {
 		return false
 	}
-	cloudsqldial.Testing.Options = func(iam bool) []cloudsqlconn.Option { return DialerOptions(api, iam) }
-	cloudsqldial.Testing.Redirect = Redirect(via, nil)
+	cloudsqldial.SetTesting(cloudsqldial.Hooks{
+		Options:  func(iam bool) []cloudsqlconn.Option { return DialerOptions(api, iam) },
+		Redirect: Redirect(via, nil),
+	})
 	return true
 }
 
