@@ -19,7 +19,10 @@ import (
 //     session the pool still keeps; the pool closes those itself first. A
 //     frozen instance's sessions do end on the server meanwhile, and the
 //     checkout probe replaces them on thaw. Older servers reject the name
-//     at startup, so it is sent with SET once the version is known.
+//     at startup, so the first connection sends it with SET once the
+//     version is known; the adapters then put it in every later startup
+//     packet, so that a connection cut between its startup and the SET
+//     cannot leave a backend without it.
 
 // ServerSettings returns the per-session settings to send at connect
 // time, split by how they must travel: startup parameters every server

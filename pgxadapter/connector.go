@@ -20,16 +20,16 @@ type pconn struct {
 
 // connector opens and closes connections for runpool.Pool.
 type connector struct {
-	cfg   *pgx.ConnConfig
-	setup func(context.Context, *pgx.Conn) error // per-session settings (internal/pgxconn)
+	session *pgxconn.Session // dialer and per-session settings
 }
 
 func (c *connector) Connect(ctx context.Context) (*pconn, error) {
-	conn, err := pgx.ConnectConfig(ctx, c.cfg.Copy())
+	conn, err := pgx.ConnectConfig(ctx, c.session.ConnConfig().Copy())
 	if err != nil {
+		c.session.DialFailed(err)
 		return nil, err
 	}
-	if err := c.setup(ctx, conn); err != nil {
+	if err := c.session.AfterConnect(ctx, conn); err != nil {
 		conn.Close(ctx)
 		return nil, err
 	}

@@ -27,7 +27,8 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
-	cc, setup := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	session := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	cc := session.ConnConfig()
 	dialer, err := wireCloudSQL(ctx, cfg, cc)
 	if err != nil {
 		return nil, err
@@ -36,7 +37,7 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if ac := cfg.AfterConnect; ac != nil {
 		hooks.AfterConnect = func(ctx context.Context, pc *pconn) error { return ac(ctx, pc.conn) }
 	}
-	rp, err := runpool.Open(ctx, cfg.Pool, &connector{cfg: cc, setup: setup}, hooks)
+	rp, err := runpool.Open(ctx, cfg.Pool, &connector{session: session}, hooks)
 	if err != nil {
 		dialer.Release()
 		return nil, fmt.Errorf("%w (%s)", err, serverName(cfg, cc))

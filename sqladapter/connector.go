@@ -7,7 +7,6 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/pgxconn"
@@ -42,8 +41,8 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
-	cc, setup := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
-	dialer, err := wireCloudSQL(ctx, cfg, cc)
+	session := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	dialer, err := wireCloudSQL(ctx, cfg, session.ConnConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +51,7 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.
 	hooks.AfterConnect = func(ctx context.Context, c *DriverConn) error {
-		if err := setup(ctx, c.pg); err != nil {
+		if err := session.AfterConnect(ctx, c.pg); err != nil {
 			return err
 		}
 		if ac != nil {
@@ -60,7 +59,7 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 		}
 		return nil
 	}
-	src := &source{stdlib: stdlib.GetConnector(*cc)}
+	src := &source{session: session}
 	var pool *runpool.Pool[*DriverConn]
 	if ctx != nil {
 		pool, err = runpool.Open(ctx, cfg.Pool, src, hooks)

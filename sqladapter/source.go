@@ -2,7 +2,6 @@ package sqladapter
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
@@ -16,12 +15,13 @@ import (
 // source opens and closes pooled connections for runpool: each is pgx's
 // stdlib driver connection, wrapped once in a DriverConn.
 type source struct {
-	stdlib driver.Connector // stdlib.GetConnector over our ConnConfig
+	session *pgxconn.Session // dialer and per-session settings
 }
 
 func (s *source) Connect(ctx context.Context) (*DriverConn, error) {
-	dc, err := s.stdlib.Connect(ctx)
+	dc, err := stdlib.GetConnector(*s.session.ConnConfig()).Connect(ctx)
 	if err != nil {
+		s.session.DialFailed(err)
 		return nil, err
 	}
 	sc, ok := dc.(*stdlib.Conn)

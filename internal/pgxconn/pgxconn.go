@@ -5,18 +5,35 @@ package pgxconn
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
 )
 
-// Setup returns a copy of cc that dials with runpool's dialer and asks
-// the server to reclaim abandoned sessions at startup, and the function
-// to run on each new connection for the settings that only some server
-// versions know. Runtime parameters the user set are never overridden.
-func Setup(cc *pgx.ConnConfig, pool runpool.Config) (*pgx.ConnConfig, func(context.Context, *pgx.Conn) error) {
+// Session holds how runpool opens pgx connections: runpool's dialer and
+// the server-side reclaim settings. Settings that only some server
+// versions know (idle_session_timeout, PostgreSQL 14+) are sent with SET
+// on the first connection; once a connection has told the server's
+// version they travel in the startup packet, so that a session never
+// exists without them (a connection cut between startup and the SET would
+// leave a backend that the server keeps until its TCP keepalives give up).
+type Session struct {
+	base  *pgx.ConnConfig
+	pool  runpool.Config
+	user  map[string]bool                // runtime parameters the user set: never overridden
+	known atomic.Pointer[pgx.ConnConfig] // base plus the version's settings, once known
+}
+
+// Setup returns the Session for cc: a copy of cc that dials with
+// runpool's dialer and asks the server to reclaim abandoned sessions at
+// startup. The caller may still change the copy (ConnConfig) before the
+// first connection, e.g. its DialFunc.
+func Setup(cc *pgx.ConnConfig, pool runpool.Config) *Session {
 	cc = cc.Copy()
 	forPooler(cc, pool)
 	cc.DialFunc = pool.NetDialer().DialContext
@@ -30,21 +47,54 @@ func Setup(cc *pgx.ConnConfig, pool runpool.Config) (*pgx.ConnConfig, func(conte
 			cc.RuntimeParams[k] = v
 		}
 	}
-	after := func(ctx context.Context, conn *pgx.Conn) error {
-		_, set := pool.ServerSettings(ServerMajor(conn))
-		var b strings.Builder
-		for k, v := range set {
-			if !user[k] {
-				b.WriteString("SET " + k + " = " + v + ";")
+	return &Session{base: cc, pool: pool, user: user}
+}
+
+// ConnConfig is the configuration to dial with now (not a copy: copy it
+// before connecting).
+func (s *Session) ConnConfig() *pgx.ConnConfig {
+	if k := s.known.Load(); k != nil {
+		return k
+	}
+	return s.base
+}
+
+// AfterConnect runs on each new connection: it sends with SET the
+// settings for the server's version that the startup packet did not
+// carry, and from then on has them carried there.
+func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
+	_, set := s.pool.ServerSettings(ServerMajor(conn))
+	sent := conn.Config().RuntimeParams
+	var b strings.Builder
+	for k, v := range set {
+		if !s.user[k] && sent[k] != v {
+			b.WriteString("SET " + k + " = " + v + ";")
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if s.known.Load() == nil {
+		k := s.base.Copy()
+		for name, v := range set {
+			if !s.user[name] {
+				k.RuntimeParams[name] = v
 			}
 		}
-		if b.Len() == 0 {
-			return nil
-		}
-		_, err := conn.PgConn().Exec(ctx, b.String()).ReadAll()
-		return err
+		s.known.CompareAndSwap(nil, k)
 	}
-	return cc, after
+	_, err := conn.PgConn().Exec(ctx, b.String()).ReadAll()
+	return err
+}
+
+// DialFailed forgets the version's startup settings when the server
+// refused one of them (undefined_object: a failover to an older major
+// version), so the next dial sends only what every server accepts.
+func (s *Session) DialFailed(err error) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42704" {
+		s.known.Store(nil)
+	}
 }
 
 // ServerMajor is the server's major version from the server_version it
