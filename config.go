@@ -55,7 +55,7 @@ type Config struct {
 	// it is handed out. Default 1s.
 	ProbeAfterIdle time.Duration
 	// ProbeTimeout caps one probe, whatever the caller's deadline. Within
-	// it the probe's deadline is twice the typical dial time (at least
+	// it the probe's deadline is the typical dial time (at least
 	// 5ms): a connection slower to answer than a fresh one is to open is
 	// replaced. Default 250ms.
 	ProbeTimeout time.Duration

@@ -49,12 +49,13 @@ func (h *health) dialTook(d time.Duration) {
 	h.dialNanos.Store(old + (int64(d)-old)/4)
 }
 
-// probeTimeout is twice the typical dial time, within [minProbeTimeout,
-// limit]: a connection that cannot answer a ping that fast is replaced by
-// a fresh one sooner than it could be waited for, and a false alarm costs
-// one dial, never a failed request.
+// probeTimeout is the typical dial time, within [minProbeTimeout, limit]:
+// a connection that cannot answer a ping in the time a fresh one takes to
+// open is replaced by a fresh one, and a false alarm costs one dial, never
+// a failed request. (A ping is one round trip; a dial is several, and the
+// server starts a backend.)
 func (h *health) probeTimeout(limit time.Duration) time.Duration {
-	d := time.Duration(2 * h.dialNanos.Load())
+	d := time.Duration(h.dialNanos.Load())
 	if d == 0 {
 		return limit
 	}
@@ -148,10 +149,13 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	}
 
 	p.counters.probes.Add(1)
-	pctx, cancel := context.WithTimeout(ctx, p.health.probeTimeout(p.cfg.ProbeTimeout))
+	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	hedge := time.AfterFunc(timeout/hedgeAfter, p.hedgeDial)
 	start := time.Now()
 	err := p.connector.Ping(pctx, e.conn)
 	took := time.Since(start)
+	hedge.Stop()
 	cancel()
 	if err == nil {
 		p.probed(took, probeOK)
@@ -171,6 +175,30 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	raise(&p.health.discardBefore, last)
 	p.gen.Add(1)
 	return false
+}
+
+// hedgeAfter: a probe still unanswered after this fraction of its
+// deadline (a healthy one takes one round trip, far less) starts a fresh
+// connection in the background, so that when the probe fails the caller
+// finds one open or opening instead of starting its dial only then.
+const hedgeAfter = 4
+
+// hedgeDial opens one connection into the pool for a slow probe's caller,
+// if a dial token is free and the pool has room; otherwise the dials
+// already under way serve.
+func (p *Pool[C]) hedgeDial() {
+	if p.isDraining() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+	defer cancel()
+	if p.p.CreateResource(ctx) != nil {
+		return
+	}
+	p.counters.hedgedDials.Add(1)
+	if p.backingOff.Load() > 0 {
+		p.wakeAll()
+	}
 }
 
 // observeTick is the maintainer's freeze detector.

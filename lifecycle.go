@@ -85,7 +85,7 @@ wait:
 	// puddle's Close waits for every borrowed connection; only wait for it
 	// when none is left.
 	closed := make(chan struct{})
-	go func() { p.p.Close(); close(closed) }()
+	go func() { p.p.Close(); p.wakeAll(); close(closed) }()
 	if p.report.Abandoned == 0 {
 		<-closed
 	}
@@ -137,4 +137,4 @@ func (p *Pool[C]) cancelBorrowed() int {
 func (p *Pool[C]) isDraining() bool { return p.draining.Load() }
 
 // afterDrainRelease wakes the drain when a connection comes back.
-func (p *Pool[C]) afterDrainRelease() { p.wake() }
+func (p *Pool[C]) afterDrainRelease() { p.wakeAll() }

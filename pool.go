@@ -43,8 +43,11 @@ type Pool[C any] struct {
 	entries map[*entry[C]]struct{}
 
 	draining   atomic.Bool   // set once Shutdown begins; releases then close
-	backingOff atomic.Int32  // callers waiting out a 53300
+	backingOff atomic.Int32  // callers waiting out a 53300, or for their turn (waitTurn)
 	released   chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
+
+	turnMu sync.Mutex    // guards turn
+	turn   chan struct{} // closed (and replaced) when a connection comes back or a dial ends: wakes every waitTurn
 
 	health   health
 	counters counters
@@ -194,6 +197,7 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),
+		turn:           make(chan struct{}),
 		stopMaintainer: make(chan struct{}),
 		maintainerDone: make(chan struct{}),
 		shutdownDone:   make(chan struct{}),
@@ -254,6 +258,12 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], bp bool, _ error) {
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
+			if errors.Is(err, errDialBusy) {
+				if err := p.waitTurn(ctx); err != nil {
+					return nil, bp, p.acquireError(ctx, err)
+				}
+				continue
+			}
 			if tooManyConnections(err) {
 				if !bp {
 					bp = true
@@ -370,7 +380,7 @@ func (c *Conn[C]) Release() {
 	e.gen = p.gen.Load()
 	res.Release()
 	if p.backingOff.Load() > 0 {
-		p.wake()
+		p.wakeAll()
 	}
 }
 
@@ -428,15 +438,28 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 // server that answers 53300.
 const backpressureTimeout = 30 * time.Second
 
-// dialOnce dials holding one of MaxConcurrentDials tokens.
+// errDialBusy is construct's answer when every dial token is taken. It
+// never reaches a caller: Acquire then waits for its turn (waitTurn).
+var errDialBusy = errors.New("runpool: every dial token is in use")
+
+// dialOnce dials holding one of MaxConcurrentDials tokens, or fails with
+// errDialBusy at once when none is free: a caller waiting for a token
+// would be bound to its own dial, while a connection another caller
+// returns meanwhile could serve it sooner (after a freeze, a burst is
+// served by the first fresh connections as they free up).
 func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	select {
 	case p.dialSem <- struct{}{}:
-	case <-ctx.Done():
+	default:
 		var zero C
-		return zero, ctx.Err()
+		return zero, errDialBusy
 	}
-	defer func() { <-p.dialSem }()
+	defer func() {
+		<-p.dialSem
+		if p.backingOff.Load() > 0 {
+			p.wakeAll()
+		}
+	}()
 	start := time.Now()
 	c, err := p.dial(ctx)
 	took := time.Since(start)
@@ -475,6 +498,37 @@ func (p *Pool[C]) wake() {
 	select {
 	case p.released <- struct{}{}:
 	default:
+	}
+}
+
+// wakeAll wakes one caller backing off and every caller waiting for its
+// turn.
+func (p *Pool[C]) wakeAll() {
+	p.wake()
+	p.turnMu.Lock()
+	close(p.turn)
+	p.turn = make(chan struct{})
+	p.turnMu.Unlock()
+}
+
+// waitTurn parks a caller that found no idle connection and no free dial
+// token until a connection comes back, a dial ends or the pool closes;
+// the caller then tries again.
+func (p *Pool[C]) waitTurn(ctx context.Context) error {
+	p.turnMu.Lock()
+	turn := p.turn
+	p.turnMu.Unlock()
+	p.backingOff.Add(1)
+	defer p.backingOff.Add(-1)
+	// What came back or ended before the count went up woke nobody.
+	if len(p.dialSem) < cap(p.dialSem) || p.p.Stat().IdleResources() > 0 {
+		return nil
+	}
+	select {
+	case <-turn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -669,6 +723,7 @@ type counters struct {
 	borrowReturned  atomic.Int64
 	timeouts        atomic.Int64
 	dialFailures    atomic.Int64
+	hedgedDials     atomic.Int64
 	staleBy         [numStaleReasons]atomic.Int64
 }
 
@@ -676,6 +731,7 @@ type counterSnapshot struct {
 	newConns, idleExpired, lifetimeExpired, brokenOnRelease int64
 	probes, probeFailures, staleDiscarded, freezes          int64
 	backoffs, borrowReturned, timeouts, dialFailures        int64
+	hedgedDials                                             int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -692,5 +748,6 @@ func (c *counters) snapshot() counterSnapshot {
 		borrowReturned:  c.borrowReturned.Load(),
 		timeouts:        c.timeouts.Load(),
 		dialFailures:    c.dialFailures.Load(),
+		hedgedDials:     c.hedgedDials.Load(),
 	}
 }

@@ -90,6 +90,10 @@ func (s *Stat) AcquireTimeoutCount() int64 { return s.c.timeouts }
 // 53300 refusals included.
 func (s *Stat) DialFailureCount() int64 { return s.c.dialFailures }
 
+// HedgedDialCount is the number of connections opened in the background
+// because a checkout probe was slow to answer (see health.go).
+func (s *Stat) HedgedDialCount() int64 { return s.c.hedgedDials }
+
 // FairShare is this instance's share of the budget when it may borrow
 // beyond it (the server enforces the budget), else 0.
 func (p *Pool[C]) FairShare() int32 { return p.cfg.fairShare }

@@ -185,8 +185,13 @@ func TestServerReclaim(t *testing.T) {
 			}
 			defer nat.Close()
 			db := open(t, a, dsnVia(srv, abandoned, nat.Addr()), cfg)
-			if r := burst(db, 4, 20*time.Millisecond, deadline); r.Failed > 0 {
-				t.Fatalf("warm-up: %v", r)
+			// Four connections: a connection that comes back serves a
+			// caller waiting for a dial, so a burst may need fewer; its
+			// queries stay under the NAT's idle limit.
+			for i := 0; i < 5 && srv.Backends(t, abandoned) < 4; i++ {
+				if r := burst(db, 4, 200*time.Millisecond, deadline); r.Failed > 0 {
+					t.Fatalf("warm-up: %v", r)
+				}
 			}
 			if n := srv.Backends(t, abandoned); n != 4 {
 				t.Fatalf("%d backends, want 4", n)

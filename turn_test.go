@@ -1,0 +1,117 @@
+package runpool_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
+)
+
+// A burst larger than the dial cap is served by the connections already
+// open as they come back, not only by new ones: a caller that finds every
+// dial token taken waits for its turn instead of queueing for a dial of
+// its own. With slow dials (a path with latency: a dial is several round
+// trips, a query one) the burst then needs far fewer connections than
+// callers. Before, each caller waited for its own dial: 16 callers, 16
+// connections, one dial after another.
+func TestBurstIsServedByReturnedConnections(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	px, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Latency: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	pc, err := pgxadapter.ParseConfig(strings.Replace(srv.URLFor(user, "pw", user), srv.Addr(), px.Addr(), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool = runpool.Config{MaxConns: 16, MaxConcurrentDials: 1}
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+
+	const n = 16
+	ctx := ctxT(t, 20*time.Second)
+	before := p.Stat().NewConnsCount()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := p.Exec(ctx, "SELECT pg_sleep(0.005)")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	opened := p.Stat().NewConnsCount() - before
+	t.Logf("%d requests served in %v with %d new connections (one dial at a time)", n, took.Round(time.Millisecond), opened)
+	if opened > n/2 {
+		t.Fatalf("%d new connections for %d short requests: callers waited for dials of their own instead of the connections coming back", opened, n)
+	}
+}
+
+// A probe that does not answer (a NAT black hole) starts a fresh
+// connection in the background after a quarter of its deadline, and the
+// caller, once its probe fails, is served by that connection instead of
+// starting a dial of its own only then.
+func TestSlowProbeHedgesADial(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	const natIdle = 300 * time.Millisecond
+	px, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: natIdle, Latency: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	pc, err := pgxadapter.ParseConfig(strings.Replace(srv.URLFor(user, "pw", user), srv.Addr(), px.Addr(), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One dial at a time: the caller cannot start its own while the
+	// hedged one runs. A probe deadline of a dial's time, up to 2 s.
+	pc.Pool = runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, ProbeTimeout: 2 * time.Second, ProbeAfterIdle: 100 * time.Millisecond}
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * natIdle) // the NAT forgets the idle connection's flow
+	before := p.Stat()
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	after := p.Stat()
+	probesFailed := after.ProbeFailureCount() - before.ProbeFailureCount()
+	hedged := after.HedgedDialCount() - before.HedgedDialCount()
+	opened := after.NewConnsCount() - before.NewConnsCount()
+	t.Logf("probes failed %d, hedged dials %d, new connections %d", probesFailed, hedged, opened)
+	if probesFailed != 1 {
+		t.Fatalf("%d probes failed, want 1 (the black-holed connection)", probesFailed)
+	}
+	if hedged != 1 || opened != 1 {
+		t.Fatalf("hedged dials %d, new connections %d: want the one hedged connection to serve the caller", hedged, opened)
+	}
+}
