@@ -31,13 +31,13 @@
 //
 // The alternative, letting database/sql keep the idle connections, would
 // bypass every defence that runs on checkout. What it would save was
-// measured (bench_test.go): database/sql's own pool checks a connection out
-// and in about 0.9 µs faster (BenchmarkSQLConn: 0.25 µs against 1.2 µs),
-// because with no idle connection database/sql builds its record of the
-// connection (4 allocations, more locking) on every checkout; runpool's
-// part allocates nothing. A SELECT 1 round trip on loopback is 12-20 µs:
-// on an idle machine the two are equal, on a loaded one the extra CPU costs
-// up to about 20% of that (BenchmarkSQLSelect1); a real query hides it.
+// measured (BENCHMARKS.md, internal/benchmarks): database/sql's own pool
+// checks a connection out and in for about 1.3-1.6 µs less CPU and four
+// fewer allocations, because with no idle connection database/sql builds
+// its record of the connection (a driverConn, its dependency map, more
+// locking) on every checkout; runpool's part allocates nothing. A SELECT 1
+// round trip on loopback is 13-21 µs, and SELECT 1 and a TPC-B mix showed
+// no significant difference between the two; a real query hides it.
 //
 // # Dead connections and driver.ErrBadConn
 //
