@@ -9,6 +9,7 @@ import (
 
 	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -107,4 +108,60 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkHistogramRecord prices the floor under the metrics' cost on the
+// hot path: one Float64Histogram.Record on an SDK MeterProvider, with the
+// attribute set built once (metric.WithAttributeSet), as Acquire and
+// Release record wait_time and use_time. A checkout records twice. serial
+// is one goroutine; parallel is RunParallel, all cores recording into one
+// histogram point as the pool's callers do. deep-ctx records with a
+// context eight values deep under a cancelable one, as a request's context
+// may be, instead of context.Background(): the exemplar filter looks the
+// span up in it.
+//
+//	go test -run '^$' -bench HistogramRecord -count 10 . | benchstat -col /ctx -
+func BenchmarkHistogramRecord(b *testing.B) {
+	type ctxKey int
+	deep, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 8 {
+		deep = context.WithValue(deep, ctxKey(i), i)
+	}
+	// Checkout-sized durations spread over a few buckets.
+	values := [8]float64{2e-6, 3e-6, 5e-6, 8e-6, 1.3e-5, 2.1e-5, 6e-5, 1.2e-4}
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"deep", deep}} {
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		h, err := mp.Meter("bench").Float64Histogram("wait_time", metric.WithUnit("s"),
+			metric.WithExplicitBucketBoundaries(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("db.client.connection.pool.name", "bench")))}
+		ctx := c.ctx
+		b.Run("mode=serial/ctx="+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				h.Record(ctx, values[i&7], rec...)
+				i++
+			}
+		})
+		b.Run("mode=parallel/ctx="+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := processCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					h.Record(ctx, values[i&7], rec...)
+					i++
+				}
+			})
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+		_ = mp.Shutdown(context.Background())
+	}
 }
