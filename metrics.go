@@ -3,10 +3,8 @@ package runpool
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync/atomic"
 	"time"
-	_ "unsafe" // for go:linkname
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -23,8 +21,7 @@ import (
 //
 // Cost: the gauges (counts, limits, pending requests, fair share) are
 // observed from the pool's own state when the provider collects, so they
-// cost the hot path nothing but pending requests' +1 and -1, on a counter
-// striped by P (stripedCounter). Acquire and Release record wait_time and
+// cost the hot path nothing. Acquire and Release record wait_time and
 // use_time with attribute sets built once, allocating nothing; with a
 // no-op provider, or the global one before an SDK is installed, they read
 // no clock at all. Everything else is recorded where it happens, off the
@@ -89,7 +86,7 @@ type metrics struct {
 	waitTime metric.Float64Histogram
 	useTime  metric.Float64Histogram
 	rec      []metric.RecordOption // the pool's name
-	pending  stripedCounter        // callers inside a timed Acquire
+	pending  atomic.Int64          // callers inside a timed Acquire
 
 	add        []metric.AddOption
 	createTime metric.Float64Histogram
@@ -133,7 +130,6 @@ func newMetrics(cfg Config) *metrics {
 		mp = otel.GetMeterProvider()
 	}
 	m := &metrics{on: true}
-	m.pending.init()
 	switch mp.(type) {
 	case noop.MeterProvider, *noop.MeterProvider:
 		m.on = false
@@ -254,66 +250,6 @@ func (m *metrics) timing(ctx context.Context) bool {
 }
 
 func nanosToSeconds(nanos int64) float64 { return float64(nanos) / 1e9 }
-
-// stripedCounter is an up-down counter for the hot path: every timed
-// Acquire adds 1 and then -1, and on one shared atomic each core would
-// take the cache line from the other at every call. Each Add goes to the
-// stripe of the P (the scheduler's processor) that runs it, so a core
-// mostly writes a line of its own; the value, read only when the provider
-// collects, is the sum of the stripes. (A stripe picked at random per
-// call was measured slower than the shared atomic: with few stripes, most
-// Adds still find the line in the other core's cache.)
-type stripedCounter struct {
-	stripes []paddedInt64 // a power of two of them
-	mask    int
-}
-
-// paddedInt64 fills two cache lines, so that neighbouring stripes share
-// neither a line nor the pair the adjacent-line prefetcher fetches.
-type paddedInt64 struct {
-	atomic.Int64
-	_ [128 - 8]byte
-}
-
-// init sizes the counter for GOMAXPROCS (up to 64 stripes). Should
-// GOMAXPROCS grow later, Ps share stripes: slower, still exact.
-func (c *stripedCounter) init() {
-	n := 1
-	for n < runtime.GOMAXPROCS(0) && n < 64 {
-		n *= 2
-	}
-	c.stripes = make([]paddedInt64, n)
-	c.mask = n - 1
-}
-
-// Add adds d to the current P's stripe. The goroutine may move to another
-// P before the Add lands, or between a +1 and its -1: the sum is the same.
-func (c *stripedCounter) Add(d int64) {
-	p := procPin()
-	procUnpin()
-	c.stripes[p&c.mask].Add(d)
-}
-
-// Load returns the sum of the stripes, 0 when negative. Exact when no Add
-// is under way; otherwise a caller that came and went during the read may
-// be missed, or one that left during it counted, and a -1 read without
-// its +1 could make the sum negative.
-func (c *stripedCounter) Load() int64 {
-	var n int64
-	for i := range c.stripes {
-		n += c.stripes[i].Load()
-	}
-	return max(n, 0)
-}
-
-// procPin and procUnpin are the runtime's (what sync.Pool uses to find its
-// per-P shard); procPin returns the current P's id.
-//
-//go:linkname procPin runtime.procPin
-func procPin() int
-
-//go:linkname procUnpin runtime.procUnpin
-func procUnpin()
 
 // dialed records one connection attempt: its result and, when it
 // succeeded, how long it took (create_time).
