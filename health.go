@@ -220,6 +220,9 @@ func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
 	if frozen < p.cfg.FreezeThreshold {
 		return
 	}
+	// The connections idle at the thaw, counted before the freeze is, so
+	// that no checkout prompted by the count changes the figure logged.
+	idle := p.p.Stat().IdleResources()
 	p.counters.freezes.Add(1)
 	g := p.gen.Add(1) // every connection idle now must prove itself
 	discard := p.cfg.PathIdleTimeout > 0 && frozen >= p.cfg.PathIdleTimeout
@@ -230,7 +233,6 @@ func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
 	// Info when it condemns idle connections to a probe or a discard;
 	// with none idle there is nothing to decide (and an idle instance on
 	// a platform that freezes it would log every gap).
-	idle := p.p.Stat().IdleResources()
 	level, action := slog.LevelInfo, "probe idle connections"
 	if discard {
 		action = "discard idle connections (frozen past PathIdleTimeout)"
