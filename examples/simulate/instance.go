@@ -270,10 +270,12 @@ func lost(n int, err error) []request {
 	return rs
 }
 
-// freeze stops the child for d, as a platform freezes an idle instance.
-func (i *instance) freeze(d time.Duration) {
+// freeze stops the child for d, as a platform freezes an idle instance,
+// and then until it holds turn; it returns holding turn.
+func (i *instance) freeze(d time.Duration, turn *sync.Mutex) {
 	i.cmd.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(d)
+	turn.Lock()
 	i.cmd.Process.Signal(syscall.SIGCONT)
 }
 

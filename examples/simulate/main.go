@@ -63,6 +63,9 @@ type settings struct {
 	Scenarios                          []string
 	Pools                              []poolKind
 	SVG                                string
+	// RunpoolUnscaled runs runpool's rows of the freeze scenarios with
+	// its idle limit unscaled (45 s, above the simulated NAT's 2 s).
+	RunpoolUnscaled bool
 }
 
 // scenarios in the order they run.
@@ -109,6 +112,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	fs.DurationVar(&s.Reclaim, "reclaim", 60*time.Second, "backends still there this long after the instances exit are leaked (runpool's server-side reclaim ends them within 57s by default)")
 	only := fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarios, ",")+"; freeze means blackhole,reset")
 	poolList := fs.String("pools", "", "comma-separated pools (default all): "+poolNames())
+	fs.BoolVar(&s.RunpoolUnscaled, "runpool-unscaled", false, "freeze scenarios: leave runpool's idle limit at its default (45s) instead of scaling it with the NAT's idle timeout as the simulation scales time (nat-idle/2, as pgxpool's hand tuning)")
 	fs.StringVar(&s.SVG, "svg", "", "write a chart of latency over time around each freeze to this SVG file")
 	if err := fs.Parse(args); err != nil {
 		return s, err

@@ -48,6 +48,12 @@ type env struct {
 	faults map[faultproxy.Mode]*server // freezes (sigterm on the reset one): room for every dangling backend
 	small  *server                     // max_connections = s.ServerMax
 	large  *server                     // max_connections = s.BudgetServerMax
+
+	// burst is held by the freeze scenarios' instance that is thawed and
+	// bursting, so that no burst meets another's: an instance waiting
+	// for it stays frozen (CPU is what a burst after a freeze competes
+	// for; on a platform each instance has its own).
+	burst sync.Mutex
 }
 
 // forEachPool runs f for every selected pool, at once when parallel
@@ -100,9 +106,33 @@ func runpoolEnv(dsn string, instances, budget int) map[string]string {
 	return m
 }
 
+// scaledIdleEnv is runpool's idle limit scaled with the simulated NAT.
+// runpool's default (45 s) sits below every documented middlebox timeout
+// (the tightest about 60 s to 4 min); the simulation shrinks the NAT's to
+// seconds, so it shrinks the idle limit with it, to what pgxpool's hand
+// tuning gets: half the NAT's. An explicit RUNPOOL_MAX_CONN_IDLE_TIME in
+// the simulator's environment wins.
+func (e *env) scaledIdleEnv(m map[string]string) map[string]string {
+	if !e.s.RunpoolUnscaled && os.Getenv("RUNPOOL_MAX_CONN_IDLE_TIME") == "" {
+		m["RUNPOOL_MAX_CONN_IDLE_TIME"] = (e.s.NATIdle / 2).String()
+	}
+	return m
+}
+
+// idleNote says how runpool's idle limit was set, for the table's setup.
+func (e *env) idleNote() string {
+	switch {
+	case os.Getenv("RUNPOOL_MAX_CONN_IDLE_TIME") != "":
+		return "; runpool: RUNPOOL_MAX_CONN_IDLE_TIME=" + os.Getenv("RUNPOOL_MAX_CONN_IDLE_TIME")
+	case e.s.RunpoolUnscaled:
+		return "; runpool's idle limit at its default, 45s (-runpool-unscaled)"
+	}
+	return fmt.Sprintf("; runpool's idle limit scaled with the NAT as time is, 45s -> %v (as pgxpool's hand tuning; -runpool-unscaled to keep 45s)", e.s.NATIdle/2)
+}
+
 // freeze: one instance per pool behind a NAT that forgets flows idle
 // NATIdle (silently, or with a reset), frozen Freeze before each burst.
-// The pools run at once, staggered so that their bursts do not meet.
+// The pools run at once, their bursts one at a time (env.burst).
 func (e *env) freeze(mode faultproxy.Mode) *table {
 	s := e.s
 	srv := e.faults[mode]
@@ -111,7 +141,7 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 		title: fmt.Sprintf("Freeze behind a NAT %s", map[faultproxy.Mode]string{faultproxy.Blackhole: "black hole", faultproxy.Reset: "reset"}[mode]),
 		setup: fmt.Sprintf("the NAT forgets flows idle %v (%s); one instance per pool, frozen %v (SIGSTOP) before each of %d bursts of %d concurrent %v queries, %v deadline",
 			s.NATIdle, map[faultproxy.Mode]string{faultproxy.Blackhole: "later packets vanish", faultproxy.Reset: "later packets draw a reset"}[mode],
-			s.Freeze, s.Bursts, s.Burst, s.Query, s.Deadline),
+			s.Freeze, s.Bursts, s.Burst, s.Query, s.Deadline) + e.idleNote(),
 	}
 	pass, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr()})
 	if err == nil {
@@ -132,17 +162,20 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 			return
 		}
 		dsn := srv.dsn(r.role, r.nat.Addr())
-		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, 1, 0), NATIdle: s.NATIdle, Grace: s.Grace})
+		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: e.scaledIdleEnv(runpoolEnv(dsn, 1, 0)), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err != nil {
 			return
 		}
 		c := command{N: s.Burst, Query: s.Query, Deadline: s.Deadline}
+		e.burst.Lock()
 		r.warm = in.burst(c)
+		e.burst.Unlock()
 		for range s.Bursts {
 			from := time.Now()
-			in.freeze(s.Freeze)
+			in.freeze(s.Freeze, &e.burst)
 			r.freezes = append(r.freezes, [2]time.Time{from, time.Now()})
 			r.reqs = append(r.reqs, in.burst(c)...)
+			e.burst.Unlock()
 		}
 		e.finish(r, srv, []*instance{in}, s.Deadline) // pgxpool's Close waits 15 s on a black-holed connection
 	})
