@@ -18,10 +18,16 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // openPool opens a pgx pool for a fresh role, so the test can count that
 // role's backends on the server.
 func openPool(t *testing.T, cfg runpool.Config) (*pgxadapter.Pool, *pgtest.Server, string) {
+	return openPoolVia(t, cfg, func(u string) string { return u })
+}
+
+// openPoolVia is openPool with the server's URL rewritten by via (to
+// reach it through a proxy).
+func openPoolVia(t *testing.T, cfg runpool.Config, via func(url string) string) (*pgxadapter.Pool, *pgtest.Server, string) {
 	t.Helper()
 	srv := pgtest.Shared(t)
 	user := srv.CreateRole(t, -1)
-	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
+	pc, err := pgxadapter.ParseConfig(via(srv.URLFor(user, "pw", user)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package runpool_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -21,23 +20,7 @@ import (
 // callers. Before, each caller waited for its own dial: 16 callers, 16
 // connections, one dial after another.
 func TestBurstIsServedByReturnedConnections(t *testing.T) {
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
-	px, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Latency: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
-	pc, err := pgxadapter.ParseConfig(strings.Replace(srv.URLFor(user, "pw", user), srv.Addr(), px.Addr(), 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = runpool.Config{MaxConns: 16, MaxConcurrentDials: 1}
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := openVia(t, faultproxy.Config{Latency: 10 * time.Millisecond}, runpool.Config{MaxConns: 16, MaxConcurrentDials: 1})
 
 	const n = 16
 	ctx := ctxT(t, 20*time.Second)
@@ -73,26 +56,11 @@ func TestBurstIsServedByReturnedConnections(t *testing.T) {
 // caller, once its probe fails, is served by that connection instead of
 // starting a dial of its own only then.
 func TestSlowProbeHedgesADial(t *testing.T) {
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
 	const natIdle = 300 * time.Millisecond
-	px, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: natIdle, Latency: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
-	pc, err := pgxadapter.ParseConfig(strings.Replace(srv.URLFor(user, "pw", user), srv.Addr(), px.Addr(), 1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// One dial at a time: the caller cannot start its own while the
 	// hedged one runs. A probe deadline of a dial's time, up to 2 s.
-	pc.Pool = runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, ProbeTimeout: 2 * time.Second, ProbeAfterIdle: 100 * time.Millisecond}
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := openVia(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle, Latency: 10 * time.Millisecond},
+		runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, ProbeTimeout: 2 * time.Second, ProbeAfterIdle: 100 * time.Millisecond})
 
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
@@ -114,4 +82,19 @@ func TestSlowProbeHedgesADial(t *testing.T) {
 	if hedged != 1 || opened != 1 {
 		t.Fatalf("hedged dials %d, new connections %d: want the one hedged connection to serve the caller", hedged, opened)
 	}
+}
+
+// openVia opens a pgx pool for a fresh role through a fault proxy with
+// px's settings (its Target is the shared server).
+func openVia(t *testing.T, px faultproxy.Config, cfg runpool.Config) *pgxadapter.Pool {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	px.Target = srv.Addr()
+	proxy, err := faultproxy.Start(px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	p, _, _ := openPoolVia(t, cfg, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
+	return p
 }
