@@ -31,6 +31,9 @@ type health struct {
 	// probe slower than a fresh dial is not worth waiting for: the probe
 	// deadline follows it (see probeTimeout).
 	dialNanos atomic.Int64
+	// useNanos is a moving average of how long a borrower keeps a
+	// connection, timed while callers wait (see comesBackSooner).
+	useNanos atomic.Int64
 }
 
 func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNanos.Load()) }
@@ -40,13 +43,18 @@ func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNa
 const minProbeTimeout = 5 * time.Millisecond
 
 // dialTook folds one dial's duration into the moving average (1/4 weight).
-func (h *health) dialTook(d time.Duration) {
-	old := h.dialNanos.Load()
+func (h *health) dialTook(d time.Duration) { ewma(&h.dialNanos, d) }
+
+// useTook folds one borrow's duration into useNanos (1/4 weight).
+func (h *health) useTook(d time.Duration) { ewma(&h.useNanos, d) }
+
+func ewma(v *atomic.Int64, d time.Duration) {
+	old := v.Load()
 	if old == 0 {
-		h.dialNanos.Store(int64(d))
+		v.Store(int64(d))
 		return
 	}
-	h.dialNanos.Store(old + (int64(d)-old)/4)
+	v.Store(old + (int64(d)-old)/4)
 }
 
 // probeTimeout is the typical dial time, within [minProbeTimeout, limit]:

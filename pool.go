@@ -80,6 +80,7 @@ type entry[C any] struct {
 	borrowed  atomic.Bool // between checkout and release
 	dead      atomic.Bool // known unusable: close without a goodbye
 	since     int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
+	lentAt    int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
 	// conns is a slab of handles, so a checkout allocates nothing while a
 	// stale *Conn from an earlier checkout stays distinguishable.
 	conns []Conn[C]
@@ -255,11 +256,22 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 // acquire is Acquire without the metrics. bp reports that the caller met
 // a 53300 on the way (it took part in a back-pressure episode).
 func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], bp bool, _ error) {
+	var dialBy time.Time // when a caller told to wait for a returning connection dials anyway
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
-			if errors.Is(err, errDialBusy) {
-				if err := p.waitTurn(ctx); err != nil {
+			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) {
+				var limit time.Duration
+				if errors.Is(err, errComesBack) {
+					if dialBy.IsZero() {
+						dialBy = time.Now().Add(p.health.dialNanosOrZero())
+					}
+					if limit = time.Until(dialBy); limit <= 0 {
+						ctx = context.WithValue(ctx, mustDial{}, true)
+						continue
+					}
+				}
+				if err := p.waitTurn(ctx, limit); err != nil {
 					return nil, bp, p.acquireError(ctx, err)
 				}
 				continue
@@ -280,13 +292,11 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], bp bool, _ error) {
 		idle := res.IdleDuration()
 		if p.trusted(idle, e) {
 			if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
-				e.borrowed.Store(true)
-				return e.handle(p, res), bp, nil
+				return p.lend(res, e), bp, nil
 			}
 			p.discardGone(res, e)
 		} else if p.check(ctx, res, e) {
-			e.borrowed.Store(true)
-			return e.handle(p, res), bp, nil
+			return p.lend(res, e), bp, nil
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, bp, p.acquireError(ctx, err)
@@ -354,6 +364,10 @@ func (c *Conn[C]) Release() {
 	if e.since != 0 {
 		p.m.useTime.Record(context.Background(), nanosToSeconds(now-e.since), p.m.rec...)
 		e.since = 0
+	}
+	if e.lentAt != 0 {
+		p.health.useTook(time.Duration(now - e.lentAt))
+		e.lentAt = 0
 	}
 	e.borrowed.Store(false)
 	if !p.connector.Reusable(e.conn) {
@@ -434,6 +448,17 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	return e, nil
 }
 
+// lend hands a checked connection to its caller. While callers wait for
+// a connection it notes when, so that Release can time the use
+// (health.useNanos) that tells whether waiting beats dialing.
+func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C]) *Conn[C] {
+	e.borrowed.Store(true)
+	if p.backingOff.Load() > 0 {
+		e.lentAt = nanotime()
+	}
+	return e.handle(p, res)
+}
+
 // backpressureTimeout bounds how long the first dial keeps retrying a
 // server that answers 53300.
 const backpressureTimeout = 30 * time.Second
@@ -442,12 +467,44 @@ const backpressureTimeout = 30 * time.Second
 // never reaches a caller: Acquire then waits for its turn (waitTurn).
 var errDialBusy = errors.New("runpool: every dial token is in use")
 
+// errComesBack is construct's answer when a busy connection will likely
+// come back before a dial would end (comesBackSooner). Acquire then waits
+// for its turn, for at most a dial's time, and dials after that.
+var errComesBack = errors.New("runpool: a connection comes back sooner than a dial ends")
+
+// mustDial marks the context of a caller that waited a dial's time for a
+// returning connection in vain: its construct dials.
+type mustDial struct{}
+
+// comesBackSooner estimates whether the callers waiting, this one
+// included, are served by the borrowed connections coming back sooner
+// than a new connection would open: each borrowed one serves a caller
+// every useNanos, a dial takes dialNanos. A burst of short queries is
+// then served by a few connections instead of a dial per caller (a dial
+// costs the server a backend and both sides CPU that the queries need).
+func (p *Pool[C]) comesBackSooner() bool {
+	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
+	if use == 0 || dial == 0 {
+		return false
+	}
+	busy := int64(p.p.Stat().AcquiredResources())
+	if busy == 0 {
+		return false
+	}
+	waiting := int64(p.backingOff.Load()) + 1
+	return use*waiting/busy < dial
+}
+
 // dialOnce dials holding one of MaxConcurrentDials tokens, or fails with
 // errDialBusy at once when none is free: a caller waiting for a token
 // would be bound to its own dial, while a connection another caller
 // returns meanwhile could serve it sooner (after a freeze, a burst is
 // served by the first fresh connections as they free up).
 func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
+	if ctx.Value(mustDial{}) == nil && p.comesBackSooner() {
+		var zero C
+		return zero, errComesBack
+	}
 	select {
 	case p.dialSem <- struct{}{}:
 	default:
@@ -513,19 +570,28 @@ func (p *Pool[C]) wakeAll() {
 
 // waitTurn parks a caller that found no idle connection and no free dial
 // token until a connection comes back, a dial ends or the pool closes;
-// the caller then tries again.
-func (p *Pool[C]) waitTurn(ctx context.Context) error {
+// the caller then tries again. With limit > 0 (errComesBack) a free
+// token does not end the wait, but limit does.
+func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) error {
 	p.turnMu.Lock()
 	turn := p.turn
 	p.turnMu.Unlock()
 	p.backingOff.Add(1)
 	defer p.backingOff.Add(-1)
 	// What came back or ended before the count went up woke nobody.
-	if len(p.dialSem) < cap(p.dialSem) || p.p.Stat().IdleResources() > 0 {
+	if (limit == 0 && len(p.dialSem) < cap(p.dialSem)) || p.p.Stat().IdleResources() > 0 {
 		return nil
+	}
+	var expired <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		expired = t.C
 	}
 	select {
 	case <-turn:
+		return nil
+	case <-expired:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
