@@ -48,6 +48,9 @@ func (h *health) dialTook(d time.Duration) { ewma(&h.dialNanos, d) }
 // useTook folds one borrow's duration into useNanos (1/4 weight).
 func (h *health) useTook(d time.Duration) { ewma(&h.useNanos, d) }
 
+// ewma folds d into the moving average v with weight 1/4 (the first
+// sample is taken as is). Concurrent updates may lose one; an estimate
+// does not need them all.
 func ewma(v *atomic.Int64, d time.Duration) {
 	old := v.Load()
 	if old == 0 {
@@ -204,7 +207,7 @@ func (p *Pool[C]) hedgeDial() {
 		return
 	}
 	p.counters.hedgedDials.Add(1)
-	if p.backingOff.Load() > 0 {
+	if p.waiters.Load() > 0 {
 		p.wakeAll()
 	}
 }

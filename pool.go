@@ -42,9 +42,9 @@ type Pool[C any] struct {
 	// drain can cancel what borrowed ones are running.
 	entries map[*entry[C]]struct{}
 
-	draining   atomic.Bool   // set once Shutdown begins; releases then close
-	backingOff atomic.Int32  // callers waiting out a 53300, or for their turn (waitTurn)
-	released   chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
+	draining atomic.Bool   // set once Shutdown begins; releases then close
+	waiters  atomic.Int32  // callers waiting for a connection: out a 53300 (waitBackpressure) or for their turn (waitTurn)
+	released chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
 
 	turnMu sync.Mutex    // guards turn
 	turn   chan struct{} // closed (and replaced) when a connection comes back or a dial ends: wakes every waitTurn
@@ -393,7 +393,7 @@ func (c *Conn[C]) Release() {
 	}
 	e.gen = p.gen.Load()
 	res.Release()
-	if p.backingOff.Load() > 0 {
+	if p.waiters.Load() > 0 {
 		p.wakeAll()
 	}
 }
@@ -453,7 +453,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 // (health.useNanos) that tells whether waiting beats dialing.
 func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C]) *Conn[C] {
 	e.borrowed.Store(true)
-	if p.backingOff.Load() > 0 {
+	if p.waiters.Load() > 0 {
 		e.lentAt = nanotime()
 	}
 	return e.handle(p, res)
@@ -491,7 +491,7 @@ func (p *Pool[C]) comesBackSooner() bool {
 	if busy == 0 {
 		return false
 	}
-	waiting := int64(p.backingOff.Load()) + 1
+	waiting := int64(p.waiters.Load()) + 1
 	return use*waiting/busy < dial
 }
 
@@ -513,7 +513,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	}
 	defer func() {
 		<-p.dialSem
-		if p.backingOff.Load() > 0 {
+		if p.waiters.Load() > 0 {
 			p.wakeAll()
 		}
 	}()
@@ -538,8 +538,8 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 func (p *Pool[C]) waitBackpressure(ctx context.Context, attempt int) bool {
 	p.counters.backoffs.Add(1)
 	p.m.backoffs.Add(context.Background(), 1, p.m.add...)
-	p.backingOff.Add(1)
-	defer p.backingOff.Add(-1)
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
 	t := time.NewTimer(backoff(attempt))
 	defer t.Stop()
 	select {
@@ -576,8 +576,8 @@ func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) error {
 	p.turnMu.Lock()
 	turn := p.turn
 	p.turnMu.Unlock()
-	p.backingOff.Add(1)
-	defer p.backingOff.Add(-1)
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
 	// What came back or ended before the count went up woke nobody.
 	if (limit == 0 && len(p.dialSem) < cap(p.dialSem)) || p.p.Stat().IdleResources() > 0 {
 		return nil
