@@ -2,8 +2,10 @@ package runpool
 
 import _ "unsafe" // for go:linkname
 
-// nanotime is the runtime's monotonic clock, the one puddle stamps
-// resources with, so idle times compare without a time.Now on the hot path.
+// nanotime is the runtime's monotonic clock, read without building a
+// time.Time on the hot path. Its origin is not puddle's (puddle counts
+// from its own start), so a puddle stamp (Resource.LastUsedNanotime) is
+// compared only with another, never with nanotime.
 //
 //go:linkname nanotime runtime.nanotime
 func nanotime() int64
