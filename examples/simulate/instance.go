@@ -28,7 +28,8 @@ import (
 const instanceEnv = "SIMULATE_INSTANCE"
 
 // debugEnv, when set, passes the instances' logs (at debug level) to
-// stderr: SIMULATE_DEBUG=1 go run ./examples/simulate -only reset.
+// stderr, and the latencies of each freeze scenario's bursts, sorted:
+// SIMULATE_DEBUG=1 go run ./examples/simulate -only reset.
 const debugEnv = "SIMULATE_DEBUG"
 
 // instanceSpec is what a child needs to open its pool.

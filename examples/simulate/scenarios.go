@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -174,8 +175,17 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 			from := time.Now()
 			in.freeze(s.Freeze, &e.burst)
 			r.freezes = append(r.freezes, [2]time.Time{from, time.Now()})
-			r.reqs = append(r.reqs, in.burst(c)...)
+			got := in.burst(c)
 			e.burst.Unlock()
+			if os.Getenv(debugEnv) != "" {
+				var lats []time.Duration
+				for _, q := range got {
+					lats = append(lats, q.Lat.Round(100*time.Microsecond))
+				}
+				slices.Sort(lats)
+				fmt.Fprintf(os.Stderr, "%s %s burst: %v\n", t.name, k.name, lats)
+			}
+			r.reqs = append(r.reqs, got...)
 		}
 		e.finish(r, srv, []*instance{in}, s.Deadline) // pgxpool's Close waits 15 s on a black-holed connection
 	})
