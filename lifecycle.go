@@ -34,7 +34,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	start := time.Now()
 	close(p.stopMaintainer)
 	<-p.maintainerDone
-	p.logStale(time.Now()) // what the maintainer had not logged yet
+	p.logStale(time.Now(), true) // what the maintainer had not logged yet
 	if spare := p.spare.Swap(nil); spare != nil {
 		p.connector.Close(*spare, false)
 	}

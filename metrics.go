@@ -321,17 +321,24 @@ func (p *Pool[C]) probed(d time.Duration, result int) {
 	p.m.probe.Record(context.Background(), d.Seconds(), p.m.probeBy[result]...)
 }
 
+// staleWaveMax bounds how long discards that keep coming tick after tick
+// go unlogged: a wave that does not end is logged every staleWaveMax.
+const staleWaveMax = 10 * time.Second
+
 // staleLog is the maintainer's memory of what it last logged about stale
 // discards; only the maintainer (and Shutdown, after it stopped) touches it.
 type staleLog struct {
 	logged [numStaleReasons]int64
+	seen   [numStaleReasons]int64 // the counts at the last tick: a wave ends at a tick that adds none
 	since  time.Time
 }
 
 // logStale writes one line for the stale connections discarded since the
 // last line, if any: one event per wave, however many connections it
-// took.
-func (p *Pool[C]) logStale(now time.Time) {
+// took. A wave ends at the first tick that finds no new discard, so one
+// that spans a tick (a discard, then a sibling's probe failing) is still
+// one line; flush (Shutdown) writes what is pending at once.
+func (p *Pool[C]) logStale(now time.Time, flush bool) {
 	l := &p.staleLog
 	if l.since.IsZero() {
 		l.since = now
@@ -346,6 +353,10 @@ func (p *Pool[C]) logStale(now time.Time) {
 		l.since = now
 		return
 	}
+	if growing := cur != l.seen; growing && !flush && now.Sub(l.since) < staleWaveMax {
+		l.seen = cur
+		return
+	}
 	args := []any{"pool", p.cfg.Name, "count", n}
 	for i, name := range staleReasonNames {
 		if d := cur[i] - l.logged[i]; d > 0 {
@@ -357,7 +368,7 @@ func (p *Pool[C]) logStale(now time.Time) {
 	}
 	args = append(args, "within", now.Sub(l.since).Round(time.Millisecond))
 	p.cfg.Logger.Info("runpool: stale connections discarded", args...)
-	l.logged, l.since = cur, now
+	l.logged, l.seen, l.since = cur, cur, now
 }
 
 // backpressure tracks an episode of 53300 back-pressure across callers:

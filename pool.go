@@ -738,7 +738,7 @@ func (p *Pool[C]) tick(now time.Time) {
 	p.observeTick(now)
 	p.sweepIdle()
 	p.ensureMinConns()
-	p.logStale(now)
+	p.logStale(now, false)
 }
 
 // sweepIdle closes idle connections past their idle time (above the
