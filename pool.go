@@ -35,7 +35,7 @@ type Pool[C any] struct {
 	gen atomic.Int64
 
 	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
-	spare   atomic.Pointer[C] // a connection Open dialled, for the first construct
+	spare   atomic.Pointer[C] // the connection Open dialled, for the construct that puts it in the pool
 
 	mu sync.Mutex // guards entries
 	// entries is every connection the pool holds, idle or borrowed, so a
@@ -149,7 +149,17 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 		connector.Close(first, false)
 		return nil, err
 	}
+	// The first connection goes into the pool idle now, not at the first
+	// checkout: from here its idle time counts, so a first request that
+	// comes after a long quiet start (a warm instance, a NAT that forgot
+	// the flow meanwhile) finds it peeked at or probed, or closed by the
+	// maintainer, like any other idle connection.
 	p.spare.Store(&first)
+	if err := p.p.CreateResource(ctx); err != nil {
+		if spare := p.spare.Swap(nil); spare != nil {
+			connector.Close(*spare, false)
+		}
+	}
 	p.health.dialTook(boot.health.dialNanosOrZero())
 	return p, nil
 }

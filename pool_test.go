@@ -278,3 +278,24 @@ func TestStatCounts(t *testing.T) {
 		t.Errorf("NewConnsCount %d, TotalConns %d: nothing was closed, so they should match", s.NewConnsCount(), s.TotalConns())
 	}
 }
+
+// TestFirstConnectionIsCheckedLikeAnyOther: the connection Open dials
+// to check the server is an idle connection of the pool from then on. A
+// first request that comes after the server ended it (or a NAT forgot
+// it) gets a checked connection, not that one.
+func TestFirstConnectionIsCheckedLikeAnyOther(t *testing.T) {
+	p, srv, user := openPool(t, runpool.Config{})
+	if st := p.Stat(); st.IdleConns() != 1 || st.TotalConns() != 1 {
+		t.Fatalf("after Open: %d idle of %d, want Open's connection idle in the pool", st.IdleConns(), st.TotalConns())
+	}
+	if n := srv.TerminateBackends(t, user); n != 1 {
+		t.Fatalf("terminated %d backends, want 1", n)
+	}
+	waitFor(t, 10*time.Second, "the terminated backend is still there", func() bool { return srv.Backends(t, user) == 0 })
+	if _, err := p.Exec(ctxT(t, 10*time.Second), "SELECT 1"); err != nil {
+		t.Fatalf("first query after the server ended Open's connection: %v", err)
+	}
+	if st := p.Stat(); st.StaleDiscardCount() != 1 {
+		t.Errorf("stale discards %d, want Open's connection discarded", st.StaleDiscardCount())
+	}
+}
