@@ -239,7 +239,9 @@ func (p *Pool[C]) Config() Config { return p.cfg }
 
 // Acquire borrows a connection, waiting for one within ctx. A connection
 // that may have gone stale is probed first (see health.go); the caller
-// never receives one that failed its probe.
+// never receives one that failed its probe. While the server refuses
+// connections for a moment (a restart; see serverAway) it dials again
+// with backoff, for at most ServerAwayTimeout.
 func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 	if !p.m.timing(ctx) {
 		c, _, bp, err := p.acquire(ctx)
@@ -269,7 +271,8 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 // that the caller met a 53300 on the way (it took part in a back-pressure
 // episode).
 func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp bool, _ error) {
-	var dialBy time.Time // when a caller told to wait for a returning connection dials anyway
+	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
+	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
@@ -295,6 +298,15 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					p.backpressureBegun()
 				}
 				if p.waitBackpressure(ctx, attempt) {
+					attempt++
+					continue
+				}
+			}
+			if serverAway(err) {
+				if awayUntil.IsZero() {
+					awayUntil = time.Now().Add(ServerAwayTimeout)
+				}
+				if wait := min(backoff(attempt), time.Until(awayUntil)); wait > 0 && sleepCtx(ctx, wait) {
 					attempt++
 					continue
 				}

@@ -1,0 +1,55 @@
+package runpool
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+	"time"
+)
+
+// ServerAwayTimeout is how long a caller of Acquire waits, at most, for a
+// server that refuses connections for a moment (a restart, a failover,
+// recovery after a crash), dialing again with backoff; its context's
+// deadline comes first when sooner. Nothing of the caller's was sent, so
+// waiting doubles nothing. 30 s covers a restart and most managed
+// failovers, as database/sql users know it from HikariCP's default
+// connection timeout.
+const ServerAwayTimeout = 30 * time.Second
+
+// serverAway reports whether a failed dial says the server is away for a
+// moment rather than that the pool's settings are wrong: nobody listens
+// (a restart), the server closed the connection during its startup, or
+// it answered that it cannot take connections now (57P03: starting up,
+// shutting down, in recovery) or is going down (57P01, 57P02). A wrong
+// password, an unknown database or role, a refused TLS handshake are not:
+// the caller gets them at once. Open's first dial never waits (its errors
+// are the configuration's); 53300 has its own back-pressure (budget.go).
+func serverAway(err error) bool {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		switch s.SQLState() {
+		case "57P01", "57P02", "57P03":
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// sleepCtx waits d, or less when ctx ends first; it reports whether ctx
+// is still live. A caller waiting for the server sleeps on its own: the
+// callers waiting for their turn are woken by every dial that ends, and
+// while the server is away every dial ends at once, refused.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,127 @@
+package runpool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
+)
+
+// TestAcquireWaitsOutAServerRestart: callers that arrive while the server
+// is down (a restart, a maintenance failover) wait for it within their
+// deadline instead of failing on the first refused dial, and all are
+// served once it is back.
+func TestAcquireWaitsOutAServerRestart(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	pc, err := pgxadapter.ParseConfig(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool.Logger = slog.New(slog.DiscardHandler)
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	const callers = 8
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := p.Exec(ctx, "SELECT 1")
+			errs <- err
+		})
+	}
+	// The callers meet the refused dials before the server is back.
+	waitFor(t, 10*time.Second, "no dial was refused while the server was down", func() bool {
+		return p.Stat().DialFailureCount() >= 2
+	})
+	time.Sleep(300 * time.Millisecond)
+	if err := srv.StartAgain(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	served := 0
+	for err := range errs {
+		if err != nil {
+			t.Errorf("caller failed: %v", err)
+			continue
+		}
+		served++
+	}
+	t.Logf("%d of %d callers served across the restart; %d refused dials", served, callers, p.Stat().DialFailureCount())
+}
+
+// TestAcquireGivesUpOnADownServerAtItsDeadline: a caller waiting for a
+// server that does not come back fails at its deadline with both causes,
+// its context's error and the refused dial.
+func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	pc, err := pgxadapter.ParseConfig(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool.Logger = slog.New(slog.DiscardHandler)
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = p.Exec(ctx, "SELECT 1")
+	took := time.Since(start)
+	var ae *runpool.AcquireError
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ae) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ce) {
+		t.Fatalf("err = %v (%T), want an AcquireError with DeadlineExceeded and the ConnectError", err, err)
+	}
+	if took < 450*time.Millisecond || took > 2*time.Second {
+		t.Errorf("gave up after %v, want at the 500ms deadline", took)
+	}
+	if n := p.Stat().DialFailureCount(); n < 2 {
+		t.Errorf("%d failed dials, want the dial tried again while the deadline allowed", n)
+	}
+}
+
+// TestAcquireFailsFastWhenTheServerRefusesTheRole: a dial the server
+// refuses for good (here the role may no longer log in) is not waited
+// out: the caller gets the server's error at once, not at its deadline.
+func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
+	p, srv, user := openPool(t, runpool.Config{Logger: slog.New(slog.DiscardHandler)})
+	srv.Exec(t, fmt.Sprintf("ALTER ROLE %s NOLOGIN", pgx.Identifier{user}.Sanitize()))
+	srv.TerminateBackends(t, user)
+	waitFor(t, 10*time.Second, "the terminated backend is still there", func() bool { return srv.Backends(t, user) == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := p.Exec(ctx, "SELECT 1")
+	took := time.Since(start)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "28000" {
+		t.Fatalf("err = %v, want the server's 28000 (role not permitted to log in)", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("failed after %v, want at once", took)
+	}
+}
