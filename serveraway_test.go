@@ -21,17 +21,7 @@ import (
 // deadline instead of failing on the first refused dial, and all are
 // served once it is back.
 func TestAcquireWaitsOutAServerRestart(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
-	pc, err := pgxadapter.ParseConfig(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool.Logger = slog.New(slog.DiscardHandler)
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p, srv := openOwnServer(t)
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -72,25 +62,11 @@ func TestAcquireWaitsOutAServerRestart(t *testing.T) {
 // server that does not come back fails at its deadline with both causes,
 // its context's error and the refused dial.
 func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
-	pc, err := pgxadapter.ParseConfig(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool.Logger = slog.New(slog.DiscardHandler)
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p, srv := openOwnServer(t)
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err = p.Exec(ctx, "SELECT 1")
-	took := time.Since(start)
+	took, err := timedQuery(p, 500*time.Millisecond)
 	var ae *runpool.AcquireError
 	var ce *pgconn.ConnectError
 	if !errors.As(err, &ae) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ce) {
@@ -112,11 +88,7 @@ func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
 	srv.Exec(t, fmt.Sprintf("ALTER ROLE %s NOLOGIN", pgx.Identifier{user}.Sanitize()))
 	srv.TerminateBackends(t, user)
 	waitFor(t, 10*time.Second, "the terminated backend is still there", func() bool { return srv.Backends(t, user) == 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	_, err := p.Exec(ctx, "SELECT 1")
-	took := time.Since(start)
+	took, err := timedQuery(p, 10*time.Second)
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "28000" {
 		t.Fatalf("err = %v, want the server's 28000 (role not permitted to log in)", err)
@@ -124,4 +96,32 @@ func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
 	if took > 3*time.Second {
 		t.Errorf("failed after %v, want at once", took)
 	}
+}
+
+// openOwnServer opens a pool on a server of the test's own, which it may
+// stop and start.
+func openOwnServer(t *testing.T) (*pgxadapter.Pool, *pgtest.Server) {
+	t.Helper()
+	srv := pgtest.Start(t, pgtest.Options{})
+	pc, err := pgxadapter.ParseConfig(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool.Logger = slog.New(slog.DiscardHandler)
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, srv
+}
+
+// timedQuery runs SELECT 1 with a deadline d away and says how long it
+// took.
+func timedQuery(p *pgxadapter.Pool, d time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	start := time.Now()
+	_, err := p.Exec(ctx, "SELECT 1")
+	return time.Since(start), err
 }
