@@ -34,6 +34,12 @@ type health struct {
 	// useNanos is a moving average of how long a borrower keeps a
 	// connection, timed while callers wait (see comesBackSooner).
 	useNanos atomic.Int64
+
+	// A run of failed dials (53300 aside), for its two log lines:
+	// failingSince is the nanotime of its first failure, 0 when the last
+	// dial succeeded; failedInRun counts its failures.
+	failingSince atomic.Int64
+	failedInRun  atomic.Int64
 }
 
 func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNanos.Load()) }

@@ -371,6 +371,29 @@ func (p *Pool[C]) logStale(now time.Time, flush bool) {
 	l.logged, l.seen, l.since = cur, cur, now
 }
 
+// dialsFailing logs the first failed dial of a run (the server is away,
+// or refuses the pool): one Warn line per run, however many dials and
+// callers it takes. 53300 is back-pressure's, logged as such.
+func (p *Pool[C]) dialsFailing(err error) {
+	if tooManyConnections(err) {
+		return
+	}
+	p.health.failedInRun.Add(1)
+	if p.health.failingSince.CompareAndSwap(0, nanotime()) {
+		p.cfg.Logger.Warn("runpool: dials failing", "pool", p.cfg.Name, "err", err, "server_away", serverAway(err))
+	}
+}
+
+// dialsSucceedAgain ends a run of failed dials with one Info line.
+func (p *Pool[C]) dialsSucceedAgain() {
+	since := p.health.failingSince.Load()
+	if since == 0 || !p.health.failingSince.CompareAndSwap(since, 0) {
+		return
+	}
+	p.cfg.Logger.Info("runpool: dials succeed again", "pool", p.cfg.Name,
+		"failed", p.health.failedInRun.Swap(0), "duration", time.Duration(nanotime()-since).Round(time.Millisecond))
+}
+
 // backpressure tracks an episode of 53300 back-pressure across callers:
 // it begins when the first caller meets a full server and ends when the
 // last caller that met one has left Acquire, served or not, so a person

@@ -552,10 +552,12 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	if err != nil {
 		p.counters.dialFailures.Add(1)
 		p.health.dialFailed(err)
+		p.dialsFailing(err)
 		return c, err
 	}
 	p.health.dialTook(took)
 	p.health.dialSucceeded()
+	p.dialsSucceedAgain()
 	return c, nil
 }
 

@@ -21,7 +21,8 @@ import (
 // deadline instead of failing on the first refused dial, and all are
 // served once it is back.
 func TestAcquireWaitsOutAServerRestart(t *testing.T) {
-	p, srv := openOwnServer(t)
+	logs := &logRecorder{}
+	p, srv := openOwnServer(t, slog.New(logs))
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -55,14 +56,23 @@ func TestAcquireWaitsOutAServerRestart(t *testing.T) {
 		}
 		served++
 	}
-	t.Logf("%d of %d callers served across the restart; %d refused dials", served, callers, p.Stat().DialFailureCount())
+	failed := p.Stat().DialFailureCount()
+	t.Logf("%d of %d callers served across the restart; %d refused dials", served, callers, failed)
+	// One Warn line when the dials began to fail, one Info line when they
+	// succeeded again, whatever the number of dials and callers.
+	if recs := logs.find("runpool: dials failing"); len(recs) != 1 || recs[0].level != slog.LevelWarn || !recs[0].attrs["server_away"].Bool() {
+		t.Errorf("dials failing logged as %+v, want one Warn line with server_away", recs)
+	}
+	if recs := logs.find("runpool: dials succeed again"); len(recs) != 1 || recs[0].level != slog.LevelInfo || recs[0].attrs["failed"].Int64() != failed {
+		t.Errorf("dials succeed again logged as %+v, want one Info line counting the %d failed dials", recs, failed)
+	}
 }
 
 // TestAcquireGivesUpOnADownServerAtItsDeadline: a caller waiting for a
 // server that does not come back fails at its deadline with both causes,
 // its context's error and the refused dial.
 func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
-	p, srv := openOwnServer(t)
+	p, srv := openOwnServer(t, slog.New(slog.DiscardHandler))
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,16 +108,16 @@ func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
 	}
 }
 
-// openOwnServer opens a pool on a server of the test's own, which it may
-// stop and start.
-func openOwnServer(t *testing.T) (*pgxadapter.Pool, *pgtest.Server) {
+// openOwnServer opens a pool that logs to logger on a server of the
+// test's own, which it may stop and start.
+func openOwnServer(t *testing.T, logger *slog.Logger) (*pgxadapter.Pool, *pgtest.Server) {
 	t.Helper()
 	srv := pgtest.Start(t, pgtest.Options{})
 	pc, err := pgxadapter.ParseConfig(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc.Pool.Logger = slog.New(slog.DiscardHandler)
+	pc.Pool.Logger = logger
 	p, err := pgxadapter.New(context.Background(), pc)
 	if err != nil {
 		t.Fatal(err)
