@@ -167,6 +167,35 @@ func TestServerRestartAndKill(t *testing.T) {
 	}
 }
 
+// A burst that arrives while the server is down (a restart that takes
+// its time, a failover) is served once it is back, within the callers'
+// deadline: refused dials are tried again, not returned.
+func TestBurstDuringServerRestart(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			db := open(t, a, srv.URL(), runpool.Config{MaxConns: 8})
+			if r := burst(db, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
+				t.Fatalf("before the restart: %v", r)
+			}
+			if err := srv.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			during := make(chan burstResult, 1)
+			go func() { during <- burst(db, burstN, query, deadline) }()
+			time.Sleep(500 * time.Millisecond)
+			if err := srv.StartAgain(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-during
+			t.Logf("burst while the server was down for 500ms: %v", r)
+			if r.Failed > 0 {
+				t.Fatalf("%d failed: %v", r.Failed, r.Errors[0])
+			}
+		})
+	}
+}
+
 // Server-side reclaim: the backends of flows a NAT black-holed leave
 // pg_stat_activity within the configured bound, while a pool that keeps
 // using its connections never loses one to it.
