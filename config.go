@@ -33,6 +33,12 @@ type Config struct {
 	// DialTimeout bounds one connection attempt, TLS and authentication
 	// included. Default 5s.
 	DialTimeout time.Duration
+	// ServerAwayTimeout is how long a caller of Acquire waits, at most, for
+	// a server that refuses connections for a moment (a restart, a
+	// failover, recovery after a crash; see serveraway.go), dialing again
+	// with backoff; the caller's deadline comes first when sooner. Default
+	// 30s; negative: not at all (the first refused dial fails the caller).
+	ServerAwayTimeout time.Duration
 
 	// MaxConnIdleTime closes a connection idle this long. It must stay below
 	// the idle timeout of every middlebox on the path (Fly's proxy: about
@@ -137,6 +143,7 @@ const (
 	defaultName                = "runpool"
 	defaultMaxConcurrentDials  = 2
 	defaultDialTimeout         = 5 * time.Second
+	defaultServerAwayTimeout   = 30 * time.Second // a restart, most managed failovers; HikariCP's connection timeout
 	defaultMaxConnIdleTime     = 45 * time.Second
 	defaultMaxConnLifetime     = 30 * time.Minute
 	defaultMaintainInterval    = time.Second
@@ -161,6 +168,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = defaultDialTimeout
+	}
+	if c.ServerAwayTimeout == 0 {
+		c.ServerAwayTimeout = defaultServerAwayTimeout
 	}
 	if c.MaxConnIdleTime == 0 {
 		c.MaxConnIdleTime = defaultMaxConnIdleTime

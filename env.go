@@ -26,6 +26,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_MIN_CONNS", "connections", "0", "idle floor kept open", setInt32(func(c *Config) *int32 { return &c.MinConns }, 0)},
 	{"RUNPOOL_MAX_CONCURRENT_DIALS", "count", "2", "dials in flight at once", setInt32(func(c *Config) *int32 { return &c.MaxConcurrentDials }, 1)},
 	{"RUNPOOL_DIAL_TIMEOUT", "duration", "5s", "bound on one connection attempt", setDuration(func(c *Config) *time.Duration { return &c.DialTimeout })},
+	{"RUNPOOL_SERVER_AWAY_TIMEOUT", "duration", "30s", "how long a caller waits for a server that refuses connections for a moment (restart, failover); off: not at all", setDurationOrOff(func(c *Config) *time.Duration { return &c.ServerAwayTimeout })},
 	{"RUNPOOL_MAX_CONN_IDLE_TIME", "duration", "45s", "close connections idle this long", setDuration(func(c *Config) *time.Duration { return &c.MaxConnIdleTime })},
 	{"RUNPOOL_MAX_CONN_LIFETIME", "duration", "30m", "close connections this old", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetime })},
 	{"RUNPOOL_MAX_CONN_LIFETIME_JITTER", "duration", "lifetime/10", "random extra lifetime per connection", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetimeJitter })},

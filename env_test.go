@@ -142,6 +142,20 @@ func TestValidateNamesTheField(t *testing.T) {
 	}
 }
 
+// RUNPOOL_SERVER_AWAY_TIMEOUT sets how long callers wait for a server
+// that is away; "off" disables the wait.
+func TestServerAwayTimeoutFromEnv(t *testing.T) {
+	for v, want := range map[string]time.Duration{"1m": time.Minute, "off": -1} {
+		c, err := configFromLookup(Config{}, lookupFrom(map[string]string{"RUNPOOL_SERVER_AWAY_TIMEOUT": v}))
+		if err != nil || c.ServerAwayTimeout != want {
+			t.Errorf("%s: ServerAwayTimeout %v, err %v; want %v", v, c.ServerAwayTimeout, err, want)
+		}
+	}
+	if d := (Config{}).withDefaults().ServerAwayTimeout; d != 30*time.Second {
+		t.Errorf("default ServerAwayTimeout %v, want 30s", d)
+	}
+}
+
 // "off" is how the environment disables what a negative Config value
 // disables: the server's idle_session_timeout.
 func TestServerIdleSessionTimeoutOff(t *testing.T) {

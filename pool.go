@@ -241,7 +241,7 @@ func (p *Pool[C]) Config() Config { return p.cfg }
 // that may have gone stale is probed first (see health.go); the caller
 // never receives one that failed its probe. While the server refuses
 // connections for a moment (a restart; see serverAway) it dials again
-// with backoff, for at most ServerAwayTimeout.
+// with backoff, for at most Config.ServerAwayTimeout.
 func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 	if !p.m.timing(ctx) {
 		c, _, bp, err := p.acquire(ctx)
@@ -302,9 +302,9 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					continue
 				}
 			}
-			if serverAway(err) {
+			if serverAway(err) && p.cfg.ServerAwayTimeout > 0 {
 				if awayUntil.IsZero() {
-					awayUntil = time.Now().Add(ServerAwayTimeout)
+					awayUntil = time.Now().Add(p.cfg.ServerAwayTimeout)
 				}
 				if wait := min(backoff(attempt), time.Until(awayUntil)); wait > 0 && sleepCtx(ctx, wait) {
 					attempt++

@@ -8,15 +8,6 @@ import (
 	"time"
 )
 
-// ServerAwayTimeout is how long a caller of Acquire waits, at most, for a
-// server that refuses connections for a moment (a restart, a failover,
-// recovery after a crash), dialing again with backoff; its context's
-// deadline comes first when sooner. Nothing of the caller's was sent, so
-// waiting doubles nothing. 30 s covers a restart and most managed
-// failovers, as database/sql users know it from HikariCP's default
-// connection timeout.
-const ServerAwayTimeout = 30 * time.Second
-
 // serverAway reports whether a failed dial says the server is away for a
 // moment rather than that the pool's settings are wrong: nobody listens
 // (a restart), the server closed the connection during its startup, or

@@ -22,7 +22,7 @@ import (
 // served once it is back.
 func TestAcquireWaitsOutAServerRestart(t *testing.T) {
 	logs := &logRecorder{}
-	p, srv := openOwnServer(t, slog.New(logs))
+	p, srv := openOwnServer(t, runpool.Config{Logger: slog.New(logs)})
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestAcquireWaitsOutAServerRestart(t *testing.T) {
 // server that does not come back fails at its deadline with both causes,
 // its context's error and the refused dial.
 func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
-	p, srv := openOwnServer(t, slog.New(slog.DiscardHandler))
+	p, srv := openOwnServer(t, runpool.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,24 @@ func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
 	}
 }
 
+// TestServerAwayTimeoutOff: with the wait turned off (negative, or
+// RUNPOOL_SERVER_AWAY_TIMEOUT=off) the first refused dial fails the
+// caller, as ordinary pools do.
+func TestServerAwayTimeoutOff(t *testing.T) {
+	p, srv := openOwnServer(t, runpool.Config{Logger: slog.New(slog.DiscardHandler), ServerAwayTimeout: -1})
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	took, err := timedQuery(p, 10*time.Second)
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) || took > 3*time.Second {
+		t.Fatalf("after %v: err = %v, want the ConnectError at once", took, err)
+	}
+	if n := p.Stat().DialFailureCount(); n != 1 {
+		t.Errorf("%d failed dials, want 1", n)
+	}
+}
+
 // TestAcquireFailsFastWhenTheServerRefusesTheRole: a dial the server
 // refuses for good (here the role may no longer log in) is not waited
 // out: the caller gets the server's error at once, not at its deadline.
@@ -103,21 +121,22 @@ func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
 	if !errors.As(err, &pgErr) || pgErr.Code != "28000" {
 		t.Fatalf("err = %v, want the server's 28000 (role not permitted to log in)", err)
 	}
+	t.Logf("the refused dial came back after %v", took)
 	if took > 3*time.Second {
 		t.Errorf("failed after %v, want at once", took)
 	}
 }
 
-// openOwnServer opens a pool that logs to logger on a server of the
-// test's own, which it may stop and start.
-func openOwnServer(t *testing.T, logger *slog.Logger) (*pgxadapter.Pool, *pgtest.Server) {
+// openOwnServer opens a pool with cfg on a server of the test's own,
+// which it may stop and start.
+func openOwnServer(t *testing.T, cfg runpool.Config) (*pgxadapter.Pool, *pgtest.Server) {
 	t.Helper()
 	srv := pgtest.Start(t, pgtest.Options{})
 	pc, err := pgxadapter.ParseConfig(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc.Pool.Logger = logger
+	pc.Pool = cfg
 	p, err := pgxadapter.New(context.Background(), pc)
 	if err != nil {
 		t.Fatal(err)
