@@ -31,6 +31,10 @@ type health struct {
 	// probe slower than a fresh dial is not worth waiting for: the probe
 	// deadline follows it (see probeTimeout).
 	dialNanos atomic.Int64
+	// dialAt is the nanotime of the last dial folded into dialNanos: an
+	// estimate not refreshed for estimateFresh holds back no dial
+	// (comesBackSooner).
+	dialAt atomic.Int64
 	// useNanos is a moving average of how long a borrower keeps a
 	// connection, timed while callers wait (see comesBackSooner).
 	useNanos atomic.Int64
@@ -48,8 +52,17 @@ func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNa
 // scheduling hiccup when dials are very fast (loopback, a warm proxy).
 const minProbeTimeout = 5 * time.Millisecond
 
-// dialTook folds one dial's duration into the moving average (1/4 weight).
-func (h *health) dialTook(d time.Duration) { ewma(&h.dialNanos, d) }
+// dialTook folds one dial's duration into the moving average (1/4
+// weight), or starts it afresh when the last dial is older than
+// estimateFresh: dials seconds apart ran under other conditions.
+func (h *health) dialTook(d time.Duration) {
+	now := nanotime()
+	if now-h.dialAt.Swap(now) > int64(estimateFresh) {
+		h.dialNanos.Store(int64(d))
+		return
+	}
+	ewma(&h.dialNanos, d)
+}
 
 // useTook folds one borrow's duration into useNanos (1/4 weight).
 func (h *health) useTook(d time.Duration) { ewma(&h.useNanos, d) }

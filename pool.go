@@ -512,7 +512,7 @@ type mustDial struct{}
 // costs the server a backend and both sides CPU that the queries need).
 func (p *Pool[C]) comesBackSooner() bool {
 	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
-	if use == 0 || dial == 0 {
+	if use == 0 || dial == 0 || nanotime()-p.health.dialAt.Load() > int64(estimateFresh) {
 		return false
 	}
 	busy := int64(p.p.Stat().AcquiredResources())
@@ -522,6 +522,13 @@ func (p *Pool[C]) comesBackSooner() bool {
 	waiting := int64(p.waiters.Load()) + 1
 	return use*waiting/busy < dial
 }
+
+// estimateFresh is how recent the dial time must be for comesBackSooner
+// to hold back a dial on it. The dials that set it may have run under
+// other conditions (a cold start beside other instances' took 80-240 ms
+// in the simulator, against 25 ms a few seconds later), and an estimate
+// that holds back every dial is never refreshed.
+const estimateFresh = time.Second
 
 // dialOnce dials holding one of MaxConcurrentDials tokens, or fails with
 // errDialBusy at once when none is free: a caller waiting for a token
