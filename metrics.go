@@ -313,6 +313,7 @@ func (p *Pool[C]) unregisterGauges() {
 func (p *Pool[C]) discarded(r staleReason) {
 	p.counters.staleDiscarded.Add(1)
 	p.counters.staleBy[r].Add(1)
+	p.staleLog.lastAt.Store(nanotime())
 	p.m.stale.Add(context.Background(), 1, p.m.staleBy[r]...)
 }
 
@@ -326,18 +327,20 @@ func (p *Pool[C]) probed(d time.Duration, result int) {
 const staleWaveMax = 10 * time.Second
 
 // staleLog is the maintainer's memory of what it last logged about stale
-// discards; only the maintainer (and Shutdown, after it stopped) touches it.
+// discards: logged and since are the maintainer's alone (and Shutdown's,
+// after it stopped); lastAt is written by the checkouts that discard.
 type staleLog struct {
 	logged [numStaleReasons]int64
-	seen   [numStaleReasons]int64 // the counts at the last tick: a wave ends at a tick that adds none
 	since  time.Time
+	lastAt atomic.Int64 // nanotime of the last discard (written by checkouts)
 }
 
 // logStale writes one line for the stale connections discarded since the
 // last line, if any: one event per wave, however many connections it
-// took. A wave ends at the first tick that finds no new discard, so one
-// that spans a tick (a discard, then a sibling's probe failing) is still
-// one line; flush (Shutdown) writes what is pending at once.
+// took. A wave ends when a maintainer period has passed without a
+// discard (time the process was frozen counts), so one that spans a tick
+// (a discard, then a sibling's probe failing) is still one line; flush
+// (Shutdown) writes what is pending at once.
 func (p *Pool[C]) logStale(now time.Time, flush bool) {
 	l := &p.staleLog
 	if l.since.IsZero() {
@@ -353,8 +356,8 @@ func (p *Pool[C]) logStale(now time.Time, flush bool) {
 		l.since = now
 		return
 	}
-	if growing := cur != l.seen; growing && !flush && now.Sub(l.since) < staleWaveMax {
-		l.seen = cur
+	quiet := nanotime()-l.lastAt.Load() >= int64(p.cfg.MaintainInterval)
+	if !quiet && !flush && now.Sub(l.since) < staleWaveMax {
 		return
 	}
 	args := []any{"pool", p.cfg.Name, "count", n}
@@ -368,7 +371,7 @@ func (p *Pool[C]) logStale(now time.Time, flush bool) {
 	}
 	args = append(args, "within", now.Sub(l.since).Round(time.Millisecond))
 	p.cfg.Logger.Info("runpool: stale connections discarded", args...)
-	l.logged, l.seen, l.since = cur, cur, now
+	l.logged, l.since = cur, now
 }
 
 // dialsFailing logs the first failed dial of a run (the server is away,
