@@ -51,9 +51,10 @@ type env struct {
 	large  *server                     // max_connections = s.BudgetServerMax
 
 	// burst is held by the freeze scenarios' instance that is thawed and
-	// bursting, so that no burst meets another's: an instance waiting
-	// for it stays frozen (CPU is what a burst after a freeze competes
-	// for; on a platform each instance has its own).
+	// bursting, and until the server has settled after it (server.settle),
+	// so that no burst meets another's: an instance waiting for it stays
+	// frozen (CPU is what a burst after a freeze competes for; on a
+	// platform each instance has its own).
 	burst sync.Mutex
 }
 
@@ -170,12 +171,14 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 		c := command{N: s.Burst, Query: s.Query, Deadline: s.Deadline}
 		e.burst.Lock()
 		r.warm = in.burst(c)
+		srv.settle()
 		e.burst.Unlock()
 		for range s.Bursts {
 			from := time.Now()
 			in.freeze(s.Freeze, &e.burst)
 			r.freezes = append(r.freezes, [2]time.Time{from, time.Now()})
 			got := in.burst(c)
+			srv.settle()
 			e.burst.Unlock()
 			if os.Getenv(debugEnv) != "" {
 				var lats []time.Duration

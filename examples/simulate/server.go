@@ -114,6 +114,33 @@ func (s *server) counts() (map[string]int, error) {
 	return n, err
 }
 
+// settle waits until no backend is starting or ending: the count of
+// client backends unchanged over three samples sampleEvery apart, for
+// at most a second. A burst's pool may close many connections as it
+// ends (database/sql keeps two idle); their backends exiting would
+// otherwise take the two shared cores from the next instance's burst,
+// which on a platform has its own.
+func (s *server) settle() {
+	total := func() int {
+		n, _ := s.counts()
+		t := 0
+		for _, k := range n {
+			t += k
+		}
+		return t
+	}
+	deadline := time.Now().Add(time.Second)
+	last, same := total(), 0
+	for same < 3 && time.Now().Before(deadline) {
+		time.Sleep(sampleEvery)
+		if t := total(); t == last {
+			same++
+		} else {
+			last, same = t, 0
+		}
+	}
+}
+
 // sample keeps the peak of each role's backends until close.
 func (s *server) sample() {
 	defer close(s.done)
