@@ -27,7 +27,13 @@ func openPoolVia(t *testing.T, cfg runpool.Config, via func(url string) string) 
 	t.Helper()
 	srv := pgtest.Shared(t)
 	user := srv.CreateRole(t, -1)
-	pc, err := pgxadapter.ParseConfig(via(srv.URLFor(user, "pw", user)))
+	return openPoolAt(t, via(srv.URLFor(user, "pw", user)), cfg), srv, user
+}
+
+// openPoolAt opens a pgx pool with cfg at url, closed when the test ends.
+func openPoolAt(t *testing.T, url string, cfg runpool.Config) *pgxadapter.Pool {
+	t.Helper()
+	pc, err := pgxadapter.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +43,7 @@ func openPoolVia(t *testing.T, cfg runpool.Config, via func(url string) string) 
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	return p, srv, user
+	return p
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -132,17 +132,7 @@ func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
 func openOwnServer(t *testing.T, cfg runpool.Config) (*pgxadapter.Pool, *pgtest.Server) {
 	t.Helper()
 	srv := pgtest.Start(t, pgtest.Options{})
-	pc, err := pgxadapter.ParseConfig(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = cfg
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p, srv
+	return openPoolAt(t, srv.URL(), cfg), srv
 }
 
 // timedQuery runs SELECT 1 with a deadline d away and says how long it
