@@ -206,3 +206,16 @@ func backoff(attempt int) time.Duration {
 	d := min(10*time.Millisecond<<min(attempt, 6), 500*time.Millisecond)
 	return time.Duration(rand.Int64N(int64(d)) + 1)
 }
+
+// sleepCtx waits d, or less when ctx ends first; it reports whether ctx
+// is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

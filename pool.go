@@ -306,6 +306,8 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 				if awayUntil.IsZero() {
 					awayUntil = time.Now().Add(p.cfg.ServerAwayTimeout)
 				}
+				// Its own timer, not waitTurn: while the server is away
+				// every dial ends at once, refused, and would wake it.
 				if wait := min(backoff(attempt), time.Until(awayUntil)); wait > 0 && sleepCtx(ctx, wait) {
 					attempt++
 					continue
@@ -684,11 +686,7 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 			ended(false)
 			return zero, err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, wait) {
 			ended(false)
 			return zero, ctx.Err()
 		}

@@ -1,11 +1,9 @@
 package runpool
 
 import (
-	"context"
 	"errors"
 	"io"
 	"syscall"
-	"time"
 )
 
 // serverAway reports whether a failed dial says the server is away for a
@@ -28,19 +26,4 @@ func serverAway(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-// sleepCtx waits d, or less when ctx ends first; it reports whether ctx
-// is still live. A caller waiting for the server sleeps on its own: the
-// callers waiting for their turn are woken by every dial that ends, and
-// while the server is away every dial ends at once, refused.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
