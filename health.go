@@ -181,11 +181,20 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	p.counters.probes.Add(1)
 	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	hedge := time.AfterFunc(timeout/hedgeAfter, p.hedgeDial)
+	// A connection opened within a probe's deadline (a hedged one, probed
+	// because a sibling's probe failed as it opened) gets no hedge of its
+	// own: it was dialled a moment ago, and its probe takes a round trip,
+	// which a quarter of the deadline may not cover.
+	var hedge *time.Timer
+	if now-e.created >= int64(timeout) {
+		hedge = time.AfterFunc(timeout/hedgeAfter, p.hedgeDial)
+	}
 	start := time.Now()
 	err := p.connector.Ping(pctx, e.conn)
 	took := time.Since(start)
-	hedge.Stop()
+	if hedge != nil {
+		hedge.Stop()
+	}
 	cancel()
 	if err == nil {
 		p.probed(took, probeOK)
