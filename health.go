@@ -19,9 +19,8 @@ type health struct {
 
 	// A connection is closed on checkout without a probe when it was
 	// released before discardGen (a freeze longer than the path's idle
-	// timeout condemned it) or last used before discardBefore, on puddle's
-	// clock (Resource.LastUsedNanotime): a sibling that idled less failed
-	// its probe.
+	// timeout condemned it) or released before discardBefore (nanotime,
+	// entry.idleSince): a sibling that idled less failed its probe.
 	discardGen    atomic.Int64
 	discardBefore atomic.Int64
 
@@ -155,8 +154,8 @@ func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
 func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C]) bool {
 	now := nanotime()
 	p.observeClock(now, time.Now())
-	idle := res.IdleDuration()
-	last := res.LastUsedNanotime()
+	last := e.idleSince
+	idle := time.Duration(now - last)
 	switch {
 	case now >= e.expiresAt:
 		p.counters.lifetimeExpired.Add(1)

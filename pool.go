@@ -76,7 +76,7 @@ type entry[C any] struct {
 	expiresAt int64       // nanotime at which its (jittered) lifetime ends
 	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
 	created   int64       // nanotime when opened
-	idleSince int64       // nanotime when last released (or opened): puddle's idle clock has another origin
+	idleSince int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
 	lent      bool        // opened beyond the fair share: on a lease (budget.go)
 	borrowed  atomic.Bool // between checkout and release
 	dead      atomic.Bool // known unusable: close without a goodbye
@@ -422,7 +422,9 @@ func (c *Conn[C]) Release() {
 	}
 	e.gen = p.gen.Load()
 	e.idleSince = now
-	res.Release()
+	// ReleaseUnused: puddle's own last-used stamp would cost a second
+	// clock read; idle times are measured from idleSince.
+	res.ReleaseUnused()
 	if p.waiters.Load() > 0 {
 		p.wakeAll()
 	}
@@ -782,11 +784,11 @@ func (p *Pool[C]) sweepIdle() {
 			p.counters.lifetimeExpired.Add(1)
 			total--
 			res.Destroy()
-		case res.IdleDuration() >= p.maxIdle && total > p.cfg.MinConns:
+		case time.Duration(now-e.idleSince) >= p.maxIdle && total > p.cfg.MinConns:
 			p.counters.idleExpired.Add(1)
 			total--
 			res.Destroy()
-		case e.lent && res.IdleDuration() >= borrowIdle:
+		case e.lent && time.Duration(now-e.idleSince) >= borrowIdle:
 			p.counters.borrowReturned.Add(1)
 			total--
 			res.Destroy()
