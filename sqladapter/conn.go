@@ -6,31 +6,40 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/sockpeek"
 )
 
-// DriverConn is the driver.Conn that database/sql holds: one per pooled
-// connection, kept for the connection's life, so a checkout allocates
-// nothing here. Every call goes to pgx's stdlib driver connection, except
-// Close, which returns the connection to runpool instead of closing it.
+// DriverConn is the driver.Conn that database/sql holds: a shell that
+// holds a runpool connection while database/sql uses it and none while
+// database/sql keeps it idle.
 //
-// Code that reached pgx through sql.Conn.Raw with a type assertion to
-// *stdlib.Conn asserts interface{ Conn() *pgx.Conn } instead, which both
-// this type and *stdlib.Conn satisfy.
+// database/sql keeps its idle driver.Conns itself and builds a record of
+// several allocations for each one it opens. Were each of them a server
+// connection, checkouts from database/sql's idle list would skip every
+// check runpool makes on checkout (the look at the socket, the probe after
+// a freeze, lifetimes, the budget, the drain). So database/sql keeps
+// shells: it checks one out of its idle list and calls ResetSession, where
+// the shell checks a connection out of runpool; it checks it back in and
+// calls IsValid, where the shell returns the connection to runpool. The
+// shell and database/sql's record of it are kept, so a checkout allocates
+// nothing beyond what database/sql allocates with its own pool.
+//
+// Every call goes to pgx's stdlib driver connection, so behaviour is that
+// driver's. Code that reached pgx through sql.Conn.Raw with a type
+// assertion to *stdlib.Conn asserts interface{ Conn() *pgx.Conn } instead,
+// which both this type and *stdlib.Conn satisfy.
 type DriverConn struct {
-	sc    *stdlib.Conn
-	pg    *pgx.Conn
-	sock  sockpeek.Socket // the look at the socket on checkout (source.Gone)
-	stmts stmts           // statements prepared on the connection, kept across checkouts
-	// described: statements are described, never prepared by name (pooler.go)
-	described bool
-
-	// held is the runpool checkout database/sql holds now; nil while the
-	// connection is idle in runpool. Set by Connector.Connect, cleared by
-	// Close; database/sql orders the two.
-	held *runpool.Conn[*DriverConn]
+	pool *runpool.Pool[*pooled]
+	// held is the runpool checkout this shell holds: set by Connect and
+	// ResetSession, cleared by IsValid and Close. database/sql calls them
+	// and every other method under its lock of the shell, so they need
+	// none of their own.
+	held *runpool.Conn[*pooled]
+	// failed is why the last checkout from runpool failed, for the next
+	// call to return: database/sql ignores a ResetSession error other
+	// than driver.ErrBadConn, and retrying after ErrBadConn would wait
+	// again (a deadline, a server away) and lose the cause.
+	failed error
 }
 
 // Compile-time checks: every optional interface pgx's stdlib conn has,
@@ -47,20 +56,75 @@ var (
 	_ driver.Validator          = (*DriverConn)(nil)
 )
 
-// Conn returns the underlying *pgx.Conn, as (*stdlib.Conn).Conn does. Do
-// not keep it past the database/sql call that exposed it.
-func (c *DriverConn) Conn() *pgx.Conn { return c.pg }
+// conn returns the runpool connection the shell holds, checking one out
+// within ctx when it holds none: the checkout in ResetSession failed, or
+// database/sql reused the shell without calling it.
+func (c *DriverConn) conn(ctx context.Context) (*pooled, error) {
+	if c.held != nil {
+		return c.held.Value(), nil
+	}
+	if err := c.failed; err != nil {
+		c.failed = nil // the next call checks out again
+		return nil, err
+	}
+	h, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.held = h
+	return h.Value(), nil
+}
 
-// Close returns the connection to runpool, which closes it instead when it
-// is broken, inside a transaction, past its lifetime or draining.
+// ResetSession checks a connection out of runpool within ctx, the
+// context of the database/sql call that reuses the shell. A failure is
+// returned by that call's first use of the shell.
+func (c *DriverConn) ResetSession(ctx context.Context) error {
+	c.failed = nil
+	if c.held == nil {
+		if _, err := c.conn(ctx); err != nil {
+			c.failed = err
+		}
+	}
+	return nil
+}
+
+// IsValid returns the connection to runpool as database/sql takes the
+// shell back, and reports that the shell may be kept. runpool closes the
+// connection instead when it is broken, inside a transaction, past its
+// lifetime or draining.
+func (c *DriverConn) IsValid() bool {
+	c.release()
+	c.failed = nil
+	return true
+}
+
+// Close returns the connection to runpool (see IsValid): database/sql
+// closes the shell instead of keeping it after a driver.ErrBadConn, or
+// when it keeps enough idle shells.
 func (c *DriverConn) Close() error {
-	h := c.held
-	if h == nil {
+	c.release()
+	return nil
+}
+
+func (c *DriverConn) release() {
+	if h := c.held; h != nil {
+		c.held = nil // before Release: another checkout may take it at once
+		h.Release()
+	}
+}
+
+// Conn returns the underlying *pgx.Conn, as (*stdlib.Conn).Conn does. Do
+// not keep it past the database/sql call that exposed it. When the
+// checkout that should have given this sql.Conn a connection failed,
+// Conn waits for one with no deadline; it returns nil only if runpool is
+// closed.
+func (c *DriverConn) Conn() *pgx.Conn {
+	c.failed = nil
+	p, err := c.conn(context.Background())
+	if err != nil {
 		return nil
 	}
-	c.held = nil // before Release: another checkout may take c at once
-	h.Release()
-	return nil
+	return p.pg
 }
 
 // Prepare prepares a statement (see PrepareContext).
@@ -70,18 +134,26 @@ func (c *DriverConn) Prepare(query string) (driver.Stmt, error) {
 
 // Begin starts a transaction (see BeginTx).
 func (c *DriverConn) Begin() (driver.Tx, error) {
-	return c.sc.BeginTx(context.Background(), driver.TxOptions{})
+	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
 // BeginTx starts a transaction as pgx's stdlib driver does.
 func (c *DriverConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.sc.BeginTx(ctx, opts)
+	p, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.sc.BeginTx(ctx, opts)
 }
 
 // ExecContext runs a statement as pgx's stdlib driver does: an error before
 // any byte reached the server is driver.ErrBadConn, so database/sql retries.
 func (c *DriverConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.sc.ExecContext(ctx, query, args)
+	p, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.sc.ExecContext(ctx, query, args)
 }
 
 // QueryContext runs a query as pgx's stdlib driver does, except that an
@@ -89,7 +161,11 @@ func (c *DriverConn) ExecContext(ctx context.Context, query string, args []drive
 // database/sql retries (pgx's stdlib misses the case where the failure
 // shows only when it reads the first row).
 func (c *DriverConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	rows, err := c.sc.QueryContext(ctx, query, args)
+	p, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := p.sc.QueryContext(ctx, query, args)
 	if err != nil {
 		return nil, retryable(err)
 	}
@@ -115,24 +191,14 @@ func (e *badConnError) Error() string { return e.err.Error() }
 func (e *badConnError) Unwrap() []error { return []error{driver.ErrBadConn, e.err} }
 
 // Ping checks that the server answers.
-func (c *DriverConn) Ping(ctx context.Context) error { return c.sc.Ping(ctx) }
-
-// CheckNamedValue accepts every argument: pgx encodes its own types,
-// driver.Valuer and sql.Scanner natively.
-func (c *DriverConn) CheckNamedValue(nv *driver.NamedValue) error {
-	return c.sc.CheckNamedValue(nv)
+func (c *DriverConn) Ping(ctx context.Context) error {
+	p, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	return p.sc.Ping(ctx)
 }
 
-// ResetSession runs only when database/sql was allowed to keep idle
-// connections itself (SetMaxIdleConns above 0); it then checks the
-// connection as pgx's stdlib driver does.
-func (c *DriverConn) ResetSession(ctx context.Context) error { return c.sc.ResetSession(ctx) }
-
-// IsValid reports whether the connection may be reused: open, not busy and
-// outside any transaction.
-func (c *DriverConn) IsValid() bool { return reusable(c.pg) }
-
-func reusable(pg *pgx.Conn) bool {
-	pc := pg.PgConn()
-	return !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() == 'I'
-}
+// CheckNamedValue accepts every argument, as pgx's stdlib driver does: pgx
+// encodes its own types, driver.Valuer and sql.Scanner natively.
+func (c *DriverConn) CheckNamedValue(*driver.NamedValue) error { return nil }

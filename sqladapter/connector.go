@@ -13,11 +13,11 @@ import (
 )
 
 // Connector is a driver.Connector whose connections come from a runpool
-// pool. Build the *sql.DB with [OpenDB] (or sql.OpenDB followed by
-// db.SetMaxIdleConns(0): see the package doc). db.Close drains the pool
-// within Config.Pool.DrainTimeout; [Shutdown] drains it within a context.
+// pool. Build the *sql.DB with [OpenDB] (sql.OpenDB works too: see the
+// package doc). db.Close drains the pool within Config.Pool.DrainTimeout;
+// [Shutdown] drains it within a context.
 type Connector struct {
-	pool   *runpool.Pool[*DriverConn]
+	pool   *runpool.Pool[*pooled]
 	cfg    *Config
 	drv    *sqlDriver
 	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the drain
@@ -46,11 +46,11 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hooks runpool.Hooks[*DriverConn]
+	var hooks runpool.Hooks[*pooled]
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.
-	hooks.AfterConnect = func(ctx context.Context, c *DriverConn) error {
+	hooks.AfterConnect = func(ctx context.Context, c *pooled) error {
 		if err := session.AfterConnect(ctx, c.pg); err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 		return nil
 	}
 	src := &source{session: session}
-	var pool *runpool.Pool[*DriverConn]
+	var pool *runpool.Pool[*pooled]
 	if ctx != nil {
 		pool, err = runpool.Open(ctx, cfg.Pool, src, hooks)
 	} else {
@@ -75,17 +75,16 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	return c, nil
 }
 
-// Connect checks a connection out of runpool for database/sql, which
-// returns it by closing the driver.Conn. runpool has already replaced a
-// connection the server ended (see the package doc).
+// Connect checks a connection out of runpool for database/sql, in a new
+// shell (see DriverConn) that database/sql keeps when it takes it back.
+// runpool has already replaced a connection the server ended (see the
+// package doc).
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	h, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	dc := h.Value()
-	dc.held = h
-	return dc, nil
+	return &DriverConn{pool: c.pool, held: h}, nil
 }
 
 // Driver returns the driver.Driver of DBs opened on c; [Stat] and

@@ -17,27 +17,35 @@
 //
 // # One pool keeps the idle connections: runpool's
 //
-// database/sql has a pool of its own. Two pools stacked on each other would
-// each keep idle connections, so the budget would be counted twice and
-// database/sql would hand out connections that runpool never gets to probe
-// after a freeze. So the *sql.DB from [Open] and [OpenDB] keeps none
-// (SetMaxIdleConns(0), as pgx's stdlib.OpenDBFromPool does) and sets no
-// MaxOpenConns: every statement (or Tx, or sql.Conn) checks a connection
-// out of runpool, where waiting, the budget, the bounded probe, freeze
-// detection and lifetimes apply, and database/sql's Close of the connection
-// returns it to runpool. Each pooled connection carries its own driver.Conn
-// wrapper, so a checkout allocates nothing on runpool's side; database/sql
-// still allocates its own record per checkout.
+// database/sql has a pool of its own. Were its idle connections server
+// connections, database/sql would hand them out without runpool's checks
+// on checkout (the look at the socket, the probe after a freeze, the
+// lifetimes, the budget, the drain), and the budget would be counted
+// twice. So the driver.Conns database/sql keeps are shells ([DriverConn]):
+// when database/sql reuses one it calls ResetSession, where the shell
+// checks a connection out of runpool within the caller's context; when it
+// takes one back it calls IsValid, where the shell returns the connection
+// to runpool. Every statement, Tx or sql.Conn therefore checks a
+// connection out of runpool, where waiting, the budget, the bounded
+// probe, freeze detection and lifetimes apply, whatever SetMaxIdleConns,
+// SetConnMaxLifetime or SetConnMaxIdleTime say (they apply to shells).
+// db.Stats() counts shells; [Stat] shows the server connections.
 //
-// The alternative, letting database/sql keep the idle connections, would
-// bypass every defence that runs on checkout. What it would save was
-// measured (BENCHMARKS.md, internal/benchmarks): database/sql's own pool
-// checks a connection out and in for about 1.3-1.6 µs less CPU and four
-// fewer allocations, because with no idle connection database/sql builds
-// its record of the connection (a driverConn, its dependency map, more
-// locking) on every checkout; runpool's part allocates nothing. A SELECT 1
-// round trip on loopback is 13-21 µs, and SELECT 1 and a TPC-B mix showed
-// no significant difference between the two; a real query hides it.
+// database/sql ignores an error from ResetSession, so when the checkout
+// from runpool fails (the caller's deadline passes while the pool is
+// full, the server refuses), the shell keeps the error and the call that
+// reused it returns it: db.QueryContext and the like return it as with a
+// new connection, and a sql.Conn from db.Conn returns it on its first use
+// (then checks out again on the next).
+//
+// Keeping shells, database/sql builds its record of a connection (a
+// driverConn, its entry in a dependency map) once per shell rather than on
+// every checkout: a checkout costs one allocation, as with database/sql's
+// own pool, and a sql.Stmt is prepared once per shell. A statement is
+// kept prepared on each server connection (up to 512, the oldest
+// deallocated first), so a sql.Stmt that runs on a server connection it
+// was prepared on costs no extra round trip, and on another one pgx
+// prepares it once in its statement cache. BENCHMARKS.md gives the cost.
 //
 // # Dead connections and driver.ErrBadConn
 //
@@ -53,6 +61,7 @@
 // only on its first row). Nothing that may have run on the server is
 // retried.
 //
-// Users who build the *sql.DB themselves from a [Connector] must call
-// db.SetMaxIdleConns(0) (or use [OpenDB]); [Shutdown] does it too.
+// Users who build the *sql.DB themselves from a [Connector] with
+// sql.OpenDB get the same guarantees; [OpenDB] also lets database/sql keep
+// enough idle shells that checkouts do not build new ones.
 package sqladapter

@@ -51,8 +51,8 @@ func ExampleOpen() {
 }
 
 // Build the *sql.DB yourself from a Connector, for code that wants a
-// driver.Connector. OpenDB sets what runpool needs (no idle connections in
-// database/sql); do not raise SetMaxIdleConns afterwards.
+// driver.Connector. OpenDB lets database/sql keep enough idle shells (see
+// DriverConn); the server connections stay runpool's either way.
 func ExampleOpenDB() {
 	cfg, err := sqladapter.ConfigFromEnv()
 	if err != nil {
@@ -86,8 +86,8 @@ func ExampleShutdown() {
 	log.Printf("drained: %+v, err %v", rep, err)
 }
 
-// The pool's counters, next to database/sql's own db.Stats() (which,
-// with runpool keeping the idle connections, shows none idle).
+// The pool's counters, next to database/sql's own db.Stats() (which
+// counts database/sql's shells, not server connections).
 func ExampleStat() {
 	db, err := sqladapter.OpenFromEnv(context.Background())
 	if err != nil {

@@ -38,12 +38,22 @@ func OpenFromEnv(ctx context.Context) (*sql.DB, error) {
 	return Open(ctx, cfg)
 }
 
-// OpenDB creates a *sql.DB on c that keeps no idle connections of its own,
-// so that runpool alone keeps them (see the package doc).
+// OpenDB creates a *sql.DB on c. Its idle connections are shells that
+// hold no server connection (see DriverConn); runpool alone keeps idle
+// server connections. OpenDB lets database/sql keep up to twice the
+// pool's size of them (database/sql's default is 2), so that a checkout
+// reuses a shell rather than building a new one.
 func OpenDB(c *Connector) *sql.DB {
 	db := sql.OpenDB(c)
-	db.SetMaxIdleConns(0)
+	db.SetMaxIdleConns(shellsKept(c.pool.Stat().MaxConns()))
 	return db
+}
+
+// shellsKept is how many idle shells database/sql keeps for a pool of
+// maxConns: every connection the pool can lend, and as many callers
+// waiting for one. A shell is a few hundred bytes.
+func shellsKept(maxConns int32) int {
+	return max(2*int(maxConns), 16)
 }
 
 // ErrNotRunpool is returned by Shutdown for a *sql.DB that sqladapter did
@@ -66,8 +76,7 @@ func Shutdown(ctx context.Context, db *sql.DB) (runpool.DrainReport, error) {
 	if c == nil {
 		return runpool.DrainReport{}, ErrNotRunpool
 	}
-	// Idle connections database/sql was allowed to keep go back to
-	// runpool, which closes them now that it drains.
+	// database/sql's idle shells hold nothing; let it drop them.
 	db.SetMaxIdleConns(0)
 	rep, err := c.Shutdown(ctx)
 	_ = db.Close()

@@ -1,9 +1,6 @@
 package sqladapter
 
 import (
-	"context"
-	"database/sql/driver"
-
 	"github.com/jackc/pgx/v5"
 )
 
@@ -21,16 +18,4 @@ import (
 // name: pgx does not prepare its own either.
 func describeOnly(pg *pgx.Conn) bool {
 	return pg.Config().DefaultQueryExecMode != pgx.QueryExecModeCacheStatement
-}
-
-// describe returns the statement for query, described once per connection.
-func (c *DriverConn) describe(ctx context.Context, query string) (driver.Stmt, error) {
-	if st := c.stmts.m[query]; st != nil {
-		return c.stmts.prepared(c, query, st.sd), nil
-	}
-	sd, err := c.pg.Prepare(ctx, "", query)
-	if err != nil {
-		return nil, retryable(err)
-	}
-	return c.stmts.prepared(c, query, sd), nil
 }

@@ -12,13 +12,13 @@ import (
 	"github.com/runpool/runpool/internal/sockpeek"
 )
 
-// source opens and closes pooled connections for runpool: each is pgx's
-// stdlib driver connection, wrapped once in a DriverConn.
+// source opens and closes the connections runpool pools: pgx's stdlib
+// driver connections, each with what this package keeps beside it.
 type source struct {
 	session *pgxconn.Session // dialer and per-session settings
 }
 
-func (s *source) Connect(ctx context.Context) (*DriverConn, error) {
+func (s *source) Connect(ctx context.Context) (*pooled, error) {
 	dc, err := stdlib.GetConnector(*s.session.ConnConfig()).Connect(ctx)
 	if err != nil {
 		s.session.DialFailed(err)
@@ -29,7 +29,7 @@ func (s *source) Connect(ctx context.Context) (*DriverConn, error) {
 		_ = dc.Close()
 		return nil, fmt.Errorf("sqladapter: pgx stdlib returned a %T, not a *stdlib.Conn", dc)
 	}
-	c := &DriverConn{sc: sc, pg: sc.Conn()}
+	c := &pooled{sc: sc, pg: sc.Conn()}
 	c.described = describeOnly(c.pg)
 	c.sock.Init(c.pg.PgConn().Conn())
 	return c, nil
@@ -39,7 +39,7 @@ func (s *source) Connect(ctx context.Context) (*DriverConn, error) {
 // connection or ended its session (runpool.GoneChecker). A few pending
 // messages (notices before a FATAL) are read through pgx, which handles
 // them as usual; the bytes are there, so the reads do not wait.
-func (s *source) Gone(c *DriverConn) bool {
+func (s *source) Gone(c *pooled) bool {
 	for range 8 {
 		switch c.sock.Look() {
 		case sockpeek.Quiet:
@@ -56,7 +56,7 @@ func (s *source) Gone(c *DriverConn) bool {
 
 // Ping is the checkout probe: a look at the socket, then a round trip
 // bounded by ctx.
-func (s *source) Ping(ctx context.Context, c *DriverConn) error {
+func (s *source) Ping(ctx context.Context, c *pooled) error {
 	if s.Gone(c) {
 		return errClosedByServer
 	}
@@ -66,15 +66,15 @@ func (s *source) Ping(ctx context.Context, c *DriverConn) error {
 // errClosedByServer: the probe found the session already ended.
 var errClosedByServer = errors.New("sqladapter: connection closed by the server")
 
-var _ runpool.GoneChecker[*DriverConn] = (*source)(nil)
+var _ runpool.GoneChecker[*pooled] = (*source)(nil)
 
-func (s *source) ServerLimits(ctx context.Context, c *DriverConn) (runpool.ServerLimits, error) {
+func (s *source) ServerLimits(ctx context.Context, c *pooled) (runpool.ServerLimits, error) {
 	return pgxconn.ReadLimits(ctx, c.pg)
 }
 
-func (s *source) Reusable(c *DriverConn) bool { return reusable(c.pg) }
+func (s *source) Reusable(c *pooled) bool { return reusable(c.pg) }
 
-func (s *source) Cancel(ctx context.Context, c *DriverConn) error {
+func (s *source) Cancel(ctx context.Context, c *pooled) error {
 	return c.pg.PgConn().CancelRequest(ctx)
 }
 
@@ -82,7 +82,7 @@ func (s *source) Cancel(ctx context.Context, c *DriverConn) error {
 // microseconds; the pool slot waits for it.
 const closeTimeout = time.Second
 
-func (s *source) Close(c *DriverConn, dead bool) {
+func (s *source) Close(c *pooled, dead bool) {
 	if dead {
 		// Nobody will read a Terminate; free the socket now.
 		_ = c.pg.PgConn().Conn().Close()

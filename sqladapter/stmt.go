@@ -8,84 +8,83 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// maxIdleStmts is how many prepared statements no sql.Stmt uses any more a
-// connection keeps prepared, as pgx's statement cache keeps 512 by default.
+// maxStmts is how many statements a connection keeps prepared, as pgx's
+// statement cache keeps 512 by default.
 //
-// Why keep any: database/sql keeps no idle connection here, so it closes
-// every driver statement when a checkout ends and prepares it again on the
-// next one. pgx's stdlib driver deallocates on close, which would cost two
-// extra round trips per sql.Stmt use; kept, the next prepare is a map
-// lookup.
-const maxIdleStmts = 512
+// Why keep any past the sql.Stmt that prepared them: database/sql
+// prepares a sql.Stmt once per driver.Conn it runs on, and its driver
+// connections are shells (conn.go) that hold a different server
+// connection from one checkout to the next. A statement prepared by an
+// earlier checkout, or by another shell, is found here by its text at no
+// round trip. Deallocating on close, as pgx's stdlib driver does, would
+// cost two round trips per use.
+const maxStmts = 512
 
-// stmts tracks the statements prepared on one connection. database/sql
-// uses a connection from one goroutine at a time, so it needs no lock.
+// stmts tracks the statements prepared on one connection. Only the
+// holder of the connection's runpool checkout touches it.
 type stmts struct {
-	m    map[string]*stmt // by text: every statement prepared here and not evicted
-	idle []string         // statements no driver.Stmt had open when listed; oldest first
+	m     map[string]*pgconn.StatementDescription // by text
+	order []string                                // texts in m, oldest first
 }
 
-// prepared returns the statement for sql, one more use counted.
-func (s *stmts) prepared(c *DriverConn, sql string, sd *pgconn.StatementDescription) *stmt {
+// add records sd, prepared (or described) under its text. It returns the
+// text of the oldest statement when there are more than maxStmts, to
+// deallocate, else "".
+func (s *stmts) add(sd *pgconn.StatementDescription) (evict string) {
 	if s.m == nil {
-		s.m = make(map[string]*stmt)
+		s.m = make(map[string]*pgconn.StatementDescription)
 	}
-	st := s.m[sql]
-	if st == nil {
-		st = &stmt{c: c}
-		s.m[sql] = st
+	if _, ok := s.m[sd.SQL]; !ok {
+		s.order = append(s.order, sd.SQL)
 	}
-	st.sd = sd // pgx's description, in case pgx prepared it anew
-	st.refs++
-	return st
-}
-
-// closed counts one use of st less. It returns a statement to deallocate
-// when the idle list overflows, else "".
-func (s *stmts) closed(st *stmt) (evict string) {
-	if st.refs--; st.refs > 0 || st.listed {
+	s.m[sd.SQL] = sd
+	if len(s.order) <= maxStmts {
 		return ""
 	}
-	st.listed = true
-	s.idle = append(s.idle, st.sd.SQL)
-	for len(s.idle) > maxIdleStmts {
-		old := s.m[s.idle[0]]
-		s.idle = s.idle[1:]
-		old.listed = false
-		if old.refs == 0 { // else in use again: listed anew when closed
-			delete(s.m, old.sd.SQL)
-			return old.sd.SQL
-		}
-	}
-	return ""
+	evict = s.order[0]
+	s.order = s.order[1:]
+	delete(s.m, evict)
+	return evict
 }
 
-// PrepareContext prepares query on the connection, or finds it prepared
-// already (by this or an earlier checkout), as pgx's stdlib driver names
-// statements by their text.
+// PrepareContext prepares query on the connection the shell holds, or
+// finds it prepared there already, as pgx's stdlib driver names
+// statements by their text. The driver.Stmt runs on whichever connection
+// the shell holds when it runs, where pgx finds the statement prepared
+// by its text or prepares it in its statement cache.
 func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if c.pg.IsClosed() {
+	p, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.pg.IsClosed() {
 		return nil, driver.ErrBadConn
 	}
-	if c.described {
-		return c.describe(ctx, query)
+	if sd := p.stmts.m[query]; sd != nil {
+		return &stmt{c: c, sd: sd}, nil
 	}
-	sd, err := c.pg.Prepare(ctx, query, query)
+	name := query
+	if p.described {
+		name = "" // pooler.go
+	}
+	sd, err := p.pg.Prepare(ctx, name, query)
 	if err != nil {
 		return nil, retryable(err)
 	}
-	return c.stmts.prepared(c, query, sd), nil
+	if evict := p.stmts.add(sd); evict != "" && !p.described {
+		// A failure here broke the connection or will show on its next
+		// use; this statement is prepared either way.
+		_ = p.pg.Deallocate(ctx, evict)
+	}
+	return &stmt{c: c, sd: sd}, nil
 }
 
-// stmt is a prepared statement on one pooled connection, shared by every
-// driver.Stmt database/sql opens for its text there. It runs through the
-// connection's ExecContext and QueryContext, where pgx finds the prepared
-// statement by its text, as pgx's stdlib Stmt does.
+// stmt is a statement prepared through a shell. It runs through the
+// shell's ExecContext and QueryContext, as pgx's stdlib Stmt runs through
+// its connection's.
 type stmt struct {
-	c      *DriverConn
-	sd     *pgconn.StatementDescription
-	refs   int  // driver.Stmts open on it
-	listed bool // on the idle list
+	c  *DriverConn
+	sd *pgconn.StatementDescription
 }
 
 var (
@@ -97,15 +96,9 @@ var (
 // calls on a driver that has the context ones (pgx's stdlib does the same).
 var errLegacy = errors.New("sqladapter: Stmt.Exec and Stmt.Query without a context are not implemented")
 
-func (s *stmt) Close() error {
-	evict := s.c.stmts.closed(s)
-	if evict == "" || s.c.pg.IsClosed() || s.c.described {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
-	return s.c.pg.Deallocate(ctx, evict)
-}
+// Close keeps the server-side statement for the next use (see maxStmts).
+// database/sql may call it while the shell holds no connection.
+func (s *stmt) Close() error { return nil }
 
 func (s *stmt) NumInput() int { return len(s.sd.ParamOIDs) }
 

@@ -1,0 +1,131 @@
+package sqladapter_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/sqladapter"
+)
+
+// TestShellsAreReused: database/sql reuses its idle shells, so it opens
+// no driver.Conn (and builds no record of one) per checkout, while every
+// checkout still goes through runpool.
+func TestShellsAreReused(t *testing.T) {
+	db, _, _ := openDB(t, runpool.Config{MaxConns: 2})
+	ctx := ctxT(t, 10*time.Second)
+	concurrent(t, 2, func() { queryInt(t, ctx, db, "select 1 from pg_sleep(0.05)") })
+	shells := db.Stats().OpenConnections
+	acquires := sqladapter.Stat(db).AcquireCount()
+	for i := range 20 {
+		queryInt(t, ctx, db, "select $1::int", i)
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queryInt(t, ctx, c, "select 1")
+		_ = c.Close()
+	}
+	if got := db.Stats().OpenConnections; got != shells {
+		t.Errorf("database/sql has %d driver connections after 40 checkouts, had %d", got, shells)
+	}
+	if got := sqladapter.Stat(db).AcquireCount() - acquires; got != 40 {
+		t.Errorf("%d runpool checkouts for 40 database/sql checkouts", got)
+	}
+	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
+		t.Errorf("%d runpool connections held by idle shells", st.AcquiredConns())
+	}
+}
+
+// TestShellCheckoutFailure: when a reused shell cannot get a connection
+// from runpool, the database/sql call that reused it returns the error
+// (database/sql itself ignores a ResetSession error), and the shell works
+// again afterwards.
+func TestShellCheckoutFailure(t *testing.T) {
+	db, _, _ := openDB(t, runpool.Config{MaxConns: 1})
+	ctx := ctxT(t, 10*time.Second)
+	concurrent(t, 3, func() { queryInt(t, ctx, db, "select 1 from pg_sleep(0.02)") })
+	if n := db.Stats().Idle; n < 2 {
+		t.Fatalf("%d idle shells, want at least 2", n)
+	}
+	holder, err := db.Conn(ctx) // the pool's only connection
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = db.ExecContext(wctx, "select 1")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Exec on a full pool: %v; want DeadlineExceeded", err)
+	}
+	if n := db.Stats().Idle; n < 1 {
+		t.Fatalf("the shell whose checkout failed was not kept (%d idle)", n)
+	}
+
+	// A sql.Conn whose checkout failed returns the error on first use and
+	// checks out again on the next.
+	wctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+	c, err := db.Conn(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ExecContext(wctx, "select 1")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("first use of a sql.Conn whose checkout failed: %v", err)
+	}
+	_ = holder.Close()
+	if n := queryInt(t, ctx, c, "select 2"); n != 2 {
+		t.Fatal(n)
+	}
+	_ = c.Close()
+	if n := queryInt(t, ctx, db, "select 3"); n != 3 {
+		t.Fatal(n)
+	}
+	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
+		t.Errorf("%d runpool connections held after every sql.Conn closed", st.AcquiredConns())
+	}
+}
+
+// TestStmtAcrossShellsAndConns: a sql.Stmt prepared once runs on every
+// shell and every server connection behind it, including one whose
+// statement was never prepared there.
+func TestStmtAcrossShellsAndConns(t *testing.T) {
+	db, srv, user := openDB(t, runpool.Config{MaxConns: 3})
+	ctx := ctxT(t, 10*time.Second)
+	stmt, err := db.PrepareContext(ctx, "select $1::int * 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmt.Close()
+	run := func() {
+		concurrent(t, 6, func() {
+			var n int
+			if err := stmt.QueryRowContext(ctx, 5).Scan(&n); err != nil || n != 15 {
+				t.Errorf("got %d, %v", n, err)
+			}
+		})
+	}
+	run()
+	// New server connections behind the same shells.
+	srv.TerminateBackends(t, user)
+	run()
+	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
+		t.Errorf("%d runpool connections held", st.AcquiredConns())
+	}
+}
+
+// concurrent runs f in n goroutines at once and waits for them.
+func concurrent(t *testing.T, n int, f func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	wg.Wait()
+}
