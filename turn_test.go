@@ -1,11 +1,13 @@
 package runpool_test
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/faultproxy"
 	"github.com/runpool/runpool/internal/pgtest"
@@ -97,4 +99,60 @@ func openVia(t *testing.T, px faultproxy.Config, cfg runpool.Config) *pgxadapter
 	t.Cleanup(func() { proxy.Close() })
 	p, _, _ := openPoolVia(t, cfg, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
 	return p
+}
+
+// While connections come back faster than a dial ends, a caller with a
+// dial token free still waits for one rather than dialing
+// (comesBackSooner): a burst of short queries is then served by the
+// connections already open. Dials here take 150 ms (an AfterConnect
+// hook sleeps) and a query 10 ms. The first burst teaches the pool both
+// (callers wait for dial tokens, so the returned connections' use is
+// timed); the second, twice as large and right after, needs no new
+// connection. With four dial tokens free and the rule off, its first
+// callers dial at once (4 new connections, checked by breaking the rule
+// by hand).
+func TestWaitsForAReturningConnectionRatherThanDialing(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool = runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}
+	pc.AfterConnect = func(ctx context.Context, _ *pgx.Conn) error {
+		select {
+		case <-time.After(150 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+
+	ctx := ctxT(t, 20*time.Second)
+	burst := func(n int) int64 {
+		before := p.Stat().NewConnsCount()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := p.Exec(ctx, "SELECT pg_sleep(0.01)"); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		return p.Stat().NewConnsCount() - before
+	}
+	first := burst(8)
+	second := burst(16)
+	t.Logf("first burst of 8: %d new connections; second of 16: %d", first, second)
+	if second > 1 {
+		t.Fatalf("%d new connections for a burst served faster by those open: callers dialed rather than wait", second)
+	}
 }
