@@ -18,7 +18,8 @@ type DrainReport struct {
 
 // Shutdown drains the pool, as http.Server.Shutdown drains a server: it
 // closes idle connections at once, lets borrowed ones finish (their
-// holders may still acquire more), closes each as it is released, and
+// holders may still acquire more), closes each as it is released (or
+// hands it to a caller that was already waiting for one), and
 // shortly before ctx's deadline asks the server to cancel whatever is still
 // running. It returns when every connection is closed or ctx is done,
 // with ctx's error in the latter case. Later calls wait for the first and
@@ -62,7 +63,9 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	poll := time.NewTicker(10 * time.Millisecond)
 	defer poll.Stop()
 wait:
-	for p.p.Stat().AcquiredResources() > 0 {
+	// Idle connections count too: one released for a waiting caller is
+	// idle until that caller takes it.
+	for st := p.p.Stat(); st.AcquiredResources() > 0 || st.IdleResources() > 0; st = p.p.Stat() {
 		select {
 		case <-p.released:
 		case <-poll.C:
@@ -74,6 +77,9 @@ wait:
 		case <-ctx.Done():
 			err = ctx.Err()
 			break wait
+		}
+		if p.waiters.Load() == 0 {
+			p.closeIdle() // kept for a caller that no longer waits
 		}
 	}
 	p.report.Abandoned = int(p.p.Stat().AcquiredResources())
@@ -135,6 +141,31 @@ func (p *Pool[C]) cancelBorrowed() int {
 }
 
 func (p *Pool[C]) isDraining() bool { return p.draining.Load() }
+
+// neededInDrain reports whether a connection released during the drain
+// should serve another caller rather than close: callers of this process
+// wait for their turn, or the pool is full, so that callers may wait in
+// puddle for a free slot. They are requests in flight; handing them a
+// connection that is already open frees the server slot no later than
+// closing it and dialing them a new one would, and spares them the dial
+// (in the simulator's SIGTERM scenario, callers waiting when the drain
+// began were each dialed a connection after the first queries ended).
+// A connection kept for nobody is closed by the drain's next poll (at
+// most 10 ms later).
+func (p *Pool[C]) neededInDrain() bool {
+	if p.waiters.Load() > 0 {
+		return true
+	}
+	st := p.p.Stat()
+	return st.TotalResources() >= st.MaxResources()
+}
+
+// closeIdle closes every idle connection.
+func (p *Pool[C]) closeIdle() {
+	for _, res := range p.p.AcquireAllIdle() {
+		res.Destroy()
+	}
+}
 
 // afterDrainRelease wakes the drain when a connection comes back.
 func (p *Pool[C]) afterDrainRelease() { p.wakeAll() }

@@ -416,7 +416,7 @@ func (c *Conn[C]) Release() {
 		p.destroy(res)
 		return
 	}
-	if p.draining.Load() {
+	if p.draining.Load() && !p.neededInDrain() {
 		p.destroy(res)
 		return
 	}

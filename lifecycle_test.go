@@ -1,0 +1,120 @@
+package runpool_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
+)
+
+// A connection released during the drain goes to a caller that was
+// already waiting for one (here in puddle, the pool being full) instead
+// of being closed while that caller dials a new one. Before, both
+// waiting callers dialed.
+func TestDrainHandsReturnedConnectionsToCallersWaitingForASlot(t *testing.T) {
+	p, srv, user := openPool(t, runpool.Config{MaxConns: 2, DrainTimeout: 10 * time.Second})
+	ctx := ctxT(t, 20*time.Second)
+	a, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := p.Stat().NewConnsCount()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+				t.Errorf("caller waiting when the drain began: %v", err)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // both wait for a slot
+	drained := make(chan runpool.DrainReport, 1)
+	go func() {
+		rep, _ := p.Shutdown(ctx)
+		drained <- rep
+	}()
+	time.Sleep(50 * time.Millisecond)
+	a.Release()
+	b.Release()
+	wg.Wait()
+	rep := <-drained
+	if got := p.Stat().NewConnsCount() - before; got != 0 {
+		t.Errorf("%d connections dialed for callers that released connections could serve", got)
+	}
+	if rep.Abandoned != 0 {
+		t.Errorf("drain abandoned %d connections", rep.Abandoned)
+	}
+	waitFor(t, 5*time.Second, "backends left after the drain", func() bool { return srv.Backends(t, user) == 0 })
+}
+
+// The same for a caller waiting for its turn to dial: the dial token is
+// held by another caller's slow dial (an AfterConnect hook sleeps 1 s
+// once armed). The released connection serves it at once; before, it
+// waited for the token and then dialed for another second.
+func TestDrainHandsReturnedConnectionsToCallersWaitingToDial(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool = runpool.Config{MaxConns: 8, MaxConcurrentDials: 1, DrainTimeout: 10 * time.Second}
+	var slow atomic.Bool
+	pc.AfterConnect = func(ctx context.Context, _ *pgx.Conn) error {
+		if slow.Load() {
+			time.Sleep(time.Second)
+		}
+		return nil
+	}
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	ctx := ctxT(t, 20*time.Second)
+
+	a, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	before := p.Stat().NewConnsCount()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, 2)
+	for i := range 2 { // one dials (1 s), the other waits for its turn
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+				t.Errorf("caller waiting when the drain began: %v", err)
+			}
+			took[i] = time.Since(start)
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	go func() { _, _ = p.Shutdown(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	a.Release()
+	wg.Wait()
+	fastest := min(took[0], took[1])
+	t.Logf("callers served in %v and %v", took[0].Round(time.Millisecond), took[1].Round(time.Millisecond))
+	if got := p.Stat().NewConnsCount() - before; got != 1 {
+		t.Errorf("%d connections dialed, want 1 (the dial under way when the drain began)", got)
+	}
+	if fastest > 800*time.Millisecond {
+		t.Errorf("the caller waiting for its turn was served after %v, not by the released connection", fastest)
+	}
+}
