@@ -64,8 +64,9 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	defer poll.Stop()
 wait:
 	// Idle connections count too: one released for a waiting caller is
-	// idle until that caller takes it.
-	for st := p.p.Stat(); st.AcquiredResources() > 0 || st.IdleResources() > 0; st = p.p.Stat() {
+	// idle until that caller takes it. So do dials under way: each is a
+	// caller's, and closing the pool would cut it.
+	for st := p.p.Stat(); st.AcquiredResources() > 0 || st.IdleResources() > 0 || st.ConstructingResources() > 0; st = p.p.Stat() {
 		select {
 		case <-p.released:
 		case <-poll.C:
