@@ -9,8 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
-	"github.com/runpool/runpool/pgxadapter"
 )
 
 // A connection released during the drain goes to a caller that was
@@ -20,14 +18,7 @@ import (
 func TestDrainHandsReturnedConnectionsToCallersWaitingForASlot(t *testing.T) {
 	p, srv, user := openPool(t, runpool.Config{MaxConns: 2, DrainTimeout: 10 * time.Second})
 	ctx := ctxT(t, 20*time.Second)
-	a, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := acquireAll(t, ctx, p, 2)
 	before := p.Stat().NewConnsCount()
 	var wg sync.WaitGroup
 	for range 2 {
@@ -46,8 +37,9 @@ func TestDrainHandsReturnedConnectionsToCallersWaitingForASlot(t *testing.T) {
 		drained <- rep
 	}()
 	time.Sleep(50 * time.Millisecond)
-	a.Release()
-	b.Release()
+	for _, c := range held {
+		c.Release()
+	}
 	wg.Wait()
 	rep := <-drained
 	if got := p.Stat().NewConnsCount() - before; got != 0 {
@@ -64,31 +56,15 @@ func TestDrainHandsReturnedConnectionsToCallersWaitingForASlot(t *testing.T) {
 // once armed). The released connection serves it at once; before, it
 // waited for the token and then dialed for another second.
 func TestDrainHandsReturnedConnectionsToCallersWaitingToDial(t *testing.T) {
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
-	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = runpool.Config{MaxConns: 8, MaxConcurrentDials: 1, DrainTimeout: 10 * time.Second}
 	var slow atomic.Bool
-	pc.AfterConnect = func(ctx context.Context, _ *pgx.Conn) error {
+	p := openPoolHooked(t, runpool.Config{MaxConns: 8, MaxConcurrentDials: 1, DrainTimeout: 10 * time.Second}, func(context.Context, *pgx.Conn) error {
 		if slow.Load() {
 			time.Sleep(time.Second)
 		}
 		return nil
-	}
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	})
 	ctx := ctxT(t, 20*time.Second)
-
-	a, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := acquireAll(t, ctx, p, 1)[0]
 	slow.Store(true)
 	before := p.Stat().NewConnsCount()
 	var wg sync.WaitGroup

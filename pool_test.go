@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
@@ -44,6 +45,40 @@ func openPoolAt(t *testing.T, url string, cfg runpool.Config) *pgxadapter.Pool {
 	}
 	t.Cleanup(p.Close)
 	return p
+}
+
+// openPoolHooked opens a pgx pool for a fresh role with cfg and an
+// AfterConnect hook (to make dials slow), closed when the test ends.
+func openPoolHooked(t *testing.T, cfg runpool.Config, afterConnect func(context.Context, *pgx.Conn) error) *pgxadapter.Pool {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Pool = cfg
+	pc.AfterConnect = afterConnect
+	p, err := pgxadapter.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// acquireAll borrows n connections or fails the test.
+func acquireAll(t *testing.T, ctx context.Context, p *pgxadapter.Pool, n int) []*pgxadapter.Conn {
+	t.Helper()
+	cs := make([]*pgxadapter.Conn, n)
+	for i := range cs {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	return cs
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -112,26 +112,14 @@ func openVia(t *testing.T, px faultproxy.Config, cfg runpool.Config) *pgxadapter
 // callers dial at once (4 new connections, checked by breaking the rule
 // by hand).
 func TestWaitsForAReturningConnectionRatherThanDialing(t *testing.T) {
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
-	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}
-	pc.AfterConnect = func(ctx context.Context, _ *pgx.Conn) error {
+	p := openPoolHooked(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, func(ctx context.Context, _ *pgx.Conn) error {
 		select {
 		case <-time.After(150 * time.Millisecond):
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	})
 
 	ctx := ctxT(t, 20*time.Second)
 	burst := func(n int) int64 {

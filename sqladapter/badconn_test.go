@@ -3,7 +3,6 @@ package sqladapter_test
 import (
 	"context"
 	"database/sql"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,17 +21,11 @@ func TestTerminatedConnRetried(t *testing.T) {
 	ctx := ctxT(t, 20*time.Second)
 
 	warm := func() {
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := db.ExecContext(ctx, "select pg_sleep(0.05)"); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
+		concurrent(t, 4, func() {
+			if _, err := db.ExecContext(ctx, "select pg_sleep(0.05)"); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	warm()
 	if st := sqladapter.Stat(db); st.IdleConns() < 2 {

@@ -21,18 +21,7 @@ import (
 func TestOneIdlePool(t *testing.T) {
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 4})
 	ctx := ctxT(t, 10*time.Second)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var n int
-			if err := db.QueryRowContext(ctx, "select 1 from pg_sleep(0.05)").Scan(&n); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	concurrent(t, 4, func() { execOrError(t, ctx, db, "select 1 from pg_sleep(0.05)") })
 	// database/sql keeps its shells idle, holding no connection.
 	if s := db.Stats(); s.Idle == 0 || s.InUse != 0 {
 		t.Errorf("database/sql: idle %d, in use %d; want idle shells, none in use", s.Idle, s.InUse)

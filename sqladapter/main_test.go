@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,4 +67,23 @@ func queryInt(t testing.TB, ctx context.Context, db interface {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return n
+}
+
+// concurrent runs f in n goroutines at once and waits for them.
+func concurrent(t *testing.T, n int, f func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	wg.Wait()
+}
+
+// execOrError runs q, reporting a failure without stopping the test, so
+// that it may run in a goroutine of its own.
+func execOrError(t testing.TB, ctx context.Context, db *sql.DB, q string) {
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		t.Errorf("%s: %v", q, err)
+	}
 }

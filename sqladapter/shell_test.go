@@ -3,7 +3,6 @@ package sqladapter_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 func TestShellsAreReused(t *testing.T) {
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 2})
 	ctx := ctxT(t, 10*time.Second)
-	concurrent(t, 2, func() { queryInt(t, ctx, db, "select 1 from pg_sleep(0.05)") })
+	concurrent(t, 2, func() { execOrError(t, ctx, db, "select 1 from pg_sleep(0.05)") })
 	shells := db.Stats().OpenConnections
 	acquires := sqladapter.Stat(db).AcquireCount()
 	for i := range 20 {
@@ -47,7 +46,7 @@ func TestShellsAreReused(t *testing.T) {
 func TestShellCheckoutFailure(t *testing.T) {
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 1})
 	ctx := ctxT(t, 10*time.Second)
-	concurrent(t, 3, func() { queryInt(t, ctx, db, "select 1 from pg_sleep(0.02)") })
+	concurrent(t, 3, func() { execOrError(t, ctx, db, "select 1 from pg_sleep(0.02)") })
 	if n := db.Stats().Idle; n < 2 {
 		t.Fatalf("%d idle shells, want at least 2", n)
 	}
@@ -117,15 +116,4 @@ func TestStmtAcrossShellsAndConns(t *testing.T) {
 	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
 		t.Errorf("%d runpool connections held", st.AcquiredConns())
 	}
-}
-
-// concurrent runs f in n goroutines at once and waits for them.
-func concurrent(t *testing.T, n int, f func()) {
-	t.Helper()
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	wg.Wait()
 }
