@@ -40,6 +40,8 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 		p.connector.Close(*spare, false)
 	}
 
+	p.endOrphans() // while idle connections are still there to do it
+
 	p.mu.Lock()
 	p.draining.Store(true)
 	for e := range p.entries {

@@ -96,6 +96,7 @@ type metrics struct {
 	stale      metric.Int64Counter
 	staleBy    [numStaleReasons][]metric.AddOption
 	backoffs   metric.Int64Counter
+	orphans    metric.Int64Counter
 	freeze     metric.Float64Histogram
 	probe      metric.Float64Histogram
 	probeBy    [3][]metric.RecordOption
@@ -212,6 +213,9 @@ func newMetrics(cfg Config) *metrics {
 	keep(err)
 	m.backoffs, err = mt.Int64Counter("runpool.backoffs", metric.WithUnit("{backoff}"),
 		metric.WithDescription("Waits after the server refused a connection with 53300 (too many connections): back-pressure."))
+	keep(err)
+	m.orphans, err = mt.Int64Counter("runpool.orphans.ended", metric.WithUnit("{session}"),
+		metric.WithDescription("Server sessions of connections given up as dead (behind a NAT that forgot the flow) that the pool ended through a live connection, rather than leave their slots to the server's timeouts."))
 	keep(err)
 	m.dials, err = mt.Int64Counter("runpool.dials", metric.WithUnit("{dial}"),
 		metric.WithDescription("Connection attempts, by runpool.dial.result: ok, failed or too_many_connections (53300)."))

@@ -36,6 +36,11 @@ type Pool[C any] struct {
 
 	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
 	spare   atomic.Pointer[C] // the connection Open dialled, for the construct that puts it in the pool
+	// spareFrom is when Open began dialling spare (Unix ns)
+	spareFrom atomic.Int64
+
+	ender   OrphanEnder[C] // the connector's, when it has one and no pooler hides the sessions
+	orphans orphans        // sessions to end at the next tick (orphans.go)
 
 	mu sync.Mutex // guards entries
 	// entries is every connection the pool holds, idle or borrowed, so a
@@ -73,15 +78,18 @@ type Hooks[C any] struct {
 // entry is the pool's record of one connection, the puddle resource value.
 type entry[C any] struct {
 	conn      C
-	expiresAt int64       // nanotime at which its (jittered) lifetime ends
-	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
-	created   int64       // nanotime when opened
-	idleSince int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
-	lent      bool        // opened beyond the fair share: on a lease (budget.go)
-	borrowed  atomic.Bool // between checkout and release
-	dead      atomic.Bool // known unusable: close without a goodbye
-	since     int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
-	lentAt    int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
+	expiresAt int64 // nanotime at which its (jittered) lifetime ends
+	gen       int64 // Pool.gen when last released (written before puddle's release, read after its acquire)
+	created   int64 // nanotime when opened
+	// dialedFrom and dialedTo bound, in Unix nanoseconds of the wall
+	// clock, when the server session began (orphans.go).
+	dialedFrom, dialedTo int64
+	idleSince            int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
+	lent                 bool        // opened beyond the fair share: on a lease (budget.go)
+	borrowed             atomic.Bool // between checkout and release
+	dead                 atomic.Bool // known unusable: close without a goodbye
+	since                int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
+	lentAt               int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
 	// conns is a slab of handles, so a checkout allocates nothing while a
 	// stale *Conn from an earlier checkout stays distinguishable.
 	conns []Conn[C]
@@ -111,6 +119,7 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	}
 	m := newMetrics(cfg)
 	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1), m: m}
+	firstFrom := time.Now().UnixNano()
 	first, err := boot.dialBackoff(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
@@ -155,6 +164,7 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	// the flow meanwhile) finds it peeked at or probed, or closed by the
 	// maintainer, like any other idle connection.
 	p.spare.Store(&first)
+	p.spareFrom.Store(firstFrom)
 	if err := p.p.CreateResource(ctx); err != nil {
 		if spare := p.spare.Swap(nil); spare != nil {
 			connector.Close(*spare, false)
@@ -200,7 +210,12 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	if cfg.MinConns > cfg.MaxConns {
 		return nil, fieldError("MinConns", cfg.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", cfg.MaxConns))
 	}
+	ender, _ := connector.(OrphanEnder[C])
+	if cfg.BehindPooler() {
+		ender = nil // the pooler's sessions are not ours to end (pooler.go)
+	}
 	p := &Pool[C]{
+		ender:          ender,
 		connector:      connector,
 		cfg:            cfg,
 		hooks:          hooks,
@@ -459,8 +474,10 @@ func (p *Pool[C]) destroy(res *puddle.Resource[*entry[C]]) {
 // bounded by DialTimeout.
 func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	var c C
+	from := time.Now().UnixNano()
 	if spare := p.spare.Swap(nil); spare != nil {
 		c = *spare
+		from = p.spareFrom.Load()
 	} else {
 		var err error
 		if c, err = p.dialOnce(ctx); err != nil {
@@ -469,7 +486,8 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.counters.newConns.Add(1)
 	now := nanotime()
-	e := &entry[C]{conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now}
+	e := &entry[C]{conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now,
+		dialedFrom: from, dialedTo: time.Now().UnixNano()}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
 		e.lent = true
 		p.lentOpen.Add(1)
@@ -733,6 +751,7 @@ func (p *Pool[C]) destruct(e *entry[C]) {
 	if e.lent {
 		p.lentOpen.Add(-1)
 	}
+	p.noteOrphan(e)
 	p.connector.Close(e.conn, e.dead.Load())
 }
 
@@ -767,6 +786,7 @@ func (p *Pool[C]) maintain() {
 
 func (p *Pool[C]) tick(now time.Time) {
 	p.observeTick(now)
+	p.endOrphans()
 	p.sweepIdle()
 	p.ensureMinConns()
 	p.logStale(now, false)
@@ -827,6 +847,7 @@ type counters struct {
 	timeouts        atomic.Int64
 	dialFailures    atomic.Int64
 	hedgedDials     atomic.Int64
+	orphansEnded    atomic.Int64
 	staleBy         [numStaleReasons]atomic.Int64
 }
 
@@ -834,7 +855,7 @@ type counterSnapshot struct {
 	newConns, idleExpired, lifetimeExpired, brokenOnRelease int64
 	probes, probeFailures, staleDiscarded, freezes          int64
 	backoffs, borrowReturned, timeouts, dialFailures        int64
-	hedgedDials                                             int64
+	hedgedDials, orphansEnded                               int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -852,5 +873,6 @@ func (c *counters) snapshot() counterSnapshot {
 		timeouts:        c.timeouts.Load(),
 		dialFailures:    c.dialFailures.Load(),
 		hedgedDials:     c.hedgedDials.Load(),
+		orphansEnded:    c.orphansEnded.Load(),
 	}
 }

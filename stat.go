@@ -97,3 +97,9 @@ func (s *Stat) HedgedDialCount() int64 { return s.c.hedgedDials }
 // FairShare is this instance's share of the budget when it may borrow
 // beyond it (the server enforces the budget), else 0.
 func (p *Pool[C]) FairShare() int32 { return p.cfg.fairShare }
+
+// OrphansEndedCount is the number of server sessions the pool ended
+// (pg_terminate_backend) after giving up their connections as dead: left
+// behind a NAT that forgot the flow, they would hold their slots until the
+// server's own timeouts (orphans.go).
+func (s *Stat) OrphansEndedCount() int64 { return s.c.orphansEnded }

@@ -96,7 +96,8 @@ func ExampleStat() {
 	defer db.Close()
 	st := sqladapter.Stat(db)
 	fmt.Println("idle", st.IdleConns(), "in use", st.AcquiredConns(),
-		"stale discarded", st.StaleDiscardCount(), "freezes", st.FreezeCount())
+		"stale discarded", st.StaleDiscardCount(), "freezes", st.FreezeCount(),
+		"orphaned sessions ended", st.OrphansEndedCount())
 }
 
 // Reaching pgx from a sql.Conn: assert interface{ Conn() *pgx.Conn }, which

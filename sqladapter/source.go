@@ -72,6 +72,16 @@ func (s *source) ServerLimits(ctx context.Context, c *pooled) (runpool.ServerLim
 	return pgxconn.ReadLimits(ctx, c.pg)
 }
 
+// SessionPID and EndOrphans let the pool end sessions it gave up as dead
+// (runpool.OrphanEnder).
+func (s *source) SessionPID(c *pooled) uint32 { return c.pg.PgConn().PID() }
+
+func (s *source) EndOrphans(ctx context.Context, via *pooled, orphans []runpool.Orphan) (int, error) {
+	return pgxconn.EndOrphans(ctx, via.pg, orphans)
+}
+
+var _ runpool.OrphanEnder[*pooled] = (*source)(nil)
+
 func (s *source) Reusable(c *pooled) bool { return reusable(c.pg) }
 
 func (s *source) Cancel(ctx context.Context, c *pooled) error {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -121,4 +122,25 @@ func ReadLimits(ctx context.Context, conn *pgx.Conn) (runpool.ServerLimits, erro
 	WHERE r.rolname = current_user AND d.datname = current_database()`).Scan(
 		&l.MaxConnections, &l.SuperuserReserved, &l.Reserved, &l.RoleLimit, &l.DatabaseLimit, &l.Superuser)
 	return l, err
+}
+
+// EndOrphans ends, through conn, the sessions among orphans that are
+// still there (runpool.OrphanEnder): same PID, same session user, idle,
+// begun within the orphan's window. A PID the server reused for another
+// session fails the window or the user, and a session at work fails
+// "idle".
+func EndOrphans(ctx context.Context, conn *pgx.Conn, orphans []runpool.Orphan) (int, error) {
+	pids := make([]int64, len(orphans))
+	from := make([]time.Time, len(orphans))
+	to := make([]time.Time, len(orphans))
+	for i, o := range orphans {
+		pids[i], from[i], to[i] = int64(o.PID), o.From, o.To
+	}
+	var n int
+	err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int
+	FROM pg_stat_activity a
+	JOIN unnest($1::int8[], $2::timestamptz[], $3::timestamptz[]) AS o(pid, began_from, began_to) ON a.pid = o.pid
+	WHERE a.usename = session_user AND a.state = 'idle' AND a.pid <> pg_backend_pid()
+	AND a.backend_start BETWEEN o.began_from AND o.began_to`, pids, from, to).Scan(&n)
+	return n, err
 }

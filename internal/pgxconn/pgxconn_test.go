@@ -92,3 +92,47 @@ func TestUserSettingWins(t *testing.T) {
 		}
 	}
 }
+
+// EndOrphans ends a matching session and nothing else: not one whose
+// start falls outside the window (a PID the server reused), not one at
+// work, not one of another user.
+func TestEndOrphansMatchesOnlyTheOrphan(t *testing.T) {
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	open := func(role string) (*pgx.Conn, runpool.Orphan) {
+		from := time.Now()
+		c, err := pgx.Connect(ctx, srv.URLFor(role, "pw", role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c, runpool.Orphan{PID: c.PgConn().PID(), From: from.Add(-time.Second), To: time.Now().Add(time.Second)}
+	}
+	via, _ := open(user)
+	idle, idleO := open(user)
+	busy, busyO := open(user)
+	other, otherO := open(srv.CreateRole(t, -1))
+	_, _ = idle, other
+
+	// The window of an hour ago: a reused PID.
+	stale := idleO
+	stale.From, stale.To = stale.From.Add(-time.Hour), stale.To.Add(-time.Hour)
+	// busy runs a query while EndOrphans looks.
+	done := make(chan error, 1)
+	go func() { _, err := busy.Exec(ctx, "SELECT pg_sleep(1)"); done <- err }()
+	time.Sleep(200 * time.Millisecond)
+	if n, err := EndOrphans(ctx, via, []runpool.Orphan{stale, busyO, otherO}); err != nil || n != 0 {
+		t.Fatalf("ended %d (err %v) of a reused PID, a busy session and another user's; want 0", n, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the busy session was ended: %v", err)
+	}
+	if n, err := EndOrphans(ctx, via, []runpool.Orphan{idleO}); err != nil || n != 1 {
+		t.Fatalf("ended %d (err %v) of one idle orphan, want 1", n, err)
+	}
+	if err := other.Ping(ctx); err != nil {
+		t.Errorf("another user's session was ended: %v", err)
+	}
+}

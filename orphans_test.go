@@ -1,0 +1,49 @@
+package runpool_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/pgtest"
+)
+
+// Connections given up behind a NAT that forgot their flows leave their
+// server sessions waiting for a client that will never write: the pool
+// ends them through a live connection at the maintainer's next tick,
+// instead of leaving their slots to the server's idle_session_timeout (57 s
+// by default). (This proxy closes its side toward the server when the
+// pool closes a forgotten flow's socket, as a NAT would not, so only the
+// session whose probe went unanswered stays orphaned here.) Before, it
+// stayed.
+func TestOrphanedSessionsAreEnded(t *testing.T) {
+	const natIdle = 300 * time.Millisecond
+	srv := pgtest.Shared(t)
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	p, _, user := openPoolVia(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 100 * time.Millisecond},
+		func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
+	ctx := ctxT(t, 20*time.Second)
+
+	for _, c := range acquireAll(t, ctx, p, 3) {
+		c.Release()
+	}
+	time.Sleep(2 * natIdle) // the NAT forgets the three flows
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "no session left but the pool's live connections", func() bool {
+		return srv.Backends(t, user) == int(p.Stat().TotalConns())
+	})
+	if n := p.Stat().OrphansEndedCount(); n == 0 {
+		t.Error("OrphansEndedCount 0: the sessions ended by themselves")
+	}
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("the live connection after the orphans were ended: %v", err)
+	}
+}
