@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/jackc/puddle/v2"
 )
 
 // Orphaned sessions. A connection the pool gives up as dead (a probe
@@ -43,6 +45,9 @@ type OrphanEnder[C any] interface {
 // orphanClockSkew widens an orphan's window for the difference between
 // this machine's clock and the server's.
 const orphanClockSkew = 10 * time.Second
+
+// orphansTimeout bounds the query that ends orphaned sessions.
+const orphansTimeout = time.Second
 
 // maxOrphans bounds the list between ticks; a wave larger than this keeps
 // the rest for the server's own timeouts.
@@ -100,12 +105,11 @@ func (p *Pool[C]) endOrphans() {
 	if len(list) == 0 {
 		return
 	}
-	var via *entry[C]
+	var via *puddle.Resource[*entry[C]]
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
 		if via == nil && p.trusted(time.Duration(nanotime()-e.idleSince), e) {
-			via = e
-			defer res.ReleaseUnused()
+			via = res
 			continue
 		}
 		res.ReleaseUnused()
@@ -116,9 +120,15 @@ func (p *Pool[C]) endOrphans() {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ProbeTimeout)
-	defer cancel()
-	n, err := p.ender.EndOrphans(ctx, via.conn, list)
+	ctx, cancel := context.WithTimeout(context.Background(), orphansTimeout)
+	n, err := p.ender.EndOrphans(ctx, via.Value().conn, list)
+	cancel()
+	if p.connector.Reusable(via.Value().conn) {
+		via.ReleaseUnused()
+	} else {
+		via.Value().dead.Store(true)
+		via.Destroy()
+	}
 	if err != nil {
 		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(list), "err", err)
 		return
