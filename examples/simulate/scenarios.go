@@ -88,12 +88,22 @@ func (e *env) forEachPool(parallel bool, stagger time.Duration, f func(k poolKin
 // then is killed, as a platform does) and measures what they left on
 // the server.
 func (e *env) finish(r *row, srv *server, insts []*instance, exit time.Duration) {
+	stopAll(insts, exit)
+	e.count(r, srv)
+}
+
+// stopAll stops the instances at once and waits for them.
+func stopAll(insts []*instance, exit time.Duration) {
 	var wg sync.WaitGroup
 	for _, in := range insts {
 		wg.Add(1)
 		go func() { defer wg.Done(); in.stop(exit) }()
 	}
 	wg.Wait()
+}
+
+// count records, once r's instances exited, what they left on srv.
+func (e *env) count(r *row, srv *server) {
 	r.exited = time.Now()
 	r.left = srv.backendsAfter(r.role, e.s.LeakWait)
 	r.peak = srv.peakOf(r.role)
@@ -190,7 +200,15 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 			}
 			r.reqs = append(r.reqs, got...)
 		}
-		e.finish(r, srv, []*instance{in}, s.Deadline) // pgxpool's Close waits 15 s on a black-holed connection
+		// The instance stops in a turn of its own, like a burst: a pool's
+		// shutdown (pgxpool's Close sends cancel requests on new
+		// connections, and waits 15 s on a black-holed one) slowed
+		// whichever pool's burst ran beside it, 2-4x for that burst.
+		e.burst.Lock()
+		stopAll([]*instance{in}, s.Deadline)
+		srv.settle()
+		e.burst.Unlock()
+		e.count(r, srv)
 	})
 	return t
 }
