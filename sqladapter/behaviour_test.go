@@ -89,9 +89,7 @@ func TestTx(t *testing.T) {
 		t.Fatalf("after commit and rollback: %d rows, want 1", n)
 	}
 	// A connection left inside a transaction never goes back to the idle list.
-	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
-		t.Errorf("acquired %d after the transactions ended", st.AcquiredConns())
-	}
+	wantNoneHeld(t, db)
 }
 
 func TestStmt(t *testing.T) {
@@ -195,9 +193,7 @@ func TestConn(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
-		t.Errorf("acquired %d after sql.Conn.Close, want 0", st.AcquiredConns())
-	}
+	wantNoneHeld(t, db)
 }
 
 func TestPgxTypes(t *testing.T) {

@@ -87,3 +87,12 @@ func execOrError(t testing.TB, ctx context.Context, db *sql.DB, q string) {
 		t.Errorf("%s: %v", q, err)
 	}
 }
+
+// wantNoneHeld fails the test if a runpool connection is still borrowed
+// once every database/sql call has ended: idle shells hold none.
+func wantNoneHeld(t testing.TB, db *sql.DB) {
+	t.Helper()
+	if n := sqladapter.Stat(db).AcquiredConns(); n != 0 {
+		t.Errorf("%d runpool connections held with no database/sql call under way", n)
+	}
+}

@@ -34,9 +34,7 @@ func TestShellsAreReused(t *testing.T) {
 	if got := sqladapter.Stat(db).AcquireCount() - acquires; got != 40 {
 		t.Errorf("%d runpool checkouts for 40 database/sql checkouts", got)
 	}
-	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
-		t.Errorf("%d runpool connections held by idle shells", st.AcquiredConns())
-	}
+	wantNoneHeld(t, db)
 }
 
 // TestShellCheckoutFailure: when a reused shell cannot get a connection
@@ -85,9 +83,7 @@ func TestShellCheckoutFailure(t *testing.T) {
 	if n := queryInt(t, ctx, db, "select 3"); n != 3 {
 		t.Fatal(n)
 	}
-	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
-		t.Errorf("%d runpool connections held after every sql.Conn closed", st.AcquiredConns())
-	}
+	wantNoneHeld(t, db)
 }
 
 // TestStmtAcrossShellsAndConns: a sql.Stmt prepared once runs on every
@@ -113,7 +109,5 @@ func TestStmtAcrossShellsAndConns(t *testing.T) {
 	// New server connections behind the same shells.
 	srv.TerminateBackends(t, user)
 	run()
-	if st := sqladapter.Stat(db); st.AcquiredConns() != 0 {
-		t.Errorf("%d runpool connections held", st.AcquiredConns())
-	}
+	wantNoneHeld(t, db)
 }
