@@ -1,7 +1,6 @@
 package runpool_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -20,14 +19,9 @@ import (
 // stayed.
 func TestOrphanedSessionsAreEnded(t *testing.T) {
 	const natIdle = 300 * time.Millisecond
+	p, user := openViaAs(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle},
+		runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 100 * time.Millisecond})
 	srv := pgtest.Shared(t)
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	p, _, user := openPoolVia(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 100 * time.Millisecond},
-		func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
 	ctx := ctxT(t, 20*time.Second)
 
 	for _, c := range acquireAll(t, ctx, p, 3) {

@@ -34,17 +34,7 @@ func openPoolVia(t *testing.T, cfg runpool.Config, via func(url string) string) 
 // openPoolAt opens a pgx pool with cfg at url, closed when the test ends.
 func openPoolAt(t *testing.T, url string, cfg runpool.Config) *pgxadapter.Pool {
 	t.Helper()
-	pc, err := pgxadapter.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = cfg
-	p, err := pgxadapter.New(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
+	return openPoolWith(t, url, cfg, nil)
 }
 
 // openPoolHooked opens a pgx pool for a fresh role with cfg and an
@@ -53,7 +43,14 @@ func openPoolHooked(t *testing.T, cfg runpool.Config, afterConnect func(context.
 	t.Helper()
 	srv := pgtest.Shared(t)
 	user := srv.CreateRole(t, -1)
-	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
+	return openPoolWith(t, srv.URLFor(user, "pw", user), cfg, afterConnect)
+}
+
+// openPoolWith opens a pgx pool with cfg and afterConnect (may be nil) at
+// url, closed when the test ends.
+func openPoolWith(t *testing.T, url string, cfg runpool.Config, afterConnect func(context.Context, *pgx.Conn) error) *pgxadapter.Pool {
+	t.Helper()
+	pc, err := pgxadapter.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,6 +90,13 @@ func TestSlowProbeHedgesADial(t *testing.T) {
 // px's settings (its Target is the shared server).
 func openVia(t *testing.T, px faultproxy.Config, cfg runpool.Config) *pgxadapter.Pool {
 	t.Helper()
+	p, _ := openViaAs(t, px, cfg)
+	return p
+}
+
+// openViaAs is openVia that also returns the pool's role.
+func openViaAs(t *testing.T, px faultproxy.Config, cfg runpool.Config) (*pgxadapter.Pool, string) {
+	t.Helper()
 	srv := pgtest.Shared(t)
 	px.Target = srv.Addr()
 	proxy, err := faultproxy.Start(px)
@@ -97,8 +104,8 @@ func openVia(t *testing.T, px faultproxy.Config, cfg runpool.Config) *pgxadapter
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	p, _, _ := openPoolVia(t, cfg, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
-	return p
+	p, _, user := openPoolVia(t, cfg, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
+	return p, user
 }
 
 // While connections come back faster than a dial ends, a caller with a
