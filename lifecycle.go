@@ -40,6 +40,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 		p.connector.Close(*spare, false)
 	}
 
+	p.takeParked()
 	p.endOrphans() // while idle connections are still there to do it
 
 	p.mu.Lock()
@@ -50,6 +51,9 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 		}
 	}
 	p.mu.Unlock()
+	// Parks from now on return the connection instead (Conn.Park); those
+	// parked before are idle, closed here.
+	p.report.ClosedIdle += p.takeParked()
 	for _, res := range p.p.AcquireAllIdle() {
 		p.report.ClosedIdle++
 		res.Destroy()

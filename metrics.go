@@ -278,9 +278,9 @@ func (p *Pool[C]) registerGauges() {
 		return
 	}
 	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s := p.p.Stat()
-		o.ObserveInt64(m.count, int64(s.IdleResources()), m.idleObs...)
-		o.ObserveInt64(m.count, int64(s.AcquiredResources()), m.usedObs...)
+		s := p.Stat()
+		o.ObserveInt64(m.count, int64(s.IdleConns()), m.idleObs...)
+		o.ObserveInt64(m.count, int64(s.AcquiredConns()), m.usedObs...)
 		o.ObserveInt64(m.idleMax, int64(p.cfg.MaxConns), m.obs...) // no idle cap below the maximum
 		o.ObserveInt64(m.idleMin, int64(p.cfg.MinConns), m.obs...)
 		o.ObserveInt64(m.max, int64(p.cfg.MaxConns), m.obs...)

@@ -47,9 +47,14 @@ type Pool[C any] struct {
 	// drain can cancel what borrowed ones are running.
 	entries map[*entry[C]]struct{}
 
-	draining atomic.Bool   // set once Shutdown begins; releases then close
-	waiters  atomic.Int32  // callers waiting for a connection: out a 53300 (waitBackpressure) or for their turn (waitTurn)
-	released chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
+	draining atomic.Bool // set once Shutdown begins; releases then close
+	// parking is set when the connector's callers park connections
+	// (park.go); acquiring then counts callers in Acquire, whom a parked
+	// connection must not keep waiting.
+	parking   bool
+	acquiring atomic.Int32
+	waiters   atomic.Int32  // callers waiting for a connection: out a 53300 (waitBackpressure) or for their turn (waitTurn)
+	released  chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
 
 	turnMu sync.Mutex    // guards turn
 	turn   chan struct{} // closed (and replaced) when a connection comes back or a dial ends: wakes every waitTurn
@@ -90,6 +95,13 @@ type entry[C any] struct {
 	dead                 atomic.Bool // known unusable: close without a goodbye
 	since                int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
 	lentAt               int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
+	out                  int64       // nanotime of the checkout (the borrower's): Park's stamp
+	// parkedBy is the handle that parked the connection, while it is
+	// parked; whoever swaps it to nil (Unpark, Release, the pool taking it
+	// back) owns the connection. parkedRes is its resource, for the pool.
+	parkedBy  atomic.Pointer[Conn[C]]
+	parkedRes *puddle.Resource[*entry[C]]
+	unparks   atomic.Int64 // checkouts by Unpark, for Stat.AcquireCount
 	// conns is a slab of handles, so a checkout allocates nothing while a
 	// stale *Conn from an earlier checkout stays distinguishable.
 	conns []Conn[C]
@@ -97,8 +109,10 @@ type entry[C any] struct {
 
 // Conn is a connection borrowed from a Pool. Release it exactly once.
 type Conn[C any] struct {
-	res *puddle.Resource[*entry[C]]
-	p   *Pool[C]
+	res    *puddle.Resource[*entry[C]]
+	p      *Pool[C]
+	parked bool      // Park left the connection here (park.go)
+	pe     *entry[C] // the parked connection's entry: res.Value() panics once the pool took it back
 }
 
 // Open creates a pool and checks it against the server before returning:
@@ -240,6 +254,9 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	}
 	p.p = pp
 	p.gone, _ = connector.(GoneChecker[C])
+	if pk, ok := connector.(Parker); ok {
+		p.parking = pk.Parks()
+	}
 	p.health.init(nanotime())
 	p.registerGauges()
 	go p.maintain()
@@ -286,6 +303,11 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 // that the caller met a 53300 on the way (it took part in a back-pressure
 // episode).
 func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp bool, _ error) {
+	if p.parking {
+		p.acquiring.Add(1)
+		defer p.acquiring.Add(-1)
+		p.takeParked()
+	}
 	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	for attempt := 0; ; {
@@ -403,8 +425,33 @@ func (c *Conn[C]) Release() {
 	}
 	c.res = nil
 	p := c.p
-	now := nanotime()
+	if c.parked {
+		c.parked = false
+		if c.pe.parkedBy.CompareAndSwap(c, nil) { // else the pool took it back
+			p.returnIdle(res) // checked in when it was parked
+		}
+		return
+	}
 	e := res.Value()
+	now := nanotime()
+	if !p.checkIn(res, e, now) {
+		return
+	}
+	e.gen = p.gen.Load()
+	e.idleSince = now
+	// ReleaseUnused: puddle's own last-used stamp would cost a second
+	// clock read; idle times are measured from idleSince.
+	res.ReleaseUnused()
+	if p.waiters.Load() > 0 {
+		p.wakeAll()
+	}
+}
+
+// checkIn is the bookkeeping of a connection coming back at now (Release,
+// Park). It reports whether the connection may stay in the pool; when
+// not, it has closed it: not reusable (closed, busy, inside a
+// transaction), past its lifetime or its lease, or the pool drains.
+func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int64) bool {
 	if e.since != 0 {
 		p.m.useTime.Record(context.Background(), nanosToSeconds(now-e.since), p.m.rec...)
 		e.since = 0
@@ -419,30 +466,23 @@ func (c *Conn[C]) Release() {
 		p.gen.Add(1) // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)
-		return
+		return false
 	}
 	if now >= e.expiresAt {
 		p.counters.lifetimeExpired.Add(1)
 		p.destroy(res)
-		return
+		return false
 	}
 	if e.lent && now-e.created >= int64(borrowLease) {
 		p.counters.borrowReturned.Add(1)
 		p.destroy(res)
-		return
+		return false
 	}
 	if p.draining.Load() && !p.neededInDrain() {
 		p.destroy(res)
-		return
+		return false
 	}
-	e.gen = p.gen.Load()
-	e.idleSince = now
-	// ReleaseUnused: puddle's own last-used stamp would cost a second
-	// clock read; idle times are measured from idleSince.
-	res.ReleaseUnused()
-	if p.waiters.Load() > 0 {
-		p.wakeAll()
-	}
+	return true
 }
 
 // Destroy closes the connection instead of returning it, for a caller that
@@ -453,6 +493,12 @@ func (c *Conn[C]) Destroy() {
 		return
 	}
 	c.res = nil
+	if c.parked {
+		c.parked = false
+		if !c.pe.parkedBy.CompareAndSwap(c, nil) {
+			return // the pool took it back
+		}
+	}
 	e := res.Value()
 	if e.since != 0 {
 		c.p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-e.since), c.p.m.rec...)
@@ -503,6 +549,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 // (health.useNanos) that tells whether waiting beats dialing.
 func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
 	e.borrowed.Store(true)
+	e.out = now
 	if p.waiters.Load() > 0 {
 		e.lentAt = now
 	}
@@ -747,6 +794,7 @@ func (p *Pool[C]) lifetime() int64 {
 func (p *Pool[C]) destruct(e *entry[C]) {
 	p.mu.Lock()
 	delete(p.entries, e)
+	p.counters.unparks.Add(e.unparks.Load()) // under mu: parkedNow sums both
 	p.mu.Unlock()
 	if e.lent {
 		p.lentOpen.Add(-1)
@@ -757,7 +805,9 @@ func (p *Pool[C]) destruct(e *entry[C]) {
 
 // Stat returns a snapshot of the pool's counters.
 func (p *Pool[C]) Stat() *Stat {
-	return &Stat{ps: p.p.Stat(), c: p.counters.snapshot()}
+	s := &Stat{ps: p.p.Stat(), c: p.counters.snapshot()}
+	s.parked, s.unparks = p.parkedNow()
+	return s
 }
 
 // Close drains the pool (see Shutdown) with Config.DrainTimeout as the
@@ -785,6 +835,7 @@ func (p *Pool[C]) maintain() {
 }
 
 func (p *Pool[C]) tick(now time.Time) {
+	p.takeParked() // for the checks below
 	p.observeTick(now)
 	p.endOrphans()
 	p.sweepIdle()
@@ -848,6 +899,7 @@ type counters struct {
 	dialFailures    atomic.Int64
 	hedgedDials     atomic.Int64
 	orphansEnded    atomic.Int64
+	unparks         atomic.Int64 // Unpark's checkouts of connections closed since
 	staleBy         [numStaleReasons]atomic.Int64
 }
 

@@ -12,16 +12,21 @@ import (
 type Stat struct {
 	ps *puddle.Stat
 	c  counterSnapshot
+	// parked connections are idle to the pool but borrowed to puddle;
+	// unparks are checkouts puddle did not see (park.go).
+	parked  int32
+	unparks int64
 }
 
 // AcquireCount is the number of successful acquires from the pool.
-func (s *Stat) AcquireCount() int64 { return s.ps.AcquireCount() }
+// Checkouts by Conn.Unpark count too.
+func (s *Stat) AcquireCount() int64 { return s.ps.AcquireCount() + s.unparks }
 
 // AcquireDuration is the total time spent in successful acquires.
 func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
 
 // AcquiredConns is the number of connections borrowed now.
-func (s *Stat) AcquiredConns() int32 { return s.ps.AcquiredResources() }
+func (s *Stat) AcquiredConns() int32 { return s.ps.AcquiredResources() - s.parked }
 
 // CanceledAcquireCount is the number of acquires whose context ended first.
 func (s *Stat) CanceledAcquireCount() int64 { return s.ps.CanceledAcquireCount() }
@@ -36,8 +41,9 @@ func (s *Stat) EmptyAcquireCount() int64 { return s.ps.EmptyAcquireCount() }
 // EmptyAcquireWaitTime is the total time those acquires waited.
 func (s *Stat) EmptyAcquireWaitTime() time.Duration { return s.ps.EmptyAcquireWaitTime() }
 
-// IdleConns is the number of idle connections now.
-func (s *Stat) IdleConns() int32 { return s.ps.IdleResources() }
+// IdleConns is the number of idle connections now, parked ones
+// (Conn.Park) included.
+func (s *Stat) IdleConns() int32 { return s.ps.IdleResources() + s.parked }
 
 // MaxConns is the most connections the pool may hold.
 func (s *Stat) MaxConns() int32 { return s.ps.MaxResources() }

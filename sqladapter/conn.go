@@ -10,19 +10,23 @@ import (
 )
 
 // DriverConn is the driver.Conn that database/sql holds: a shell that
-// holds a runpool connection while database/sql uses it and none while
-// database/sql keeps it idle.
+// holds a runpool connection while database/sql uses it, and while
+// database/sql keeps it idle parks it (runpool.Conn.Park): the connection
+// is back in the pool, which takes it whenever another caller needs it,
+// and the shell takes it back on reuse when the pool has not.
 //
 // database/sql keeps its idle driver.Conns itself and builds a record of
 // several allocations for each one it opens. Were each of them a server
-// connection, checkouts from database/sql's idle list would skip every
-// check runpool makes on checkout (the look at the socket, the probe after
-// a freeze, lifetimes, the budget, the drain). So database/sql keeps
-// shells: it checks one out of its idle list and calls ResetSession, where
-// the shell checks a connection out of runpool; it checks it back in and
-// calls IsValid, where the shell returns the connection to runpool. The
-// shell and database/sql's record of it are kept, so a checkout allocates
-// nothing beyond what database/sql allocates with its own pool.
+// connection it kept, checkouts from database/sql's idle list would skip
+// every check runpool makes on checkout (the look at the socket, the
+// probe after a freeze, lifetimes, the budget, the drain). So database/sql
+// keeps shells: it checks one out of its idle list and calls
+// ResetSession, where the shell unparks its connection, which runs the
+// checks a checkout makes without I/O, or checks one out of runpool; it
+// checks the shell back in and calls IsValid, where the shell parks the
+// connection. The shell and database/sql's record of it are kept, so a
+// checkout allocates nothing beyond what database/sql allocates with its
+// own pool, and the reuse of a parked connection takes no lock.
 //
 // Every call goes to pgx's stdlib driver connection, so behaviour is that
 // driver's. Code that reached pgx through sql.Conn.Raw with a type
@@ -31,10 +35,12 @@ import (
 type DriverConn struct {
 	pool *runpool.Pool[*pooled]
 	// held is the runpool checkout this shell holds: set by Connect and
-	// ResetSession, cleared by IsValid and Close. database/sql calls them
-	// and every other method under its lock of the shell, so they need
-	// none of their own.
-	held *runpool.Conn[*pooled]
+	// ResetSession, parked by IsValid, cleared by Close and when the
+	// pool took the parked connection back. database/sql calls them and
+	// every other method under its lock of the shell, so they need none
+	// of their own.
+	held   *runpool.Conn[*pooled]
+	parked bool // held is parked
 	// failed is why the last checkout from runpool failed, for the next
 	// call to return: database/sql ignores a ResetSession error other
 	// than driver.ErrBadConn, and retrying after ErrBadConn would wait
@@ -56,12 +62,20 @@ var (
 	_ driver.Validator          = (*DriverConn)(nil)
 )
 
-// conn returns the runpool connection the shell holds, checking one out
-// within ctx when it holds none: the checkout in ResetSession failed, or
-// database/sql reused the shell without calling it.
+// conn returns the runpool connection the shell holds, unparking it, or
+// checking one out within ctx when it holds none: the pool took the
+// parked one back, the checkout in ResetSession failed, or database/sql
+// reused the shell without calling it.
 func (c *DriverConn) conn(ctx context.Context) (*pooled, error) {
-	if c.held != nil {
-		return c.held.Value(), nil
+	if h := c.held; h != nil {
+		if !c.parked {
+			return h.Value(), nil
+		}
+		c.parked = false
+		if h.Unpark(ctx) {
+			return h.Value(), nil
+		}
+		c.held = nil
 	}
 	if err := c.failed; err != nil {
 		c.failed = nil // the next call checks out again
@@ -75,32 +89,34 @@ func (c *DriverConn) conn(ctx context.Context) (*pooled, error) {
 	return h.Value(), nil
 }
 
-// ResetSession checks a connection out of runpool within ctx, the
-// context of the database/sql call that reuses the shell. A failure is
-// returned by that call's first use of the shell.
+// ResetSession takes the shell's connection back, or checks one out of
+// runpool, within ctx, the context of the database/sql call that reuses
+// the shell. A failure is returned by that call's first use of the shell.
 func (c *DriverConn) ResetSession(ctx context.Context) error {
 	c.failed = nil
-	if c.held == nil {
-		if _, err := c.conn(ctx); err != nil {
-			c.failed = err
-		}
+	if _, err := c.conn(ctx); err != nil {
+		c.failed = err
 	}
 	return nil
 }
 
-// IsValid returns the connection to runpool as database/sql takes the
-// shell back, and reports that the shell may be kept. runpool closes the
-// connection instead when it is broken, inside a transaction, past its
-// lifetime or draining.
+// IsValid parks the connection as database/sql takes the shell back,
+// and reports that the shell may be kept. runpool closes the connection
+// instead when it is broken, inside a transaction, past its lifetime or
+// draining, and returns it to its idle list when other callers wait.
 func (c *DriverConn) IsValid() bool {
-	c.release()
+	if h := c.held; h != nil && !c.parked {
+		if c.parked = h.Park(); !c.parked {
+			c.held = nil
+		}
+	}
 	c.failed = nil
 	return true
 }
 
-// Close returns the connection to runpool (see IsValid): database/sql
-// closes the shell instead of keeping it after a driver.ErrBadConn, or
-// when it keeps enough idle shells.
+// Close returns the connection to runpool: database/sql closes the shell
+// instead of keeping it after a driver.ErrBadConn, or when it keeps
+// enough idle shells.
 func (c *DriverConn) Close() error {
 	c.release()
 	return nil
@@ -108,7 +124,7 @@ func (c *DriverConn) Close() error {
 
 func (c *DriverConn) release() {
 	if h := c.held; h != nil {
-		c.held = nil // before Release: another checkout may take it at once
+		c.held, c.parked = nil, false // before Release: another checkout may take it at once
 		h.Release()
 	}
 }

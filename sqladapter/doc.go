@@ -22,14 +22,20 @@
 // on checkout (the look at the socket, the probe after a freeze, the
 // lifetimes, the budget, the drain), and the budget would be counted
 // twice. So the driver.Conns database/sql keeps are shells ([DriverConn]):
-// when database/sql reuses one it calls ResetSession, where the shell
-// checks a connection out of runpool within the caller's context; when it
-// takes one back it calls IsValid, where the shell returns the connection
-// to runpool. Every statement, Tx or sql.Conn therefore checks a
-// connection out of runpool, where waiting, the budget, the bounded
-// probe, freeze detection and lifetimes apply, whatever SetMaxIdleConns,
-// SetConnMaxLifetime or SetConnMaxIdleTime say (they apply to shells).
-// db.Stats() counts shells; [Stat] shows the server connections.
+// when database/sql takes one back it calls IsValid, where the shell
+// parks its connection (runpool.Conn.Park): the connection is idle in
+// runpool, which takes it from the shell whenever another caller needs
+// it, at its maintainer's tick (every second) and when it drains. When
+// database/sql reuses the shell it calls ResetSession, where the shell
+// takes its parked connection back if runpool left it there and would
+// trust it on checkout without I/O (the freeze, idle, lifetime and drain
+// rules; after 1 ms it looks at the socket), or else checks one out of
+// runpool within the caller's context. Every statement, Tx or sql.Conn
+// therefore passes runpool's checkout, where waiting, the budget, the
+// bounded probe, freeze detection and lifetimes apply, whatever
+// SetMaxIdleConns, SetConnMaxLifetime or SetConnMaxIdleTime say (they
+// apply to shells). db.Stats() counts shells; [Stat] shows the server
+// connections, parked ones as idle.
 //
 // database/sql ignores an error from ResetSession, so when the checkout
 // from runpool fails (the caller's deadline passes while the pool is
@@ -41,7 +47,9 @@
 // Keeping shells, database/sql builds its record of a connection (a
 // driverConn, its entry in a dependency map) once per shell rather than on
 // every checkout: a checkout costs one allocation, as with database/sql's
-// own pool, and a sql.Stmt is prepared once per shell. A statement is
+// own pool, and taking a parked connection back takes no lock (one clock
+// read, which a freeze check needs); a sql.Stmt is prepared once per
+// shell. A statement is
 // kept prepared on each server connection (up to 512, the oldest
 // deallocated first), so a sql.Stmt that runs on a server connection it
 // was prepared on costs no extra round trip, and on another one pgx

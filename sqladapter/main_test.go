@@ -89,7 +89,8 @@ func execOrError(t testing.TB, ctx context.Context, db *sql.DB, q string) {
 }
 
 // wantNoneHeld fails the test if a runpool connection is still borrowed
-// once every database/sql call has ended: idle shells hold none.
+// once every database/sql call has ended: idle shells hold none, or a
+// parked one (counted idle).
 func wantNoneHeld(t testing.TB, db *sql.DB) {
 	t.Helper()
 	if n := sqladapter.Stat(db).AcquiredConns(); n != 0 {

@@ -38,9 +38,9 @@ func OpenFromEnv(ctx context.Context) (*sql.DB, error) {
 	return Open(ctx, cfg)
 }
 
-// OpenDB creates a *sql.DB on c. Its idle connections are shells that
-// hold no server connection (see DriverConn); runpool alone keeps idle
-// server connections. OpenDB lets database/sql keep up to twice the
+// OpenDB creates a *sql.DB on c. Its idle connections are shells whose
+// server connection, if any, is parked in runpool (see DriverConn):
+// runpool alone decides what stays idle. OpenDB lets database/sql keep up to twice the
 // pool's size of them (database/sql's default is 2), so that a checkout
 // reuses a shell rather than building a new one.
 func OpenDB(c *Connector) *sql.DB {
@@ -76,7 +76,8 @@ func Shutdown(ctx context.Context, db *sql.DB) (runpool.DrainReport, error) {
 	if c == nil {
 		return runpool.DrainReport{}, ErrNotRunpool
 	}
-	// database/sql's idle shells hold nothing; let it drop them.
+	// The drain takes the idle shells' parked connections; let
+	// database/sql drop the shells.
 	db.SetMaxIdleConns(0)
 	rep, err := c.Shutdown(ctx)
 	_ = db.Close()

@@ -82,6 +82,11 @@ func (s *source) EndOrphans(ctx context.Context, via *pooled, orphans []runpool.
 
 var _ runpool.OrphanEnder[*pooled] = (*source)(nil)
 
+// Parks tells runpool that the shells park connections (DriverConn).
+func (s *source) Parks() bool { return true }
+
+var _ runpool.Parker = (*source)(nil)
+
 func (s *source) Reusable(c *pooled) bool { return reusable(c.pg) }
 
 func (s *source) Cancel(ctx context.Context, c *pooled) error {

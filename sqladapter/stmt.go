@@ -97,7 +97,8 @@ var (
 var errLegacy = errors.New("sqladapter: Stmt.Exec and Stmt.Query without a context are not implemented")
 
 // Close keeps the server-side statement for the next use (see maxStmts).
-// database/sql may call it while the shell holds no connection.
+// database/sql may call it while the shell holds no connection, or a
+// parked one.
 func (s *stmt) Close() error { return nil }
 
 func (s *stmt) NumInput() int { return len(s.sd.ParamOIDs) }

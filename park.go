@@ -1,0 +1,166 @@
+package runpool
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+)
+
+// Parking lets a caller that keeps connections idle itself (database/sql
+// keeps its idle driver.Conns) return one to the pool and take the same
+// one back without the pool's lock: Park returns it, Unpark takes it back
+// when the pool has not needed it meanwhile and the checks a checkout
+// makes would pass without I/O (the same freeze, idle, lifetime and
+// drain rules). The pool takes parked connections back, without the
+// holder's help, whenever a caller would otherwise wait or dial, at every
+// maintainer tick (so idle and lifetime expiry, orphan ending and MinConns
+// see them) and when the drain begins.
+
+// Parker is an optional interface for a Connector whose callers park
+// connections (Conn.Park). On a pool whose connector does not implement it,
+// or whose Parks reports false, Park is Release.
+type Parker interface {
+	// Parks reports whether the pool's callers park connections. The pool
+	// then counts callers on its slow path, so that none waits for a slot
+	// a parked connection holds.
+	Parks() bool
+}
+
+// Park returns the connection to the pool, as Release does, but leaves it
+// with c, for Unpark to take back. Its idle time counts from its checkout,
+// so that Park reads no clock: a connection used for longer than
+// Config.ProbeAfterIdle is probed at its next checkout. Park reports
+// whether it parked the connection; when not
+// (the connection was closed, or given to the pool's idle list because
+// callers wait for one, the pool drains, or it is past its lifetime or
+// its lease), c is released and must not be used again.
+func (c *Conn[C]) Park() bool {
+	res, p := c.res, c.p
+	if res == nil || c.parked {
+		return c.parked
+	}
+	e := res.Value()
+	if !p.parking || e.lent || p.acquiring.Load() > 0 || p.waiters.Load() > 0 {
+		c.Release()
+		return false
+	}
+	// The idle time counts from the checkout: no clock read here (it
+	// would cost a tenth of a database/sql checkout), and a connection
+	// used past ProbeAfterIdle is probed on its next checkout.
+	now := e.out
+	if e.since != 0 || e.lentAt != 0 {
+		now = nanotime() // to time the use
+	}
+	if !p.checkIn(res, e, now) {
+		c.res = nil
+		return false
+	}
+	e.gen = p.gen.Load()
+	e.idleSince = now
+	e.parkedRes = res
+	c.parked, c.pe = true, e
+	e.parkedBy.Store(c)
+	// A caller may have begun to wait, or the drain to begin, after the
+	// look above: either it sees the connection parked and takes it back,
+	// or this sees it and returns the connection to the pool.
+	if p.acquiring.Load() > 0 || p.waiters.Load() > 0 || p.draining.Load() {
+		c.parked = false
+		c.res = nil
+		if e.parkedBy.CompareAndSwap(c, nil) {
+			p.returnIdle(res)
+		}
+		return false
+	}
+	return true
+}
+
+// Unpark takes back the connection c parked. It reports false, with c
+// released, when the pool took the connection back meanwhile or a
+// checkout could not trust it without a probe; the caller then acquires
+// one (which may be the same connection, probed). ctx is the checkout's,
+// for the metrics.
+func (c *Conn[C]) Unpark(ctx context.Context) bool {
+	if !c.parked {
+		return c.res != nil
+	}
+	res, p, e := c.res, c.p, c.pe
+	c.parked = false
+	c.res = nil
+	if !e.parkedBy.CompareAndSwap(c, nil) {
+		return false // the pool took it back
+	}
+	now := nanotime()
+	idle := time.Duration(now - e.idleSince)
+	if now < e.expiresAt && !p.draining.Load() && p.trusted(idle, e) {
+		if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
+			e.unparks.Add(1)
+			c.res = res
+			if p.m.timing(ctx) {
+				e.since = now
+				p.m.waitTime.Record(ctx, 0, p.m.rec...)
+			}
+			e.borrowed.Store(true)
+			e.out = now
+			if p.waiters.Load() > 0 {
+				e.lentAt = now
+			}
+			return true
+		}
+		p.discardGone(res, e)
+		return false
+	}
+	// Acquire's checks decide: a probe, a discard, or the drain's close.
+	p.returnIdle(res)
+	return false
+}
+
+// returnIdle puts a connection taken back from its parker in the idle
+// list, as it was parked, or closes it when the pool drains.
+func (p *Pool[C]) returnIdle(res *puddle.Resource[*entry[C]]) {
+	if p.draining.Load() && !p.neededInDrain() {
+		p.destroy(res)
+		return
+	}
+	res.ReleaseUnused()
+	if p.waiters.Load() > 0 {
+		p.wakeAll()
+	}
+}
+
+// takeParked takes every parked connection back into the idle list and
+// reports how many it took.
+func (p *Pool[C]) takeParked() int {
+	if !p.parking {
+		return 0
+	}
+	var took []*puddle.Resource[*entry[C]]
+	p.mu.Lock()
+	for e := range p.entries {
+		if h := e.parkedBy.Load(); h != nil && e.parkedBy.CompareAndSwap(h, nil) {
+			took = append(took, e.parkedRes)
+		}
+	}
+	p.mu.Unlock()
+	for _, res := range took {
+		p.returnIdle(res)
+	}
+	return len(took)
+}
+
+// parkedNow counts the parked connections, for Stat and the metrics.
+func (p *Pool[C]) parkedNow() (parked int32, unparks int64) {
+	if !p.parking {
+		return 0, 0
+	}
+	p.mu.Lock()
+	for e := range p.entries {
+		if e.parkedBy.Load() != nil {
+			parked++
+		}
+		unparks += e.unparks.Load()
+	}
+	unparks += p.counters.unparks.Load()
+	p.mu.Unlock()
+	return parked, unparks
+}
