@@ -36,11 +36,11 @@ type Parker interface {
 // callers wait for one, the pool drains, or it is past its lifetime or
 // its lease), c is released and must not be used again.
 func (c *Conn[C]) Park() bool {
-	res, p := c.res, c.p
-	if res == nil || c.parked {
+	e := c.e
+	if e == nil || c.parked {
 		return c.parked
 	}
-	e := res.Value()
+	p, res := e.pool, e.res
 	if !p.parking || e.lent || p.acquiring.Load() > 0 || p.waiters.Load() > 0 {
 		c.Release()
 		return false
@@ -53,20 +53,19 @@ func (c *Conn[C]) Park() bool {
 		now = nanotime() // to time the use
 	}
 	if !p.checkIn(res, e, now) {
-		c.res = nil
+		c.e = nil
 		return false
 	}
 	e.gen = p.gen.Load()
 	e.idleSince = now
-	e.parkedRes = res
-	c.parked, c.pe = true, e
+	c.parked = true
 	e.parkedBy.Store(c)
 	// A caller may have begun to wait, or the drain to begin, after the
 	// look above: either it sees the connection parked and takes it back,
 	// or this sees it and returns the connection to the pool.
 	if p.acquiring.Load() > 0 || p.waiters.Load() > 0 || p.draining.Load() {
 		c.parked = false
-		c.res = nil
+		c.e = nil
 		if e.parkedBy.CompareAndSwap(c, nil) {
 			p.returnIdle(res)
 		}
@@ -82,20 +81,21 @@ func (c *Conn[C]) Park() bool {
 // for the metrics.
 func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	if !c.parked {
-		return c.res != nil
+		return c.e != nil
 	}
-	res, p, e := c.res, c.p, c.pe
+	e := c.e
 	c.parked = false
-	c.res = nil
+	c.e = nil
 	if !e.parkedBy.CompareAndSwap(c, nil) {
 		return false // the pool took it back
 	}
+	p, res := e.pool, e.res // read once the connection is this caller's
 	now := nanotime()
 	idle := time.Duration(now - e.idleSince)
 	if now < e.expiresAt && !p.draining.Load() && p.trusted(idle, e) {
 		if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
 			e.unparks.Add(1)
-			c.res = res
+			c.e = e
 			if p.m.timing(ctx) {
 				e.since = now
 				p.m.waitTime.Record(ctx, 0, p.m.rec...)
@@ -138,7 +138,7 @@ func (p *Pool[C]) takeParked() int {
 	p.mu.Lock()
 	for e := range p.entries {
 		if h := e.parkedBy.Load(); h != nil && e.parkedBy.CompareAndSwap(h, nil) {
-			took = append(took, e.parkedRes)
+			took = append(took, e.res)
 		}
 	}
 	p.mu.Unlock()

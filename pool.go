@@ -96,12 +96,13 @@ type entry[C any] struct {
 	since                int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
 	lentAt               int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
 	out                  int64       // nanotime of the checkout (the borrower's): Park's stamp
+	pool                 *Pool[C]
+	res                  *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
 	// parkedBy is the handle that parked the connection, while it is
 	// parked; whoever swaps it to nil (Unpark, Release, the pool taking it
-	// back) owns the connection. parkedRes is its resource, for the pool.
-	parkedBy  atomic.Pointer[Conn[C]]
-	parkedRes *puddle.Resource[*entry[C]]
-	unparks   atomic.Int64 // checkouts by Unpark, for Stat.AcquireCount
+	// back) owns the connection.
+	parkedBy atomic.Pointer[Conn[C]]
+	unparks  atomic.Int64 // checkouts by Unpark, for Stat.AcquireCount
 	// conns is a slab of handles, so a checkout allocates nothing while a
 	// stale *Conn from an earlier checkout stays distinguishable.
 	conns []Conn[C]
@@ -109,10 +110,8 @@ type entry[C any] struct {
 
 // Conn is a connection borrowed from a Pool. Release it exactly once.
 type Conn[C any] struct {
-	res    *puddle.Resource[*entry[C]]
-	p      *Pool[C]
+	e      *entry[C] // nil once released
 	parked bool      // Park left the connection here (park.go)
-	pe     *entry[C] // the parked connection's entry: res.Value() panics once the pool took it back
 }
 
 // Open creates a pool and checks it against the server before returning:
@@ -292,7 +291,7 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	c.res.Value().since = now
+	c.e.since = now
 	p.m.waitTime.Record(ctx, nanosToSeconds(now-start), p.m.rec...)
 	return c, nil
 }
@@ -401,38 +400,38 @@ func (e *AcquireError) Error() string {
 // Unwrap returns both causes, for errors.Is and errors.As.
 func (e *AcquireError) Unwrap() []error { return []error{e.Err, e.LastDialErr} }
 
-func (e *entry[C]) handle(p *Pool[C], res *puddle.Resource[*entry[C]]) *Conn[C] {
+func (e *entry[C]) handle() *Conn[C] {
 	if len(e.conns) == 0 {
 		e.conns = make([]Conn[C], 64)
 	}
 	c := &e.conns[len(e.conns)-1]
 	e.conns = e.conns[:len(e.conns)-1]
-	c.res, c.p = res, p
+	c.e = e
 	return c
 }
 
 // Value returns the driver connection. It must not be used after Release.
-func (c *Conn[C]) Value() C { return c.res.Value().conn }
+func (c *Conn[C]) Value() C { return c.e.conn }
 
 // Release returns the connection to the pool. A connection that is not
 // reusable (closed, busy, inside a transaction), past its lifetime, or
 // released while the pool drains is closed instead. Release on an already
 // released Conn does nothing.
 func (c *Conn[C]) Release() {
-	res := c.res
-	if res == nil {
+	e := c.e
+	if e == nil {
 		return
 	}
-	c.res = nil
-	p := c.p
+	c.e = nil
+	p := e.pool
 	if c.parked {
 		c.parked = false
-		if c.pe.parkedBy.CompareAndSwap(c, nil) { // else the pool took it back
-			p.returnIdle(res) // checked in when it was parked
+		if e.parkedBy.CompareAndSwap(c, nil) { // else the pool took it back
+			p.returnIdle(e.res) // checked in when it was parked
 		}
 		return
 	}
-	e := res.Value()
+	res := e.res
 	now := nanotime()
 	if !p.checkIn(res, e, now) {
 		return
@@ -488,25 +487,25 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 // Destroy closes the connection instead of returning it, for a caller that
 // knows it is broken.
 func (c *Conn[C]) Destroy() {
-	res := c.res
-	if res == nil {
+	e := c.e
+	if e == nil {
 		return
 	}
-	c.res = nil
+	c.e = nil
 	if c.parked {
 		c.parked = false
-		if !c.pe.parkedBy.CompareAndSwap(c, nil) {
+		if !e.parkedBy.CompareAndSwap(c, nil) {
 			return // the pool took it back
 		}
 	}
-	e := res.Value()
+	p := e.pool
 	if e.since != 0 {
-		c.p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-e.since), c.p.m.rec...)
+		p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-e.since), p.m.rec...)
 		e.since = 0
 	}
 	e.borrowed.Store(false)
 	e.dead.Store(true)
-	c.p.destroy(res)
+	p.destroy(e.res)
 }
 
 func (p *Pool[C]) destroy(res *puddle.Resource[*entry[C]]) {
@@ -532,7 +531,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.counters.newConns.Add(1)
 	now := nanotime()
-	e := &entry[C]{conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now,
+	e := &entry[C]{pool: p, conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now,
 		dialedFrom: from, dialedTo: time.Now().UnixNano()}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
 		e.lent = true
@@ -549,11 +548,11 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 // (health.useNanos) that tells whether waiting beats dialing.
 func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
 	e.borrowed.Store(true)
-	e.out = now
+	e.res, e.out = res, now
 	if p.waiters.Load() > 0 {
 		e.lentAt = now
 	}
-	return e.handle(p, res)
+	return e.handle()
 }
 
 // backpressureTimeout bounds how long the first dial keeps retrying a
