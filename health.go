@@ -228,7 +228,7 @@ func (p *Pool[C]) hedgeDial() {
 	if p.isDraining() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)
 	defer cancel()
 	if p.p.CreateResource(ctx) != nil {
 		return

@@ -8,12 +8,18 @@ import (
 
 // DrainReport says what a drain did, for the shutdown log line.
 type DrainReport struct {
-	ClosedIdle int           // idle connections closed at once
-	WaitedFor  int           // connections borrowed when the drain began
-	Returned   int           // connections released during the drain
-	Cancelled  int           // connections whose work was cancelled at the deadline
-	Abandoned  int           // connections still borrowed when the drain gave up
-	Duration   time.Duration // from the start of the drain to its end
+	ClosedIdle int // idle connections closed at once
+	WaitedFor  int // connections borrowed when the drain began
+	Returned   int // connections released during the drain
+	Cancelled  int // connections whose work was cancelled at the deadline
+	Abandoned  int // connections still borrowed when the drain gave up
+	// DialsCut is the dials still under way when the drain ended: from
+	// the cancel point (shortly before the deadline) it stops waiting for
+	// callers' dials, and closing the pool cuts them (a dial into a black
+	// hole would hold it until DialTimeout); their callers get an error.
+	// Dials no caller waits for (hedges, MinConns) are cut as it begins.
+	DialsCut int
+	Duration time.Duration // from the start of the drain to its end
 }
 
 // Shutdown drains the pool, as http.Server.Shutdown drains a server: it
@@ -33,6 +39,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	}
 	defer close(p.shutdownDone)
 	start := time.Now()
+	p.stopBg() // hedges and the MinConns floor: the maintainer may be in one
 	close(p.stopMaintainer)
 	<-p.maintainerDone
 	p.logStale(time.Now(), true) // what the maintainer had not logged yet
@@ -70,9 +77,9 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	defer poll.Stop()
 wait:
 	// Idle connections count too: one released for a waiting caller is
-	// idle until that caller takes it. So do dials under way: each is a
-	// caller's, and closing the pool would cut it.
-	for st := p.p.Stat(); st.AcquiredResources() > 0 || st.IdleResources() > 0 || st.ConstructingResources() > 0; st = p.p.Stat() {
+	// idle until that caller takes it. So do dials under way, until the
+	// cancel point: each is a caller's, and closing the pool cuts it.
+	for st := p.p.Stat(); st.AcquiredResources() > 0 || st.IdleResources() > 0 || (!cancelled && st.ConstructingResources() > 0); st = p.p.Stat() {
 		select {
 		case <-p.released:
 		case <-poll.C:
@@ -89,7 +96,9 @@ wait:
 			p.closeIdle() // kept for a caller that no longer waits
 		}
 	}
-	p.report.Abandoned = int(p.p.Stat().AcquiredResources())
+	final := p.p.Stat()
+	p.report.Abandoned = int(final.AcquiredResources())
+	p.report.DialsCut = int(final.ConstructingResources())
 	p.report.Returned = p.report.WaitedFor - p.report.Abandoned
 	if p.report.Returned < 0 {
 		p.report.Returned = 0
@@ -111,7 +120,7 @@ wait:
 	}
 	p.cfg.Logger.Log(context.Background(), level, "runpool: drained",
 		"pool", p.cfg.Name, "closed_idle", p.report.ClosedIdle, "waited_for", p.report.WaitedFor,
-		"returned", p.report.Returned, "cancelled", p.report.Cancelled, "abandoned", p.report.Abandoned,
+		"returned", p.report.Returned, "cancelled", p.report.Cancelled, "abandoned", p.report.Abandoned, "dials_cut", p.report.DialsCut,
 		"duration", p.report.Duration, "err", err)
 	return p.report, err
 }

@@ -94,3 +94,87 @@ func TestDrainHandsReturnedConnectionsToCallersWaitingToDial(t *testing.T) {
 		t.Errorf("the caller waiting for its turn was served after %v, not by the released connection", fastest)
 	}
 }
+
+// hangingDials returns an AfterConnect hook that, once hang is set, holds
+// every new connection until its dial's context ends: a dial into a
+// black hole, which only DialTimeout or a cancel ends.
+func hangingDials(hang *atomic.Bool) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, _ *pgx.Conn) error {
+		if hang.Load() {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+}
+
+// The drain cuts the dials no caller waits for (here the MinConns floor's,
+// which the maintainer runs) as it begins: before, Shutdown first waited
+// for the maintainer, and so for the dial, until DialTimeout.
+func TestDrainCutsBackgroundDials(t *testing.T) {
+	var hang atomic.Bool
+	p := openPoolHooked(t, runpool.Config{MaxConns: 3, MinConns: 2, MaintainInterval: 20 * time.Millisecond, DialTimeout: 20 * time.Second}, hangingDials(&hang))
+	ctx := ctxT(t, 30*time.Second)
+	// The first connection is open; the floor's second dial hangs.
+	hang.Store(true)
+	waitFor(t, 5*time.Second, "the maintainer dialing", func() bool { return p.Stat().ConstructingConns() == 1 })
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	rep, err := p.Shutdown(sctx)
+	if took := time.Since(start); err != nil || took > time.Second {
+		t.Errorf("Shutdown took %v, err %v; want well under a second, no error", took.Round(time.Millisecond), err)
+	}
+	if rep.ClosedIdle != 1 || rep.Abandoned != 0 {
+		t.Errorf("drain report %+v, want the idle connection closed, nothing abandoned", rep)
+	}
+}
+
+// From its cancel point the drain stops waiting for a caller's dial that
+// does not end (a black hole): it returns by its deadline without an
+// error, reports the dial cut, and the caller gets an error at once.
+// Before, the drain waited for the dial until its deadline and failed.
+func TestDrainCutsACallersHangingDialAtTheCancelPoint(t *testing.T) {
+	var hang atomic.Bool
+	p := openPoolHooked(t, runpool.Config{MaxConns: 2, DialTimeout: 20 * time.Second}, hangingDials(&hang))
+	ctx := ctxT(t, 30*time.Second)
+	held, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang.Store(true)
+	callerErr := make(chan error, 1)
+	go func() {
+		c, err := p.Acquire(ctx) // dials, and hangs
+		if err == nil {
+			c.Release()
+		}
+		callerErr <- err
+	}()
+	waitFor(t, 5*time.Second, "the caller dialing", func() bool { return p.Stat().ConstructingConns() == 1 })
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	drained := make(chan error, 1)
+	var rep runpool.DrainReport
+	go func() {
+		var err error
+		rep, err = p.Shutdown(sctx)
+		drained <- err
+	}()
+	held.Release()
+	if err := <-drained; err != nil {
+		t.Errorf("Shutdown: %v after %v; want no error", err, time.Since(start).Round(time.Millisecond))
+	}
+	if rep.DialsCut != 1 || rep.Abandoned != 0 {
+		t.Errorf("drain report %+v, want 1 dial cut, nothing abandoned", rep)
+	}
+	select {
+	case err := <-callerErr:
+		if err == nil {
+			t.Error("the caller whose dial was cut got a connection")
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("the caller whose dial was cut still waits 2 s after the drain")
+	}
+}

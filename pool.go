@@ -66,6 +66,11 @@ type Pool[C any] struct {
 	lentOpen atomic.Int64 // open connections beyond the fair share
 	staleLog staleLog     // what the maintainer last logged of stale discards
 
+	// bg bounds the dials no caller waits for (hedges, the MinConns
+	// floor): Shutdown cancels it, so none holds up the drain.
+	bg     context.Context
+	stopBg context.CancelFunc
+
 	closeOnce      sync.Once
 	stopMaintainer chan struct{}
 	maintainerDone chan struct{}
@@ -243,6 +248,7 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 		shutdownDone:   make(chan struct{}),
 		m:              m,
 	}
+	p.bg, p.stopBg = context.WithCancel(context.Background())
 	pp, err := puddle.NewPool(&puddle.Config[*entry[C]]{
 		Constructor: p.construct,
 		Destructor:  p.destruct,
@@ -873,7 +879,7 @@ func (p *Pool[C]) ensureMinConns() {
 		if p.isDraining() {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
+		ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)
 		err := p.p.CreateResource(ctx)
 		cancel()
 		if err != nil {
