@@ -95,14 +95,7 @@ func TestEventsBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The role holds its 2 connections: a third caller meets 53300.
-	served := make(chan error, 1)
-	go func() {
-		c, err := p.Acquire(ctx)
-		if err == nil {
-			c.Release()
-		}
-		served <- err
-	}()
+	served := acquireInBackground(ctx, p.Acquire)
 	waitFor(t, 10*time.Second, "no caller waiting out back-pressure", func() bool {
 		return rd.collect().sum(t, "runpool.backpressure.waiting", pool) == 1
 	})

@@ -143,14 +143,7 @@ func TestDrainCutsACallersHangingDialAtTheCancelPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	hang.Store(true)
-	callerErr := make(chan error, 1)
-	go func() {
-		c, err := p.Acquire(ctx) // dials, and hangs
-		if err == nil {
-			c.Release()
-		}
-		callerErr <- err
-	}()
+	callerErr := acquireInBackground(ctx, p.Acquire) // dials, and hangs
 	waitFor(t, 5*time.Second, "the caller dialing", func() bool { return p.Stat().ConstructingConns() == 1 })
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

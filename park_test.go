@@ -130,14 +130,7 @@ func TestParkedConnectionServesAWaitingCaller(t *testing.T) {
 	}
 	c.Release() // harmless after a failed Unpark
 	// While a caller waits, Park returns the connection to it instead.
-	got := make(chan error, 1)
-	go func() {
-		c2, err := p.Acquire(actx)
-		if err == nil {
-			c2.Release()
-		}
-		got <- err
-	}()
+	got := acquireInBackground(actx, p.Acquire)
 	time.Sleep(200 * time.Millisecond) // it waits for the slot other holds
 	if other.Park() {
 		t.Error("Park kept the connection while a caller waited for it")

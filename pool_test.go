@@ -78,6 +78,20 @@ func acquireAll(t *testing.T, ctx context.Context, p *pgxadapter.Pool, n int) []
 	return cs
 }
 
+// acquireInBackground starts a caller that acquires with acquire within
+// ctx, releases at once, and sends its error (nil when served).
+func acquireInBackground[C interface{ Release() }](ctx context.Context, acquire func(context.Context) (C, error)) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		c, err := acquire(ctx)
+		if err == nil {
+			c.Release()
+		}
+		done <- err
+	}()
+	return done
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
