@@ -86,14 +86,8 @@ func TestEventsBackpressure(t *testing.T) {
 	}
 	t.Cleanup(p.Close)
 
-	a, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := acquireAll(t, ctx, p.Acquire, 2)
+	a, b := held[0], held[1]
 	// The role holds its 2 connections: a third caller meets 53300.
 	served := acquireInBackground(ctx, p.Acquire)
 	waitFor(t, 10*time.Second, "no caller waiting out back-pressure", func() bool {

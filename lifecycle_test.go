@@ -18,7 +18,7 @@ import (
 func TestDrainHandsReturnedConnectionsToCallersWaitingForASlot(t *testing.T) {
 	p, srv, user := openPool(t, runpool.Config{MaxConns: 2, DrainTimeout: 10 * time.Second})
 	ctx := ctxT(t, 20*time.Second)
-	held := acquireAll(t, ctx, p, 2)
+	held := acquireAll(t, ctx, p.Acquire, 2)
 	before := p.Stat().NewConnsCount()
 	var wg sync.WaitGroup
 	for range 2 {
@@ -64,7 +64,7 @@ func TestDrainHandsReturnedConnectionsToCallersWaitingToDial(t *testing.T) {
 		return nil
 	})
 	ctx := ctxT(t, 20*time.Second)
-	a := acquireAll(t, ctx, p, 1)[0]
+	a := acquireAll(t, ctx, p.Acquire, 1)[0]
 	slow.Store(true)
 	before := p.Stat().NewConnsCount()
 	var wg sync.WaitGroup

@@ -24,7 +24,7 @@ func TestOrphanedSessionsAreEnded(t *testing.T) {
 	srv := pgtest.Shared(t)
 	ctx := ctxT(t, 20*time.Second)
 
-	for _, c := range acquireAll(t, ctx, p, 3) {
+	for _, c := range acquireAll(t, ctx, p.Acquire, 3) {
 		c.Release()
 	}
 	time.Sleep(2 * natIdle) // the NAT forgets the three flows

@@ -203,14 +203,8 @@ func TestMaintainerTakesParkedConnectionsBack(t *testing.T) {
 func TestDrainClosesParkedConnections(t *testing.T) {
 	p, _, srv, user := openParking(t, runpool.Config{MaxConns: 2})
 	ctx := ctxT(t, 10*time.Second)
-	a, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := acquireAll(t, ctx, p.Acquire, 2)
+	a, b := held[0], held[1]
 	if !a.Park() {
 		t.Fatal("not parked")
 	}

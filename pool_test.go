@@ -64,12 +64,13 @@ func openPoolWith(t *testing.T, url string, cfg runpool.Config, afterConnect fun
 	return p
 }
 
-// acquireAll borrows n connections or fails the test.
-func acquireAll(t *testing.T, ctx context.Context, p *pgxadapter.Pool, n int) []*pgxadapter.Conn {
+// acquireAll borrows n connections with acquire (a pool's Acquire) or
+// fails the test.
+func acquireAll[C any](t *testing.T, ctx context.Context, acquire func(context.Context) (C, error), n int) []C {
 	t.Helper()
-	cs := make([]*pgxadapter.Conn, n)
+	cs := make([]C, n)
 	for i := range cs {
-		c, err := p.Acquire(ctx)
+		c, err := acquire(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,14 +146,8 @@ func TestAcquireRelease(t *testing.T) {
 func TestWaitersAtMaximum(t *testing.T) {
 	p, srv, user := openPool(t, runpool.Config{MaxConns: 2})
 	ctx := ctxT(t, 20*time.Second)
-	a, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := acquireAll(t, ctx, p.Acquire, 2)
+	a, b := held[0], held[1]
 
 	// A waiter that gives up.
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
