@@ -135,6 +135,12 @@ func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
 	return idle < p.probeAfter && e.gen == p.gen.Load()
 }
 
+// looksOpen is the look a trusted connection gets on checkout: none when
+// it was back in use within PeekAfterIdle, else the connector's Gone.
+func (p *Pool[C]) looksOpen(e *entry[C], idle time.Duration) bool {
+	return idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn)
+}
+
 // discardGone closes a connection the server already ended, found by the
 // connector's Gone on the fast path. Its idle siblings likely share its
 // fate (a restart, pg_terminate_backend of the role): each must now prove

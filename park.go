@@ -34,7 +34,8 @@ type Parker interface {
 // whether it parked the connection; when not
 // (the connection was closed, or given to the pool's idle list because
 // callers wait for one, the pool drains, or it is past its lifetime or
-// its lease), c is released and must not be used again.
+// its lease), c is released and must not be used again. Park on a
+// connection already parked does nothing and reports true.
 func (c *Conn[C]) Park() bool {
 	e := c.e
 	if e == nil || c.parked {
@@ -78,7 +79,8 @@ func (c *Conn[C]) Park() bool {
 // released, when the pool took the connection back meanwhile or a
 // checkout could not trust it without a probe; the caller then acquires
 // one (which may be the same connection, probed). ctx is the checkout's,
-// for the metrics.
+// for the metrics. On a Conn that is not parked, Unpark reports whether
+// it is still held (not released).
 func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	if !c.parked {
 		return c.e != nil
@@ -93,18 +95,14 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	now := nanotime()
 	idle := time.Duration(now - e.idleSince)
 	if now < e.expiresAt && !p.draining.Load() && p.trusted(idle, e) {
-		if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
+		if p.looksOpen(e, idle) {
 			e.unparks.Add(1)
 			c.e = e
 			if p.m.timing(ctx) {
 				e.since = now
 				p.m.waitTime.Record(ctx, 0, p.m.rec...)
 			}
-			e.borrowed.Store(true)
-			e.out = now
-			if p.waiters.Load() > 0 {
-				e.lentAt = now
-			}
+			p.markLent(e, now)
 			return true
 		}
 		p.discardGone(res, e)
@@ -122,10 +120,7 @@ func (p *Pool[C]) returnIdle(res *puddle.Resource[*entry[C]]) {
 		p.destroy(res)
 		return
 	}
-	res.ReleaseUnused()
-	if p.waiters.Load() > 0 {
-		p.wakeAll()
-	}
+	p.putIdle(res)
 }
 
 // takeParked takes every parked connection back into the idle list and

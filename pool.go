@@ -361,7 +361,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		now := nanotime()
 		idle := time.Duration(now - e.idleSince)
 		if p.trusted(idle, e) {
-			if idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn) {
+			if p.looksOpen(e, idle) {
 				return p.lend(res, e, now), now, bp, nil
 			}
 			p.discardGone(res, e)
@@ -444,8 +444,13 @@ func (c *Conn[C]) Release() {
 	}
 	e.gen = p.gen.Load()
 	e.idleSince = now
-	// ReleaseUnused: puddle's own last-used stamp would cost a second
-	// clock read; idle times are measured from idleSince.
+	p.putIdle(res)
+}
+
+// putIdle puts a checked-in connection on puddle's idle list and wakes the
+// callers waiting for one. ReleaseUnused: puddle's own last-used stamp
+// would cost a second clock read; idle times are measured from idleSince.
+func (p *Pool[C]) putIdle(res *puddle.Resource[*entry[C]]) {
 	res.ReleaseUnused()
 	if p.waiters.Load() > 0 {
 		p.wakeAll()
@@ -553,12 +558,18 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 // a connection it notes when, so that Release can time the use
 // (health.useNanos) that tells whether waiting beats dialing.
 func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
+	e.res = res
+	p.markLent(e, now)
+	return e.handle()
+}
+
+// markLent notes a checkout at now (lend, Unpark).
+func (p *Pool[C]) markLent(e *entry[C], now int64) {
 	e.borrowed.Store(true)
-	e.res, e.out = res, now
+	e.out = now
 	if p.waiters.Load() > 0 {
 		e.lentAt = now
 	}
-	return e.handle()
 }
 
 // backpressureTimeout bounds how long the first dial keeps retrying a

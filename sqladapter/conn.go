@@ -39,8 +39,7 @@ type DriverConn struct {
 	// pool took the parked connection back. database/sql calls them and
 	// every other method under its lock of the shell, so they need none
 	// of their own.
-	held   *runpool.Conn[*pooled]
-	parked bool // held is parked
+	held *runpool.Conn[*pooled]
 	// failed is why the last checkout from runpool failed, for the next
 	// call to return: database/sql ignores a ResetSession error other
 	// than driver.ErrBadConn, and retrying after ErrBadConn would wait
@@ -68,11 +67,7 @@ var (
 // reused the shell without calling it.
 func (c *DriverConn) conn(ctx context.Context) (*pooled, error) {
 	if h := c.held; h != nil {
-		if !c.parked {
-			return h.Value(), nil
-		}
-		c.parked = false
-		if h.Unpark(ctx) {
+		if h.Unpark(ctx) { // at once when it is not parked
 			return h.Value(), nil
 		}
 		c.held = nil
@@ -105,10 +100,8 @@ func (c *DriverConn) ResetSession(ctx context.Context) error {
 // instead when it is broken, inside a transaction, past its lifetime or
 // draining, and returns it to its idle list when other callers wait.
 func (c *DriverConn) IsValid() bool {
-	if h := c.held; h != nil && !c.parked {
-		if c.parked = h.Park(); !c.parked {
-			c.held = nil
-		}
+	if h := c.held; h != nil && !h.Park() { // Park keeps a parked one parked
+		c.held = nil
 	}
 	c.failed = nil
 	return true
@@ -124,7 +117,7 @@ func (c *DriverConn) Close() error {
 
 func (c *DriverConn) release() {
 	if h := c.held; h != nil {
-		c.held, c.parked = nil, false // before Release: another checkout may take it at once
+		c.held = nil // before Release: another checkout may take it at once
 		h.Release()
 	}
 }
