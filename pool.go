@@ -322,7 +322,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 				var limit time.Duration
 				if errors.Is(err, errComesBack) {
 					if dialBy.IsZero() {
-						dialBy = time.Now().Add(p.health.dialNanosOrZero())
+						dialBy = time.Now().Add(comesBackPatience * p.health.dialNanosOrZero())
 					}
 					if limit = time.Until(dialBy); limit <= 0 {
 						ctx = context.WithValue(ctx, mustDial{}, true)
@@ -582,12 +582,24 @@ var errDialBusy = errors.New("runpool: every dial token is in use")
 
 // errComesBack is construct's answer when a busy connection will likely
 // come back before a dial would end (comesBackSooner). Acquire then waits
-// for its turn, for at most a dial's time, and dials after that.
+// for its turn, for at most comesBackPatience dials' time, and dials after
+// that.
 var errComesBack = errors.New("runpool: a connection comes back sooner than a dial ends")
 
-// mustDial marks the context of a caller that waited a dial's time for a
-// returning connection in vain: its construct dials.
+// mustDial marks the context of a caller that waited comesBackPatience
+// dials' time for a returning connection in vain: its construct dials.
 type mustDial struct{}
+
+// comesBackPatience is how many dials' time a caller told a connection
+// comes back sooner waits for one before it dials anyway. One dial's time
+// is not enough: near the end of a burst, the estimate for the last
+// callers in line comes close to a dial, they lose the race for returning
+// connections to the others, and a dial then costs them more than its
+// time (a new backend's first query warms its catalog caches, and its
+// start takes CPU the queries need). Two leave room for that while
+// bounding the wait when the estimate is wrong (borrowers that now hold
+// their connections longer than the estimate knows).
+const comesBackPatience = 2
 
 // comesBackSooner estimates whether the callers waiting, this one
 // included, are served by the borrowed connections coming back sooner

@@ -119,35 +119,72 @@ func openViaAs(t *testing.T, px faultproxy.Config, cfg runpool.Config) (*pgxadap
 // callers dial at once (4 new connections, checked by breaking the rule
 // by hand).
 func TestWaitsForAReturningConnectionRatherThanDialing(t *testing.T) {
-	p := openPoolHooked(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, func(ctx context.Context, _ *pgx.Conn) error {
-		select {
-		case <-time.After(150 * time.Millisecond):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	p := openPoolHooked(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, slowDials(150*time.Millisecond))
 
 	ctx := ctxT(t, 20*time.Second)
-	burst := func(n int) int64 {
-		before := p.Stat().NewConnsCount()
-		var wg sync.WaitGroup
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := p.Exec(ctx, "SELECT pg_sleep(0.01)"); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-		return p.Stat().NewConnsCount() - before
-	}
-	first := burst(8)
-	second := burst(16)
+	first := burst(t, ctx, p, 8)
+	second := burst(t, ctx, p, 16)
 	t.Logf("first burst of 8: %d new connections; second of 16: %d", first, second)
 	if second > 1 {
 		t.Fatalf("%d new connections for a burst served faster by those open: callers dialed rather than wait", second)
 	}
+}
+
+// A caller told a connection comes back sooner waits for it longer than
+// one dial's time (comesBackPatience) before it dials anyway. With one
+// dial's time, the last callers of a burst, whose turn the estimate puts
+// at about a dial away, lost the race for returning connections to the
+// others, dialed, and paid a new backend's start and first query: after a
+// freeze the simulator's slowest requests were those. Here dials take
+// 300 ms and every connection is held for 1.5 dials' time after the
+// caller arrives; it is then served by the one coming back, where before
+// it dialed at 300 ms (one new connection).
+func TestWaitsForAReturningConnectionLongerThanADial(t *testing.T) {
+	const dial = 300 * time.Millisecond
+	p := openPoolHooked(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, slowDials(dial))
+	ctx := ctxT(t, 20*time.Second)
+	burst(t, ctx, p, 8) // teaches the pool how long a dial takes and a borrower keeps its connection
+
+	held := acquireAll(t, ctx, p.Acquire, int(p.Stat().TotalConns()))
+	before := p.Stat().NewConnsCount()
+	done := acquireInBackground(ctx, p.Acquire)
+	time.Sleep(dial * 3 / 2)
+	for _, c := range held {
+		c.Release()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if opened := p.Stat().NewConnsCount() - before; opened != 0 {
+		t.Fatalf("%d new connections: the caller dialed after one dial's time instead of waiting for a connection coming back", opened)
+	}
+}
+
+// slowDials is an AfterConnect hook that makes every dial take d.
+func slowDials(d time.Duration) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, _ *pgx.Conn) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// burst runs n concurrent 10 ms queries on p and returns how many
+// connections p opened for them.
+func burst(t *testing.T, ctx context.Context, p *pgxadapter.Pool, n int) int64 {
+	t.Helper()
+	before := p.Stat().NewConnsCount()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if _, err := p.Exec(ctx, "SELECT pg_sleep(0.01)"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	return p.Stat().NewConnsCount() - before
 }
