@@ -12,10 +12,11 @@ import (
 // one back without the pool's lock: Park returns it, Unpark takes it back
 // when the pool has not needed it meanwhile and the checks a checkout
 // makes would pass without I/O (the same freeze, idle, lifetime and
-// drain rules). The pool takes parked connections back, without the
-// holder's help, whenever a caller would otherwise wait or dial, at every
-// maintainer tick (so idle and lifetime expiry, orphan ending and MinConns
-// see them) and when the drain begins.
+// drain rules). The pool takes every parked connection back, without the
+// holder's help, as each call of Acquire begins (so that no caller waits
+// or dials for a slot a parked connection holds), at every maintainer
+// tick (so idle and lifetime expiry, orphan ending and MinConns see them)
+// and when the drain begins.
 
 // Parker is an optional interface for a Connector whose callers park
 // connections (Conn.Park). On a pool whose connector does not implement it,

@@ -309,6 +309,8 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 // episode).
 func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp bool, _ error) {
 	if p.parking {
+		// Before puddle's Acquire, which on a full pool blocks inside
+		// puddle, where no parked connection would be taken back.
 		p.acquiring.Add(1)
 		defer p.acquiring.Add(-1)
 		p.takeParked()

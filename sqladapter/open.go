@@ -40,9 +40,9 @@ func OpenFromEnv(ctx context.Context) (*sql.DB, error) {
 
 // OpenDB creates a *sql.DB on c. Its idle connections are shells whose
 // server connection, if any, is parked in runpool (see DriverConn):
-// runpool alone decides what stays idle. OpenDB lets database/sql keep up to twice the
-// pool's size of them (database/sql's default is 2), so that a checkout
-// reuses a shell rather than building a new one.
+// runpool alone decides what stays idle. OpenDB lets database/sql keep
+// up to twice the pool's size of them (database/sql's default is 2), so
+// that a checkout reuses a shell rather than building a new one.
 func OpenDB(c *Connector) *sql.DB {
 	db := sql.OpenDB(c)
 	db.SetMaxIdleConns(shellsKept(c.pool.Stat().MaxConns()))
