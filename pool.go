@@ -583,32 +583,38 @@ const backpressureTimeout = 30 * time.Second
 var errDialBusy = errors.New("runpool: every dial token is in use")
 
 // errComesBack is construct's answer when a busy connection will likely
-// come back before a dial would end (comesBackSooner). Acquire then waits
-// for its turn, for at most comesBackPatience dials' time, and dials after
+// come back within comesBackPatience dials' time (comesBackSooner).
+// Acquire then waits for its turn, for at most that long, and dials after
 // that.
-var errComesBack = errors.New("runpool: a connection comes back sooner than a dial ends")
+var errComesBack = errors.New("runpool: a connection comes back sooner than a dial would serve")
 
 // mustDial marks the context of a caller that waited comesBackPatience
 // dials' time for a returning connection in vain: its construct dials.
 type mustDial struct{}
 
-// comesBackPatience is how many dials' time a caller told a connection
-// comes back sooner waits for one before it dials anyway. One dial's time
-// is not enough: near the end of a burst, the estimate for the last
-// callers in line comes close to a dial, they lose the race for returning
-// connections to the others, and a dial then costs them more than its
-// time (a new backend's first query warms its catalog caches, and its
-// start takes CPU the queries need). Two leave room for that while
-// bounding the wait when the estimate is wrong (borrowers that now hold
-// their connections longer than the estimate knows).
+// comesBackPatience is how many dials' time a caller would rather wait
+// for a returning connection than dial: comesBackSooner holds a dial
+// back while the waiting callers' turns come within it, and a caller held
+// back dials anyway once it has waited that long. Both use the same
+// figure, so that a caller does not give up just before the turn it was
+// held back for.
+//
+// A dial costs more than its time: the server starts a backend, whose
+// CPU the queries in flight need, and the new connection's first query
+// warms its catalog caches. Counted at one dial's time, a burst after a
+// freeze in the simulator (16 callers, 5 ms queries, the server on the
+// same two cores) opened 4-6 connections, and its slowest request came
+// past 3x a fresh dial plus the query in 18 of 176 bursts; counted at
+// two, 2-3 connections and 3 of 192 (the patience was two dials' time in
+// both). One dial's patience was too short for the same reason: the last
+// callers of a burst lost the race for returning connections and dialed.
 const comesBackPatience = 2
 
 // comesBackSooner estimates whether the callers waiting, this one
-// included, are served by the borrowed connections coming back sooner
-// than a new connection would open: each borrowed one serves a caller
-// every useNanos, a dial takes dialNanos. A burst of short queries is
-// then served by a few connections instead of a dial per caller (a dial
-// costs the server a backend and both sides CPU that the queries need).
+// included, are served by the borrowed connections coming back within
+// comesBackPatience dials' time: each borrowed one serves a caller every
+// useNanos, a dial takes dialNanos. A burst of short queries is then
+// served by a few connections instead of a dial per caller.
 func (p *Pool[C]) comesBackSooner() bool {
 	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
 	if use == 0 || dial == 0 || nanotime()-p.health.dialAt.Load() > int64(estimateFresh) {
@@ -619,7 +625,7 @@ func (p *Pool[C]) comesBackSooner() bool {
 		return false
 	}
 	waiting := int64(p.waiters.Load()) + 1
-	return use*waiting/busy < dial
+	return use*waiting/busy < comesBackPatience*dial
 }
 
 // estimateFresh is how recent the dial time must be for comesBackSooner

@@ -1,0 +1,103 @@
+package runpool
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool/internal/pgtest"
+)
+
+// A caller that finds every connection borrowed waits for one to come back
+// while its turn, as the estimates put it, comes within comesBackPatience
+// dials' time, and dials at once beyond that. The estimates are set by
+// hand (a borrower keeps its connection use, a dial takes 100 ms) and the
+// one connection is held; the caller's turn is then use away. At 150 ms,
+// between one dial and two, it waits and is served by the connection
+// coming back at 120 ms (before, a dial counted once, it dialed at once);
+// at 300 ms it dials.
+func TestReturningConnectionPreferredWithinTwoDials(t *testing.T) {
+	const dial = 100 * time.Millisecond
+	for _, tc := range []struct {
+		use    time.Duration
+		dialed int64
+	}{
+		{use: 3 * dial / 2, dialed: 0},
+		{use: 3 * dial, dialed: 1},
+	} {
+		t.Run(tc.use.String(), func(t *testing.T) {
+			p := newTestPool(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			held, err := p.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.health.useNanos.Store(int64(tc.use))
+			p.health.dialNanos.Store(int64(dial))
+			p.health.dialAt.Store(nanotime())
+			before := p.counters.newConns.Load()
+
+			done := make(chan error, 1)
+			go func() {
+				c, err := p.Acquire(ctx)
+				if err == nil {
+					c.Release()
+				}
+				done <- err
+			}()
+			time.Sleep(dial * 6 / 5)
+			held.Release()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := p.counters.newConns.Load() - before; got != tc.dialed {
+				t.Fatalf("turn %v away, a dial %v: %d new connections, want %d", tc.use, dial, got, tc.dialed)
+			}
+		})
+	}
+}
+
+// newTestPool opens a pool of pgx connections to the shared test server,
+// through pgxConnector, closed when the test ends.
+func newTestPool(t *testing.T) *Pool[*pgx.Conn] {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	p, err := New(Config{MaxConns: 4}, pgxConnector{url: srv.URLFor(user, "pw", user)}, Hooks[*pgx.Conn]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// pgxConnector is the least a Connector needs over pgx, for tests of the
+// pool's own decisions on real connections (the adapters import this
+// package, so its tests cannot use them).
+type pgxConnector struct{ url string }
+
+func (c pgxConnector) Connect(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, c.url)
+}
+
+func (pgxConnector) Ping(ctx context.Context, c *pgx.Conn) error { return c.Ping(ctx) }
+
+func (pgxConnector) Reusable(c *pgx.Conn) bool {
+	return !c.IsClosed() && !c.PgConn().IsBusy() && c.PgConn().TxStatus() == 'I'
+}
+
+func (pgxConnector) Cancel(ctx context.Context, c *pgx.Conn) error {
+	return c.PgConn().CancelRequest(ctx)
+}
+
+func (pgxConnector) Close(c *pgx.Conn, dead bool) {
+	if dead {
+		c.PgConn().Conn().Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c.Close(ctx)
+}
