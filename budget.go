@@ -47,9 +47,14 @@ import (
 // gives borrowed slots back within seconds, and an instance that wakes up
 // finds room: at worst it waits a lease, backing off, while the busy one's
 // next dials meet 53300 in turn (additive growth while dials succeed,
-// shrinking as leases end and 53300 answers). Where the server would allow
-// more than the budget, nothing enforces it but the division, so an
-// instance never borrows and the total never exceeds the budget.
+// shrinking as leases end and 53300 answers). A pool whose own dial met
+// 53300 stops borrowing for a lease's time and closes its borrowed
+// connections as they come back (contended, pool.go): otherwise, with
+// every instance busy, its callers would take each slot back the moment
+// it freed, while the instances below their share back off between
+// dials. Where the server would allow more than the budget, nothing
+// enforces it but the division, so an instance never borrows and the
+// total never exceeds the budget.
 const (
 	borrowLease = 2 * time.Second
 	borrowIdle  = time.Second

@@ -64,7 +64,10 @@ type Pool[C any] struct {
 	m        *metrics     // instruments (metrics.go)
 	bp       backpressure // the current 53300 episode, for its log lines
 	lentOpen atomic.Int64 // open connections beyond the fair share
-	staleLog staleLog     // what the maintainer last logged of stale discards
+	// contendedUntil (nanotime) is when the last 53300 a dial met stops
+	// holding the pool to its fair share (see contended).
+	contendedUntil atomic.Int64
+	staleLog       staleLog // what the maintainer last logged of stale discards
 
 	// bg bounds the dials no caller waits for (hedges, the MinConns
 	// floor): Shutdown cancels it, so none holds up the drain.
@@ -320,9 +323,13 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
-			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) {
+			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
 				var limit time.Duration
-				if errors.Is(err, errComesBack) {
+				if errors.Is(err, errContended) {
+					if limit = min(p.contendedFor(), contendedRecheck); limit <= 0 {
+						continue
+					}
+				} else if errors.Is(err, errComesBack) {
 					if dialBy.IsZero() {
 						dialBy = time.Now().Add(comesBackPatience * p.health.dialNanosOrZero())
 					}
@@ -485,7 +492,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.destroy(res)
 		return false
 	}
-	if e.lent && now-e.created >= int64(borrowLease) {
+	if e.lent && (now-e.created >= int64(borrowLease) || now < p.contendedUntil.Load()) {
 		p.counters.borrowReturned.Add(1)
 		p.destroy(res)
 		return false
@@ -588,6 +595,39 @@ var errDialBusy = errors.New("runpool: every dial token is in use")
 // that.
 var errComesBack = errors.New("runpool: a connection comes back sooner than a dial would serve")
 
+// errContended is construct's answer when a dial would take the pool
+// beyond its fair share while the server is full (contended). Acquire
+// then waits for one of the pool's own connections to come back, until
+// the contention ends.
+var errContended = errors.New("runpool: the server is full and the pool holds its fair share")
+
+// contentionHold is how long a dial's 53300 holds the pool to its fair
+// share, as long as a borrowed connection's lease.
+const contentionHold = borrowLease
+
+// contended reports that a dial now would take the pool beyond its fair
+// share while a recent 53300 says the server is full. Borrowing then
+// stops, and borrowed connections are closed as they come back, so that
+// the slots go to the instances below their share, which back off
+// between dials, instead of back to the borrower, whose callers would
+// dial again the moment a lease ended. (Without it, in a scale-out where
+// every instance is busy, the first instances to dial held half the
+// budget each while the last ones waited out 53300.)
+func (p *Pool[C]) contended() bool {
+	fs := p.cfg.fairShare
+	return fs > 0 && nanotime() < p.contendedUntil.Load() && p.p.Stat().TotalResources() > fs
+}
+
+// contendedRecheck bounds a contended caller's wait between looks: a
+// connection closed rather than returned (broken, past its lifetime)
+// wakes nobody, and may leave the pool below its share, free to dial.
+const contendedRecheck = 100 * time.Millisecond
+
+// contendedFor is how long the contention lasts from now.
+func (p *Pool[C]) contendedFor() time.Duration {
+	return time.Duration(p.contendedUntil.Load() - nanotime())
+}
+
 // mustDial marks the context of a caller that waited comesBackPatience
 // dials' time for a returning connection in vain: its construct dials.
 type mustDial struct{}
@@ -641,6 +681,10 @@ const estimateFresh = time.Second
 // returns meanwhile could serve it sooner (after a freeze, a burst is
 // served by the first fresh connections as they free up).
 func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
+	if p.contended() {
+		var zero C
+		return zero, errContended
+	}
 	if ctx.Value(mustDial{}) == nil && p.comesBackSooner() {
 		var zero C
 		return zero, errComesBack
@@ -665,6 +709,9 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		p.counters.dialFailures.Add(1)
 		p.health.dialFailed(err)
 		p.dialsFailing(err)
+		if tooManyConnections(err) && p.cfg.fairShare > 0 {
+			p.contendedUntil.Store(nanotime() + int64(contentionHold))
+		}
 		return c, err
 	}
 	p.health.dialTook(took)
