@@ -326,7 +326,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
 				var limit time.Duration
 				if errors.Is(err, errContended) {
-					if limit = min(p.contendedFor(), contendedRecheck); limit <= 0 {
+					if limit = min(p.contendedFor(), waitRecheck); limit <= 0 {
 						continue
 					}
 				} else if errors.Is(err, errComesBack) {
@@ -337,8 +337,20 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 						ctx = context.WithValue(ctx, mustDial{}, true)
 						continue
 					}
+					// Woken, it tries again; between wakes it looks only
+					// whether the connections it waits for are gone.
+					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
+						var err error
+						if woke, err = p.waitTurn(ctx, min(limit, waitRecheck)); err != nil {
+							return nil, 0, bp, p.acquireError(ctx, err)
+						}
+						if p.p.Stat().AcquiredResources() == 0 {
+							break
+						}
+					}
+					continue
 				}
-				if err := p.waitTurn(ctx, limit); err != nil {
+				if _, err := p.waitTurn(ctx, limit); err != nil {
 					return nil, 0, bp, p.acquireError(ctx, err)
 				}
 				continue
@@ -618,11 +630,6 @@ func (p *Pool[C]) contended() bool {
 	return fs > 0 && nanotime() < p.contendedUntil.Load() && p.p.Stat().TotalResources() > fs
 }
 
-// contendedRecheck bounds a contended caller's wait between looks: a
-// connection closed rather than returned (broken, past its lifetime)
-// wakes nobody, and may leave the pool below its share, free to dial.
-const contendedRecheck = 100 * time.Millisecond
-
 // contendedFor is how long the contention lasts from now.
 func (p *Pool[C]) contendedFor() time.Duration {
 	return time.Duration(p.contendedUntil.Load() - nanotime())
@@ -667,6 +674,17 @@ func (p *Pool[C]) comesBackSooner() bool {
 	waiting := int64(p.waiters.Load()) + 1
 	return use*waiting/busy < comesBackPatience*dial
 }
+
+// waitRecheck bounds a caller's wait between looks when it waits for a
+// connection to come back (errComesBack, errContended) rather than for a
+// dial token: a connection closed instead of returned (a failed probe,
+// broken, past its lifetime) wakes nobody, and the caller may then be
+// free to dial. A caller told one comes back looks only whether any is
+// still borrowed; re-estimating between wakes made it dial mid-burst,
+// where a wake would have handed it a returned connection. Without it such a caller sleeps out its whole patience,
+// which a slow dial under load stretches (once, in CI, every request of
+// a burst after a freeze waited 1.9 s and then all were served at once).
+const waitRecheck = 50 * time.Millisecond
 
 // estimateFresh is how recent the dial time must be for comesBackSooner
 // to hold back a dial on it. The dials that set it may have run under
@@ -759,9 +777,11 @@ func (p *Pool[C]) wakeAll() {
 
 // waitTurn parks a caller that found no idle connection and no free dial
 // token until a connection comes back, a dial ends or the pool closes;
-// the caller then tries again. With limit > 0 (errComesBack) a free
-// token does not end the wait, but limit does.
-func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) error {
+// the caller then tries again. With limit > 0 (errComesBack,
+// errContended) a free token does not end the wait, but limit does. It
+// reports whether it was woken (or found an idle connection or a free
+// token at once) rather than reaching limit.
+func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) (woke bool, _ error) {
 	p.turnMu.Lock()
 	turn := p.turn
 	p.turnMu.Unlock()
@@ -769,7 +789,7 @@ func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) error {
 	defer p.waiters.Add(-1)
 	// What came back or ended before the count went up woke nobody.
 	if (limit == 0 && len(p.dialSem) < cap(p.dialSem)) || p.p.Stat().IdleResources() > 0 {
-		return nil
+		return true, nil
 	}
 	var expired <-chan time.Time
 	if limit > 0 {
@@ -779,11 +799,11 @@ func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) error {
 	}
 	select {
 	case <-turn:
-		return nil
+		return true, nil
 	case <-expired:
-		return nil
+		return false, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 

@@ -12,13 +12,13 @@ import (
 // A caller that finds every connection borrowed waits for one to come back
 // while its turn, as the estimates put it, comes within comesBackPatience
 // dials' time, and dials at once beyond that. The estimates are set by
-// hand (a borrower keeps its connection use, a dial takes 100 ms) and the
-// one connection is held; the caller's turn is then use away. At 150 ms,
+// hand (a borrower keeps its connection use, a dial takes 200 ms) and the
+// one connection is held; the caller's turn is then use away. At 300 ms,
 // between one dial and two, it waits and is served by the connection
-// coming back at 120 ms (before, a dial counted once, it dialed at once);
-// at 300 ms it dials.
+// coming back at 240 ms (before, a dial counted once, it dialed at once);
+// at 600 ms it dials.
 func TestReturningConnectionPreferredWithinTwoDials(t *testing.T) {
-	const dial = 100 * time.Millisecond
+	const dial = 200 * time.Millisecond
 	for _, tc := range []struct {
 		use    time.Duration
 		dialed int64
@@ -56,6 +56,43 @@ func TestReturningConnectionPreferredWithinTwoDials(t *testing.T) {
 				t.Fatalf("turn %v away, a dial %v: %d new connections, want %d", tc.use, dial, got, tc.dialed)
 			}
 		})
+	}
+}
+
+// A caller waiting for a connection to come back dials as soon as that
+// connection is closed instead (as a failed probe closes it), not when
+// its patience runs out: nothing wakes it then, so it looks again every
+// waitRecheck. The estimates put its turn 150 ms away and a dial at 1 s
+// (patience 2 s); the one borrowed connection is destroyed 100 ms in.
+func TestWaiterDialsWhenTheConnectionItWaitsForCloses(t *testing.T) {
+	const dial = time.Second
+	p := newTestPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	held, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.health.useNanos.Store(int64(150 * time.Millisecond))
+	p.health.dialNanos.Store(int64(dial))
+	p.health.dialAt.Store(nanotime())
+
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		c, err := p.Acquire(ctx)
+		if err == nil {
+			c.Release()
+		}
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	held.Destroy()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > dial {
+		t.Fatalf("served after %v: the caller slept toward its patience (%v) after the connection it waited for closed", took, comesBackPatience*dial)
 	}
 }
 
