@@ -27,26 +27,9 @@ func TestReturningConnectionPreferredWithinTwoDials(t *testing.T) {
 		{use: 3 * dial, dialed: 1},
 	} {
 		t.Run(tc.use.String(), func(t *testing.T) {
-			p := newTestPool(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			held, err := p.Acquire(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.health.useNanos.Store(int64(tc.use))
-			p.health.dialNanos.Store(int64(dial))
-			p.health.dialAt.Store(nanotime())
+			p, held := holdOneWith(t, tc.use, dial)
 			before := p.counters.newConns.Load()
-
-			done := make(chan error, 1)
-			go func() {
-				c, err := p.Acquire(ctx)
-				if err == nil {
-					c.Release()
-				}
-				done <- err
-			}()
+			done := acquireAsync(p)
 			time.Sleep(dial * 6 / 5)
 			held.Release()
 			if err := <-done; err != nil {
@@ -66,26 +49,9 @@ func TestReturningConnectionPreferredWithinTwoDials(t *testing.T) {
 // (patience 2 s); the one borrowed connection is destroyed 100 ms in.
 func TestWaiterDialsWhenTheConnectionItWaitsForCloses(t *testing.T) {
 	const dial = time.Second
-	p := newTestPool(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	held, err := p.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.health.useNanos.Store(int64(150 * time.Millisecond))
-	p.health.dialNanos.Store(int64(dial))
-	p.health.dialAt.Store(nanotime())
-
+	p, held := holdOneWith(t, 150*time.Millisecond, dial)
 	start := time.Now()
-	done := make(chan error, 1)
-	go func() {
-		c, err := p.Acquire(ctx)
-		if err == nil {
-			c.Release()
-		}
-		done <- err
-	}()
+	done := acquireAsync(p)
 	time.Sleep(100 * time.Millisecond)
 	held.Destroy()
 	if err := <-done; err != nil {
@@ -94,6 +60,38 @@ func TestWaiterDialsWhenTheConnectionItWaitsForCloses(t *testing.T) {
 	if took := time.Since(start); took > dial {
 		t.Fatalf("served after %v: the caller slept toward its patience (%v) after the connection it waited for closed", took, comesBackPatience*dial)
 	}
+}
+
+// holdOneWith opens a pool, borrows its one connection and sets the
+// estimates comesBackSooner reads: a borrower keeps its connection use, a
+// dial takes dial, measured just now.
+func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*pgx.Conn], *Conn[*pgx.Conn]) {
+	t.Helper()
+	p := newTestPool(t)
+	held, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.health.useNanos.Store(int64(use))
+	p.health.dialNanos.Store(int64(dial))
+	p.health.dialAt.Store(nanotime())
+	return p, held
+}
+
+// acquireAsync acquires from p in the background (10 s at most),
+// releases at once, and sends the error, nil when served.
+func acquireAsync(p *Pool[*pgx.Conn]) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := p.Acquire(ctx)
+		if err == nil {
+			c.Release()
+		}
+		done <- err
+	}()
+	return done
 }
 
 // newTestPool opens a pool of pgx connections to the shared test server,
