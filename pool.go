@@ -679,11 +679,12 @@ func (p *Pool[C]) comesBackSooner() bool {
 // connection to come back (errComesBack, errContended) rather than for a
 // dial token: a connection closed instead of returned (a failed probe,
 // broken, past its lifetime) wakes nobody, and the caller may then be
-// free to dial. A caller told one comes back looks only whether any is
-// still borrowed; re-estimating between wakes made it dial mid-burst,
-// where a wake would have handed it a returned connection. Without it such a caller sleeps out its whole patience,
-// which a slow dial under load stretches (once, in CI, every request of
-// a burst after a freeze waited 1.9 s and then all were served at once).
+// free to dial. Without the look, a caller told one comes back slept out
+// its whole patience, which a slow dial under load stretches (once, in
+// CI, every request of a burst after a freeze waited 1.9 s, then all
+// were served at once). It looks only whether any connection is still
+// borrowed: re-estimating between wakes made it dial mid-burst, where a
+// wake would have handed it a returned connection.
 const waitRecheck = 50 * time.Millisecond
 
 // estimateFresh is how recent the dial time must be for comesBackSooner
