@@ -86,6 +86,21 @@ type Hooks[C any] struct {
 	// AfterConnect runs on every new connection before first use; an
 	// error discards the connection and fails the dial.
 	AfterConnect func(ctx context.Context, c C) error
+	// ShouldPing runs on checkout of a connection the pool would hand out
+	// without a probe (idle is how long it was idle); true has it probed
+	// first. It cannot waive a probe the pool's own checks call for.
+	ShouldPing func(ctx context.Context, c C, idle time.Duration) bool
+	// PrepareConn runs on checkout after the pool's checks, last before
+	// the caller gets the connection: ok false closes it, and with a nil
+	// error the caller gets another (see Pool.Acquire); an error fails the
+	// checkout, with the connection back in the pool when ok is true.
+	PrepareConn func(ctx context.Context, c C) (ok bool, err error)
+	// OnRelease runs as Release begins, for every connection released.
+	OnRelease func(c C)
+	// AfterRelease runs, in its own goroutine, on a released connection
+	// the pool would keep, before it goes back to the idle list: false
+	// closes it instead.
+	AfterRelease func(c C) bool
 }
 
 // entry is the pool's record of one connection, the puddle resource value.
@@ -320,6 +335,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 	}
 	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
+	var rejected int        // connections the PrepareConn hook rejected
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
@@ -381,14 +397,19 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		e := res.Value()
 		now := nanotime()
 		idle := time.Duration(now - e.idleSince)
-		if p.trusted(idle, e) {
+		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
 			if p.looksOpen(e, idle) {
-				return p.lend(res, e, now), now, bp, nil
+				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
+					return c, now, bp, err
+				}
+			} else {
+				p.discardGone(res, e)
 			}
-			p.discardGone(res, e)
 		} else if p.check(ctx, res, e) {
 			now = nanotime()
-			return p.lend(res, e, now), now, bp, nil
+			if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
+				return c, now, bp, err
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, 0, bp, p.acquireError(ctx, err)
@@ -459,12 +480,19 @@ func (c *Conn[C]) Release() {
 		return
 	}
 	res := e.res
+	if p.hooks.OnRelease != nil {
+		p.hooks.OnRelease(e.conn)
+	}
 	now := nanotime()
 	if !p.checkIn(res, e, now) {
 		return
 	}
 	e.gen = p.gen.Load()
 	e.idleSince = now
+	if p.hooks.AfterRelease != nil {
+		go p.afterRelease(res, e)
+		return
+	}
 	p.putIdle(res)
 }
 
@@ -896,13 +924,7 @@ func (p *Pool[C]) lifetime() int64 {
 // returns, so it must be quick: a dead connection is closed without
 // waiting for the server.
 func (p *Pool[C]) destruct(e *entry[C]) {
-	p.mu.Lock()
-	delete(p.entries, e)
-	p.counters.unparks.Add(e.unparks.Load()) // under mu: parkedNow sums both
-	p.mu.Unlock()
-	if e.lent {
-		p.lentOpen.Add(-1)
-	}
+	p.forget(e)
 	p.noteOrphan(e)
 	p.connector.Close(e.conn, e.dead.Load())
 }
