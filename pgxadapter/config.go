@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -23,10 +24,53 @@ type Config struct {
 	Pool runpool.Config
 	// AfterConnect runs on every new connection before its first use.
 	AfterConnect func(ctx context.Context, conn *pgx.Conn) error
+	// BeforeConnect runs before each dial with a copy of the ConnConfig
+	// the pool dials with (runpool's dialer and session settings
+	// included); changes reach that dial only, and an error fails it. It
+	// is where a credential valid for a short time is set per dial (an RDS
+	// or Cloud SQL IAM token, a Vault lease).
+	BeforeConnect func(ctx context.Context, cc *pgx.ConnConfig) error
+	// BeforeAcquire runs on checkout, as PrepareConn does: false closes
+	// the connection and the caller gets another.
+	//
+	// Deprecated: Use PrepareConn, which takes precedence when both are
+	// set (as in pgxpool).
+	BeforeAcquire func(ctx context.Context, conn *pgx.Conn) bool
+	// PrepareConn runs on checkout after runpool's own checks (probe,
+	// trust, freeze), last before the caller gets the connection, as in
+	// pgxpool: true and a nil error hands it out; true and an error puts
+	// it back in the pool and fails the checkout with the error; false
+	// closes it, and then fails the checkout with a non-nil error or gets
+	// the caller another connection with a nil one (after MaxConns
+	// rejections in a row the checkout fails).
+	PrepareConn func(ctx context.Context, conn *pgx.Conn) (bool, error)
+	// AfterRelease runs, in its own goroutine as in pgxpool, on a
+	// released connection that runpool would keep (open, idle, outside a
+	// transaction, within its lifetime, the pool not draining), before
+	// it goes back to the pool: false closes it instead.
+	AfterRelease func(conn *pgx.Conn) bool
+	// BeforeClose runs right before the pool closes a connection it
+	// opened, whatever the reason (idle or lifetime expiry, a failed
+	// probe, Reset, the drain). A hijacked connection is the caller's:
+	// the pool does not close it.
+	BeforeClose func(conn *pgx.Conn)
+	// ShouldPing runs on checkout of a connection runpool would hand out
+	// without a probe: true has it probed first (a failed probe closes it
+	// and the caller gets another). It adds probes, never removes one
+	// runpool's checks call for; unset, runpool's checks alone decide
+	// (they probe a connection idle past Pool.ProbeAfterIdle, or after a
+	// sign of trouble).
+	ShouldPing func(ctx context.Context, params ShouldPingParams) bool
 	// CloudSQL, when set, dials a Cloud SQL instance through the Cloud
 	// SQL Go connector instead of ConnConfig's host and port (see
 	// cloudsql.go). ConfigFromEnv sets it when RUNPOOL_CLOUDSQL_INSTANCE is.
 	CloudSQL *CloudSQL
+}
+
+// ShouldPingParams are the parameters passed to ShouldPing.
+type ShouldPingParams struct {
+	Conn         *pgx.Conn
+	IdleDuration time.Duration // since the connection was last released (or opened)
 }
 
 // ParseConfig builds a Config from a connection string (URL or key=value;

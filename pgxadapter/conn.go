@@ -19,6 +19,12 @@ func (c *Conn) rc() *runpool.Conn[*pconn] { return (*runpool.Conn[*pconn])(c) }
 // than once.
 func (c *Conn) Release() { c.rc().Release() }
 
+// Hijack takes the connection out of the pool and returns it, as
+// pgxpool's Hijack does: the pool no longer counts, closes or drains it,
+// BeforeClose does not run for it, and the caller must close it. Hijack
+// panics on a Conn already released or hijacked.
+func (c *Conn) Hijack() *pgx.Conn { return c.rc().Hijack().conn }
+
 // Conn returns the underlying *pgx.Conn. Do not use it after Release.
 func (c *Conn) Conn() *pgx.Conn { return c.rc().Value().conn }
 

@@ -3,6 +3,7 @@ package pgxadapter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,11 +21,25 @@ type pconn struct {
 
 // connector opens and closes connections for runpool.Pool.
 type connector struct {
-	session *pgxconn.Session // dialer and per-session settings
+	session       *pgxconn.Session // dialer and per-session settings
+	beforeConnect func(context.Context, *pgx.ConnConfig) error
+	beforeClose   func(*pgx.Conn)
+}
+
+// newConnector returns the connector for session with cfg's BeforeConnect
+// and BeforeClose hooks.
+func newConnector(session *pgxconn.Session, cfg *Config) *connector {
+	return &connector{session: session, beforeConnect: cfg.BeforeConnect, beforeClose: cfg.BeforeClose}
 }
 
 func (c *connector) Connect(ctx context.Context) (*pconn, error) {
-	conn, err := pgx.ConnectConfig(ctx, c.session.ConnConfig().Copy())
+	cc := c.session.ConnConfig().Copy()
+	if c.beforeConnect != nil {
+		if err := c.beforeConnect(ctx, cc); err != nil {
+			return nil, fmt.Errorf("pgxadapter: BeforeConnect: %w", err)
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		c.session.DialFailed(err)
 		return nil, err
@@ -95,6 +110,9 @@ func (c *connector) Cancel(ctx context.Context, pc *pconn) error {
 const closeTimeout = time.Second
 
 func (c *connector) Close(pc *pconn, dead bool) {
+	if c.beforeClose != nil {
+		c.beforeClose(pc.conn)
+	}
 	if dead {
 		// Nobody will read a Terminate; free the socket now. This also
 		// ends at once any cleanup pgx began in the background.

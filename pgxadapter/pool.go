@@ -17,6 +17,8 @@ type Pool struct {
 	p      *runpool.Pool[*pconn]
 	cfg    *Config
 	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the drain
+
+	acquireTracer AcquireTracer // ConnConfig.Tracer's, when it implements it (tracer.go)
 }
 
 // New creates a pool from cfg. It dials once to check that the server is
@@ -33,16 +35,13 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hooks runpool.Hooks[*pconn]
-	if ac := cfg.AfterConnect; ac != nil {
-		hooks.AfterConnect = func(ctx context.Context, pc *pconn) error { return ac(ctx, pc.conn) }
-	}
-	rp, err := runpool.Open(ctx, cfg.Pool, &connector{session: session}, hooks)
+	p := &Pool{cfg: cfg, dialer: dialer}
+	rp, err := runpool.Open(ctx, cfg.Pool, newConnector(session, cfg), p.hooks())
 	if err != nil {
 		dialer.Release()
 		return nil, fmt.Errorf("%w (%s)", err, serverName(cfg, cc))
 	}
-	p := &Pool{p: rp, cfg: cfg, dialer: dialer}
+	p.p = rp
 	return p, nil
 }
 
@@ -60,7 +59,7 @@ func (p *Pool) Config() *Config { return p.cfg }
 
 // Acquire borrows a connection; Release it when done.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
-	c, err := p.p.Acquire(ctx)
+	c, err := p.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +80,7 @@ func (p *Pool) AcquireFunc(ctx context.Context, f func(*Conn) error) error {
 // reached the server is retried on another connection (see retry.go).
 func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := p.p.Acquire(ctx)
+		c, err := p.acquire(ctx)
 		if err != nil {
 			return pgconn.CommandTag{}, err
 		}
@@ -97,7 +96,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 // pool when the rows are closed (or fully read).
 func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := p.p.Acquire(ctx)
+		c, err := p.acquire(ctx)
 		if err != nil {
 			return errRows{err: err}, err
 		}
@@ -129,7 +128,7 @@ type retryRow struct {
 
 func (r *retryRow) Scan(dest ...any) error {
 	for attempt := 0; ; attempt++ {
-		c, err := r.p.p.Acquire(r.ctx)
+		c, err := r.p.acquire(r.ctx)
 		if err != nil {
 			return err
 		}
@@ -143,7 +142,7 @@ func (r *retryRow) Scan(dest ...any) error {
 // SendBatch sends b on a pooled connection; the connection returns to the
 // pool when the results are closed.
 func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	c, err := p.p.Acquire(ctx)
+	c, err := p.acquire(ctx)
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
@@ -163,7 +162,7 @@ func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
 // BeginTx is Begin with options.
 func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := p.p.Acquire(ctx)
+		c, err := p.acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +179,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 
 // CopyFrom runs COPY FROM on a pooled connection.
 func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	c, err := p.p.Acquire(ctx)
+	c, err := p.acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -191,7 +190,7 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 // Ping acquires a connection and checks that the server answers.
 func (p *Pool) Ping(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		c, err := p.p.Acquire(ctx)
+		c, err := p.acquire(ctx)
 		if err != nil {
 			return err
 		}
