@@ -157,24 +157,35 @@ func (c *DriverConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver
 
 // ExecContext runs a statement as pgx's stdlib driver does: an error before
 // any byte reached the server is driver.ErrBadConn, so database/sql retries.
+// A statement whose result columns changed since it was prepared is
+// prepared again and run once more (see replan).
 func (c *DriverConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	p, err := c.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return p.sc.ExecContext(ctx, query, args)
+	res, err := p.sc.ExecContext(ctx, query, args)
+	if err != nil && p.replan(ctx, query, err) {
+		res, err = p.sc.ExecContext(ctx, query, args)
+	}
+	return res, err
 }
 
 // QueryContext runs a query as pgx's stdlib driver does, except that an
 // error before any byte reached the server is always driver.ErrBadConn, so
 // database/sql retries (pgx's stdlib misses the case where the failure
-// shows only when it reads the first row).
+// shows only when it reads the first row), and a statement whose result
+// columns changed since it was prepared is prepared again and run once
+// more (see replan).
 func (c *DriverConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	p, err := c.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := p.sc.QueryContext(ctx, query, args)
+	if err != nil && p.replan(ctx, query, err) {
+		rows, err = p.sc.QueryContext(ctx, query, args)
+	}
 	if err != nil {
 		return nil, retryable(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -45,6 +46,46 @@ func (s *stmts) add(sd *pgconn.StatementDescription) (evict string) {
 	s.order = s.order[1:]
 	delete(s.m, evict)
 	return evict
+}
+
+// remove forgets the statement prepared under text.
+func (s *stmts) remove(text string) {
+	if _, ok := s.m[text]; !ok {
+		return
+	}
+	delete(s.m, text)
+	for i, t := range s.order {
+		if t == text {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// replan handles err from running query on p. When the server refused a
+// statement prepared before its result columns changed (0A000 "cached
+// plan must not change result type", after an ALTER TABLE that a
+// migration ran while the service was up), it deallocates the statement
+// kept here under query's text, so the next run prepares it anew, and
+// reports whether that run may follow at once: outside a transaction,
+// where the refusal ran nothing. Inside one the refusal aborted it; the
+// statement is prepared anew after the rollback. pgx's statement cache
+// drops its own copy on any error. Without this, a statement kept past
+// its sql.Stmt's Close (see maxStmts) would fail every query of its text
+// on this connection until the connection closed.
+func (p *pooled) replan(ctx context.Context, query string, err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" ||
+		(pe.Routine != "RevalidateCachedQuery" && !strings.Contains(pe.Message, "cached plan")) {
+		return false
+	}
+	if _, ok := p.stmts.m[query]; ok {
+		if !p.described && p.pg.Deallocate(ctx, query) != nil {
+			return false // kept, to deallocate at its next failure
+		}
+		p.stmts.remove(query)
+	}
+	return !p.pg.IsClosed() && p.pg.PgConn().TxStatus() == 'I'
 }
 
 // PrepareContext prepares query on the connection the shell holds, or

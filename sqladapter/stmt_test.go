@@ -1,10 +1,13 @@
 package sqladapter_test
 
 import (
+	"database/sql"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
 )
 
@@ -75,4 +78,94 @@ func TestStmtBound(t *testing.T) {
 		t.Fatalf("re-prepared statement: %d, %v", v, err)
 	}
 	_ = s.Close()
+}
+
+// TestStmtAfterSchemaChange: a statement kept prepared after Stmt.Close
+// must not fail every later query of its text with 0A000 "cached plan must
+// not change result type" once the table's columns change (a migration
+// against a live service): plain queries, a new Prepare and a sql.Stmt
+// still open across the change all see the new columns.
+func TestStmtAfterSchemaChange(t *testing.T) {
+	// One connection: it holds every statement prepared here.
+	db, _, _ := openDB(t, runpool.Config{MaxConns: 1})
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := db.ExecContext(ctx, "create table t (a int); insert into t values (1)"); err != nil {
+		t.Fatal(err)
+	}
+	const q = "select * from t"
+	columns := func(what string, want int, query func() (*sql.Rows, error)) {
+		t.Helper()
+		rows, err := query()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		defer rows.Close()
+		cols, err := rows.Columns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(cols) != want || n != 1 {
+			t.Fatalf("%s: columns %v, %d rows; want %d columns, 1 row", what, cols, n, want)
+		}
+	}
+
+	closed, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := closed.ExecContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open, err := db.PrepareContext(ctx, "select * from t where a = $1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if _, err := open.ExecContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "alter table t add column b int"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		columns("db.Query", 2, func() (*sql.Rows, error) { return db.QueryContext(ctx, q) })
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("db.Exec %d: %v", i, err)
+		}
+		columns("open sql.Stmt", 2, func() (*sql.Rows, error) { return open.QueryContext(ctx, 1) })
+	}
+	again, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	columns("new sql.Stmt", 2, func() (*sql.Rows, error) { return again.QueryContext(ctx) })
+
+	// Inside a transaction the failed statement aborts it, so it cannot be
+	// retried; the transaction after it sees the new columns.
+	if _, err := db.ExecContext(ctx, "alter table t add column c int"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pe *pgconn.PgError
+	if _, err := tx.ExecContext(ctx, q); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("in the transaction: %v, want the 0A000 that aborts it", err)
+	}
+	_ = tx.Rollback()
+	for range 2 {
+		columns("db.Query after the transaction", 3, func() (*sql.Rows, error) { return db.QueryContext(ctx, q) })
+	}
 }
