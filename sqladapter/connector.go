@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
@@ -14,13 +16,26 @@ import (
 
 // Connector is a driver.Connector whose connections come from a runpool
 // pool. Build the *sql.DB with [OpenDB] (sql.OpenDB works too: see the
-// package doc). db.Close drains the pool within Config.Pool.DrainTimeout;
-// [Shutdown] drains it within a context.
+// package doc), or let sql.Open("runpool", dsn) build one ([Driver]).
+// db.Close closes the idle connections at once and the borrowed ones as
+// they come back, and returns, as database/sql's own pool does; [Shutdown]
+// drains within a context, waiting for the borrowed ones.
 type Connector struct {
-	pool   *runpool.Pool[*pooled]
+	// pool is set when the Connector is built, or for sql.Open by the
+	// first Connect, which opens it as Open does (see Driver).
+	pool   atomic.Pointer[runpool.Pool[*pooled]]
 	cfg    *Config
 	drv    *sqlDriver
-	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the drain
+	src    *source
+	hooks  runpool.Hooks[*pooled]
+	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the last connection closed
+	// opening admits one first open at a time (sql.Open's Connectors).
+	opening chan struct{}
+	closed  atomic.Bool
+	// dsn and refs: the Connector shared by every sql.Open of dsn, and
+	// how many of those *sql.DBs are open (under registry.mu; see Driver).
+	dsn  string
+	refs int
 }
 
 var (
@@ -32,12 +47,38 @@ var (
 // connection (see [Open], which checks that the server is reachable and
 // derives the pool's size from the server's limits).
 func NewConnector(cfg *Config) (*Connector, error) {
-	return newConnector(nil, cfg)
+	c, err := prepare(nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := runpool.New(cfg.Pool, c.src, c.hooks)
+	if err != nil {
+		c.dialer.Release()
+		return nil, err
+	}
+	c.pool.Store(pool)
+	return c, nil
 }
 
-// newConnector creates the pool with runpool.Open when ctx is given (one
-// connection opened, limits read, budget checked), else with runpool.New.
+// newConnector creates the pool with runpool.Open: one connection opened,
+// limits read, budget checked.
 func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
+	c, err := prepare(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := runpool.Open(ctx, cfg.Pool, c.src, c.hooks)
+	if err != nil {
+		c.dialer.Release()
+		return nil, err
+	}
+	c.pool.Store(pool)
+	return c, nil
+}
+
+// prepare builds a Connector without its pool: the session settings, the
+// Cloud SQL dialer (checked within ctx when given), the hooks.
+func prepare(ctx context.Context, cfg *Config) (*Connector, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
@@ -46,31 +87,19 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hooks runpool.Hooks[*pooled]
+	c := &Connector{cfg: cfg, dialer: dialer, src: &source{session: session}, opening: make(chan struct{}, 1)}
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.
-	hooks.AfterConnect = func(ctx context.Context, c *pooled) error {
-		if err := session.AfterConnect(ctx, c.pg); err != nil {
+	c.hooks.AfterConnect = func(ctx context.Context, p *pooled) error {
+		if err := session.AfterConnect(ctx, p.pg); err != nil {
 			return err
 		}
 		if ac != nil {
-			return ac(ctx, c.pg)
+			return ac(ctx, p.pg)
 		}
 		return nil
 	}
-	src := &source{session: session}
-	var pool *runpool.Pool[*pooled]
-	if ctx != nil {
-		pool, err = runpool.Open(ctx, cfg.Pool, src, hooks)
-	} else {
-		pool, err = runpool.New(cfg.Pool, src, hooks)
-	}
-	if err != nil {
-		dialer.Release()
-		return nil, err
-	}
-	c := &Connector{pool: pool, cfg: cfg, dialer: dialer}
 	c.drv = &sqlDriver{c: c}
 	return c, nil
 }
@@ -80,34 +109,128 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 // runpool has already replaced a connection the server ended (see the
 // package doc).
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
-	h, err := c.pool.Acquire(ctx)
+	pool := c.pool.Load()
+	if pool == nil {
+		var err error
+		if pool, err = c.open(ctx); err != nil {
+			return nil, err
+		}
+	}
+	h, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &DriverConn{pool: c.pool, held: h}, nil
+	return &DriverConn{pool: pool, held: h}, nil
+}
+
+// open opens the pool of a Connector from sql.Open, within the context of
+// the first call that needs a connection, as Open does. A failure is that
+// call's; the next one tries again.
+func (c *Connector) open(ctx context.Context) (*runpool.Pool[*pooled], error) {
+	select {
+	case c.opening <- struct{}{}:
+		defer func() { <-c.opening }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if pool := c.pool.Load(); pool != nil {
+		return pool, nil
+	}
+	if c.closed.Load() {
+		return nil, runpool.ErrClosed
+	}
+	pool, err := runpool.Open(ctx, c.cfg.Pool, c.src, c.hooks)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, serverName(c.cfg))
+	}
+	c.pool.Store(pool)
+	if c.closed.Load() { // Close ran meanwhile and may not have seen it
+		c.closeNow()
+		return nil, runpool.ErrClosed
+	}
+	return pool, nil
 }
 
 // Driver returns the driver.Driver of DBs opened on c; [Stat] and
 // [Shutdown] find the pool through it.
 func (c *Connector) Driver() driver.Driver { return c.drv }
 
-// Close drains the pool within Config.Pool.DrainTimeout. sql.DB.Close
-// calls it.
+// Close closes the pool as database/sql's Close closes its own: idle
+// connections at once, borrowed ones as they come back, without waiting
+// for them, so a Rows or Tx that user code never closed does not hold it
+// for the drain timeout. sql.DB.Close calls it. A Connector shared by
+// several sql.Open of one DSN closes with the last of their *sql.DBs.
 func (c *Connector) Close() error {
-	c.pool.Close()
-	c.dialer.Release()
+	if !release(c) {
+		return nil
+	}
+	c.closeNow()
 	return nil
 }
 
-// Shutdown drains the pool within ctx; see runpool.Pool.Shutdown.
+// closeNow drains the pool within Config.Pool.DrainTimeout (see
+// runpool.Pool.Shutdown), but waits only until the idle connections are
+// closed: the drain goes on for the borrowed ones, closing each as it
+// comes back and cancelling what still runs at the deadline. The Cloud
+// SQL dialer, which would cut them, is released after the last one
+// closed.
+func (c *Connector) closeNow() {
+	c.closed.Store(true)
+	pool := c.pool.Load()
+	if pool == nil {
+		c.src.retire(c.dialer)
+		return
+	}
+	borrowed := pool.Stat().AcquiredConns() // by shells database/sql has not taken back
+	done := make(chan struct{})
+	go func() {
+		pool.Close()
+		c.src.retire(c.dialer)
+		close(done)
+	}()
+	if borrowed == 0 {
+		<-done
+		return
+	}
+	// The drain closes the idle connections first; a closed one leaves
+	// the count a moment after the drain has begun.
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			if pool.Stat().TotalConns() <= borrowed {
+				return
+			}
+		}
+	}
+}
+
+// Shutdown drains the pool within ctx; see runpool.Pool.Shutdown. A
+// Connector shared by several sql.Open of one DSN is drained for all of
+// them; a later sql.Open of that DSN opens a new pool.
 func (c *Connector) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
-	rep, err := c.pool.Shutdown(ctx)
+	forget(c)
+	c.closed.Store(true)
+	var rep runpool.DrainReport
+	var err error
+	if pool := c.pool.Load(); pool != nil {
+		rep, err = pool.Shutdown(ctx)
+	}
 	c.dialer.Release()
 	return rep, err
 }
 
-// Stat returns a snapshot of the pool's state and counters.
-func (c *Connector) Stat() *runpool.Stat { return c.pool.Stat() }
+// Stat returns a snapshot of the pool's state and counters, or nil for a
+// Connector from sql.Open that has not opened its pool yet.
+func (c *Connector) Stat() *runpool.Stat {
+	if pool := c.pool.Load(); pool != nil {
+		return pool.Stat()
+	}
+	return nil
+}
 
 // Config returns the configuration the Connector was created with.
 func (c *Connector) Config() *Config { return c.cfg }
@@ -115,10 +238,9 @@ func (c *Connector) Config() *Config { return c.cfg }
 // sqlDriver links a *sql.DB back to its Connector through db.Driver().
 type sqlDriver struct{ c *Connector }
 
-// errNoDSN explains why sql.Open cannot reach this driver.
-var errNoDSN = errors.New("sqladapter: open the database with sqladapter.Open or OpenDB, not sql.Open")
-
-func (d *sqlDriver) Open(string) (driver.Conn, error) { return nil, errNoDSN }
+// Open opens a connection for name as the registered driver does (see
+// Driver.Open); database/sql never calls it for a DB on a Connector.
+func (d *sqlDriver) Open(name string) (driver.Conn, error) { return registered.Open(name) }
 
 // connectorOf returns the Connector behind db, or nil when db did not come
 // from this package.

@@ -45,7 +45,9 @@ func OpenFromEnv(ctx context.Context) (*sql.DB, error) {
 // that a checkout reuses a shell rather than building a new one.
 func OpenDB(c *Connector) *sql.DB {
 	db := sql.OpenDB(c)
-	db.SetMaxIdleConns(shellsKept(c.pool.Stat().MaxConns()))
+	if st := c.Stat(); st != nil {
+		db.SetMaxIdleConns(shellsKept(st.MaxConns()))
+	}
 	return db
 }
 

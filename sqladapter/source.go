@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/internal/sockpeek"
 )
@@ -16,6 +18,29 @@ import (
 // driver connections, each with what this package keeps beside it.
 type source struct {
 	session *pgxconn.Session // dialer and per-session settings
+	live    atomic.Int64     // connections open
+	// retired holds, once the Connector closed, the Cloud SQL dialer
+	// share to release when the last connection closes.
+	retired atomic.Pointer[cloudsqldial.Handle]
+}
+
+// retire releases h when no connection is open any more: at once, or as
+// the last one closes (Close). Releasing it earlier would cut the
+// connections still borrowed (cloudsqldial.Handle.Release).
+func (s *source) retire(h *cloudsqldial.Handle) {
+	if h == nil {
+		return
+	}
+	s.retired.Store(h)
+	s.releaseIfIdle()
+}
+
+func (s *source) releaseIfIdle() {
+	if s.live.Load() == 0 {
+		if h := s.retired.Load(); h != nil {
+			h.Release()
+		}
+	}
 }
 
 func (s *source) Connect(ctx context.Context) (*pooled, error) {
@@ -29,6 +54,7 @@ func (s *source) Connect(ctx context.Context) (*pooled, error) {
 		_ = dc.Close()
 		return nil, fmt.Errorf("sqladapter: pgx stdlib returned a %T, not a *stdlib.Conn", dc)
 	}
+	s.live.Add(1)
 	c := &pooled{sc: sc, pg: sc.Conn()}
 	c.described = describeOnly(c.pg)
 	c.sock.Init(c.pg.PgConn().Conn())
@@ -105,4 +131,6 @@ func (s *source) Close(c *pooled, dead bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	_ = c.pg.Close(ctx)
+	s.live.Add(-1)
+	s.releaseIfIdle()
 }

@@ -1,0 +1,62 @@
+package sqladapter_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool"
+)
+
+// TestCloseWithLeakedRowsAndTx: db.Close with a Rows and a Tx that user
+// code never closed must return at once, as database/sql's and pgx's
+// stdlib's do, not wait out the drain timeout for connections that never
+// come back. It closes the idle connection at once, and the leaked ones
+// as the Rows and Tx end.
+func TestCloseWithLeakedRowsAndTx(t *testing.T) {
+	const drain = 20 * time.Second
+	db, srv, user := openDB(t, runpool.Config{MaxConns: 3, DrainTimeout: drain})
+	ctx := ctxT(t, 2*drain)
+	concurrent(t, 3, func() { execOrError(t, ctx, db, "select pg_sleep(0.05)") })
+
+	rows, err := db.QueryContext(ctx, "select generate_series(1, 3)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Backends(t, user); n != 3 {
+		t.Fatalf("%d backends before Close, want 3", n)
+	}
+
+	closed := make(chan struct{})
+	start := time.Now()
+	go func() { _ = db.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(drain / 4):
+		t.Fatalf("db.Close still waiting after %v with a leaked Rows and Tx (drain timeout %v)", drain/4, drain)
+	}
+	t.Logf("Close took %v", time.Since(start))
+	waitFor(t, 5*time.Second, "the idle connection closed", func() bool { return srv.Backends(t, user) == 2 })
+
+	// The leaked ones still work, and close as they end.
+	var n int
+	for rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rows.Err(); err != nil || n != 3 {
+		t.Fatalf("rows after Close: last %d, %v", n, err)
+	}
+	_ = rows.Close()
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "no backend left", func() bool { return srv.Backends(t, user) == 0 })
+}
