@@ -272,11 +272,13 @@ func lost(n int, err error) []request {
 }
 
 // freeze stops the child for d, as a platform freezes an idle instance,
-// and then until it holds turn; it returns holding turn.
-func (i *instance) freeze(d time.Duration, turn *sync.Mutex) {
+// and then until it holds turn; it calls atTurn, the child still frozen,
+// and returns holding turn.
+func (i *instance) freeze(d time.Duration, turn *sync.Mutex, atTurn func()) {
 	i.cmd.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(d)
 	turn.Lock()
+	atTurn()
 	i.cmd.Process.Signal(syscall.SIGCONT)
 }
 

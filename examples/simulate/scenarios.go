@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -19,10 +20,11 @@ type table struct {
 	setup string
 	rows  []*row
 	// The bars runpool's rows are held to besides 100% served and no
-	// leak: p99 within 3x a fresh dial plus the query (fresh > 0), and
-	// peak backends within a budget (budget > 0).
-	fresh  time.Duration
-	budget int
+	// leak: p99 within 3x a fresh dial plus the query measured in the
+	// bursts' own turns (row.fresh; latencyBar), and peak backends within
+	// a budget (budget > 0).
+	latencyBar bool
+	budget     int
 }
 
 // row is one pool's result in one scenario.
@@ -41,6 +43,9 @@ type row struct {
 	warm    []request
 	freezes [][2]time.Time
 	nat     *faultproxy.Proxy // kept open to the end: forgotten flows dangle
+	// fresh is the yardstick of each burst after a freeze: a fresh dial
+	// plus the query, measured in the burst's turn (turnYardstick).
+	fresh []time.Duration
 }
 
 // env is what the scenarios run on.
@@ -155,15 +160,16 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 			s.NATIdle, map[faultproxy.Mode]string{faultproxy.Blackhole: "later packets vanish", faultproxy.Reset: "later packets draw a reset"}[mode],
 			s.Freeze, s.Bursts, s.Burst, s.Query, s.Deadline) + e.idleNote(),
 	}
+	t.latencyBar = true
+	// The yardstick's path: the same server through a proxy that forgets
+	// nothing.
 	pass, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr()})
-	if err == nil {
-		t.fresh, err = freshDial(srv.dsn("postgres", pass.Addr()), s.Query)
-		pass.Close()
-	}
 	if err != nil {
 		t.rows = []*row{{err: err}}
 		return t
 	}
+	defer pass.Close()
+	passDSN := srv.dsn("postgres", pass.Addr())
 	stagger := s.Freeze / time.Duration(2*len(s.Pools))
 	t.rows = e.forEachPool(true, stagger, func(k poolKind, r *row) {
 		if r.role, r.err = srv.createRole(t.name, k.name); r.err != nil {
@@ -185,18 +191,26 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 		e.burst.Unlock()
 		for range s.Bursts {
 			from := time.Now()
-			in.freeze(s.Freeze, &e.burst)
+			var before time.Duration
+			var errBefore error
+			in.freeze(s.Freeze, &e.burst, func() { before, errBefore = freshDial(passDSN, s.Query, 3) })
 			r.freezes = append(r.freezes, [2]time.Time{from, time.Now()})
 			got := in.burst(c)
 			srv.settle()
+			after, errAfter := freshDial(passDSN, s.Query, 3)
 			e.burst.Unlock()
+			if err := cmp.Or(errBefore, errAfter); err != nil {
+				r.err = err
+				break
+			}
+			r.fresh = append(r.fresh, max(before, after))
 			if os.Getenv(debugEnv) != "" {
 				var lats []time.Duration
 				for _, q := range got {
 					lats = append(lats, q.Lat.Round(100*time.Microsecond))
 				}
 				slices.Sort(lats)
-				fmt.Fprintf(os.Stderr, "%s %s burst: %v\n", t.name, k.name, lats)
+				fmt.Fprintf(os.Stderr, "%s %s burst: %v; fresh dial + query %v before, %v after\n", t.name, k.name, lats, before, after)
 			}
 			r.reqs = append(r.reqs, got...)
 		}

@@ -206,10 +206,10 @@ func (s *server) activeOf(role string) int {
 }
 
 // freshDial is the yardstick for a recovered request: a new connection
-// through addr plus one query, the median of five.
-func freshDial(dsn string, query time.Duration) (time.Duration, error) {
+// to dsn plus one query, the median of n.
+func freshDial(dsn string, query time.Duration, n int) (time.Duration, error) {
 	var ds []time.Duration
-	for range 5 {
+	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		c, err := pgx.Connect(ctx, dsn)

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -83,5 +85,53 @@ func TestShortRun(t *testing.T) {
 				t.Errorf("table %q has no row %q", title, label)
 			}
 		}
+	}
+}
+
+// The verdict fails a runpool row that lost a request, went over its
+// budget or leaked, whatever the load, and judges p99 only against the
+// yardstick measured in the same conditions: a loaded machine's slower
+// burst passes when its fresh dials were slower too.
+func TestVerdict(t *testing.T) {
+	ms := time.Millisecond
+	good := figures{n: 64, ok: 64, p99: 90 * ms, latencyBar: true, fresh: 35 * ms, peak: 16, leaked: 0}
+	tests := []struct {
+		name string
+		edit func(*figures)
+		miss []string // substrings of the misses, in order; none: passes
+	}{
+		{"all served, p99 within 3x the fresh dial", func(*figures) {}, nil},
+		{"loaded machine: p99 and yardstick both 4x", func(f *figures) { f.p99, f.fresh = 360*ms, 140*ms }, nil},
+		{"p99 exactly at the bar", func(f *figures) { f.p99 = 105 * ms }, nil},
+		{"p99 over 3x the yardstick of its own turns", func(f *figures) { f.p99 = 106 * ms }, []string{"p99 106 ms over 3x"}},
+		{"loaded yardstick does not excuse a slower p99", func(f *figures) { f.p99, f.fresh = 500*ms, 140*ms }, []string{"p99 500 ms over"}},
+		{"no latency bar outside the freeze scenarios", func(f *figures) { f.latencyBar, f.fresh, f.p99 = false, 0, 3*time.Second }, nil},
+		{"latency bar without a yardstick", func(f *figures) { f.fresh = 0 }, []string{"no fresh dial measured"}},
+		{"one request failed on a loaded machine", func(f *figures) {
+			f.ok, f.failures, f.fresh, f.p99 = 63, "deadline exceeded (1)", 700*ms, 2*time.Second
+		},
+			[]string{"1 of 64 requests failed: deadline exceeded (1)"}},
+		{"no requests", func(f *figures) { f.n, f.ok = 0, 0 }, []string{"no requests ran"}},
+		{"peak at the budget", func(f *figures) { f.budget = 16 }, nil},
+		{"peak over the budget", func(f *figures) { f.budget = 15 }, []string{"peak 16 backends over the budget of 15"}},
+		{"a leaked backend", func(f *figures) { f.leaked = 1 }, []string{"1 backends leaked"}},
+		{"did not run", func(f *figures) { f.err = errors.New("fresh dial: refused") }, []string{"did not run: fresh dial: refused"}},
+		{"every miss at once", func(f *figures) { f.ok, f.p99, f.budget, f.leaked = 60, time.Second, 10, 2 },
+			[]string{"4 of 64 requests failed", "p99 1.00 s over", "peak 16 backends over the budget of 10", "2 backends leaked"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := good
+			tc.edit(&f)
+			got := verdict(f)
+			if len(got) != len(tc.miss) {
+				t.Fatalf("verdict(%+v) = %q, want %d misses %q", f, got, len(tc.miss), tc.miss)
+			}
+			for i, m := range tc.miss {
+				if !strings.Contains(got[i], m) {
+					t.Errorf("miss %d = %q, want it to contain %q", i, got[i], m)
+				}
+			}
+		})
 	}
 }
