@@ -46,6 +46,7 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
+	pgxconn.WarnTransport(&session.ConnConfig().Config, cfg.Pool, cfg.CloudSQL != nil)
 	var hooks runpool.Hooks[*pooled]
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
