@@ -110,7 +110,7 @@ func limitFor(env string) *limit {
 	return nil
 }
 
-// Range describes the allowed values, as errors and the docs state them.
+// allowed describes the allowed values, as errors and the docs state them.
 func (l *limit) allowed() string {
 	s := "between " + l.format(l.min) + " and " + l.format(l.max)
 	if l.off {
