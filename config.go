@@ -223,54 +223,27 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first field whose value cannot work, naming it.
+// Validate reports the first field whose value cannot work, naming it:
+// a number outside its range (the table in limits.go), or settings that
+// contradict each other.
 func (c Config) Validate() error {
+	for i := range limits {
+		if err := limits[i].check(&c); err != nil {
+			return err
+		}
+	}
 	switch {
-	case c.MaxConns < 0:
-		return fieldError("MaxConns", c.MaxConns, "must not be negative")
-	case c.MinConns < 0:
-		return fieldError("MinConns", c.MinConns, "must not be negative")
 	case c.MaxConns > 0 && c.MinConns > c.MaxConns:
 		return fieldError("MinConns", c.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
-	case c.MaxConcurrentDials < 0:
-		return fieldError("MaxConcurrentDials", c.MaxConcurrentDials, "must not be negative")
-	case c.DialTimeout < 0:
-		return fieldError("DialTimeout", c.DialTimeout, "must not be negative")
-	case c.MaxConnIdleTime < 0:
-		return fieldError("MaxConnIdleTime", c.MaxConnIdleTime, "must not be negative")
-	case c.MaxConnLifetime < 0:
-		return fieldError("MaxConnLifetime", c.MaxConnLifetime, "must not be negative")
-	case c.MaintainInterval < 0:
-		return fieldError("MaintainInterval", c.MaintainInterval, "must not be negative")
-	case c.ProbeAfterIdle < 0:
-		return fieldError("ProbeAfterIdle", c.ProbeAfterIdle, "must not be negative")
-	case c.ProbeTimeout < 0:
-		return fieldError("ProbeTimeout", c.ProbeTimeout, "must not be negative")
-	case c.FreezeThreshold < 0:
-		return fieldError("FreezeThreshold", c.FreezeThreshold, "must not be negative")
-	case c.PathIdleTimeout < 0:
-		return fieldError("PathIdleTimeout", c.PathIdleTimeout, "must not be negative")
-	case c.TCPKeepAliveIdle < 0, c.TCPKeepAliveInterval < 0, c.TCPKeepAliveCount < 0:
-		return fieldError("TCPKeepAlive*", c.TCPKeepAliveIdle, "must not be negative")
 	case c.ServerIdleSessionTimeout > 0 && c.ServerIdleSessionTimeout <= c.withDefaults().MaxConnIdleTime:
 		return fieldError("ServerIdleSessionTimeout", c.ServerIdleSessionTimeout,
 			fmt.Sprintf("must exceed MaxConnIdleTime (%v), or the server ends sessions the pool still keeps", c.withDefaults().MaxConnIdleTime))
-	case c.Budget < 0:
-		return fieldError("Budget", c.Budget, "must not be negative")
-	case c.MaxInstances < 0:
-		return fieldError("MaxInstances", c.MaxInstances, "must not be negative")
-	case c.Reserve < 0:
-		return fieldError("Reserve", c.Reserve, "must not be negative")
 	case c.Budget > 0 && c.Reserve >= c.Budget:
 		return fieldError("Reserve", c.Reserve, fmt.Sprintf("must be less than Budget (%d)", c.Budget))
-	case c.Concurrency < 0:
-		return fieldError("Concurrency", c.Concurrency, "must not be negative")
 	case c.BudgetCheck != "" && c.BudgetCheck != BudgetCheckWarn && c.BudgetCheck != BudgetCheckError && c.BudgetCheck != BudgetCheckOff:
 		return fieldError("BudgetCheck", c.BudgetCheck, "must be warn, error or off")
 	case c.Pooler != "" && c.Pooler != PoolerNone && c.Pooler != PoolerPgBouncer:
 		return fieldError("Pooler", c.Pooler, "must be none or pgbouncer")
-	case c.DrainTimeout < 0:
-		return fieldError("DrainTimeout", c.DrainTimeout, "must not be negative")
 	}
 	return nil
 }

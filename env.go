@@ -2,9 +2,7 @@ package runpool
 
 import (
 	"os"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // EnvVar describes one RUNPOOL_* variable: the README's environment table
@@ -14,7 +12,7 @@ type EnvVar struct {
 	Unit    string // "duration", "connections", "count", "name"
 	Default string // as the README shows it
 	Doc     string
-	set     func(c *Config, v string) error
+	set     func(c *Config, v string) error // nil: a number, parsed and bounded by its limit (limits.go)
 }
 
 // EnvVars lists every RUNPOOL_* variable that ConfigFromEnv reads.
@@ -22,33 +20,33 @@ func EnvVars() []EnvVar { return envVars }
 
 var envVars = []EnvVar{
 	{"RUNPOOL_POOL_NAME", "name", "runpool", "pool name in metrics and logs", setString(func(c *Config) *string { return &c.Name })},
-	{"RUNPOOL_MAX_CONNS", "connections", "derived from the budget", "most connections this instance may hold", setInt32(func(c *Config) *int32 { return &c.MaxConns }, 1)},
-	{"RUNPOOL_MIN_CONNS", "connections", "0", "idle floor kept open", setInt32(func(c *Config) *int32 { return &c.MinConns }, 0)},
-	{"RUNPOOL_MAX_CONCURRENT_DIALS", "count", "2", "dials in flight at once", setInt32(func(c *Config) *int32 { return &c.MaxConcurrentDials }, 1)},
-	{"RUNPOOL_DIAL_TIMEOUT", "duration", "5s", "bound on one connection attempt", setDuration(func(c *Config) *time.Duration { return &c.DialTimeout })},
-	{"RUNPOOL_SERVER_AWAY_TIMEOUT", "duration", "30s", "how long a caller waits for a server that refuses connections for a moment (restart, failover); off: not at all", setDurationOrOff(func(c *Config) *time.Duration { return &c.ServerAwayTimeout })},
-	{"RUNPOOL_MAX_CONN_IDLE_TIME", "duration", "45s", "close connections idle this long", setDuration(func(c *Config) *time.Duration { return &c.MaxConnIdleTime })},
-	{"RUNPOOL_MAX_CONN_LIFETIME", "duration", "30m", "close connections this old", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetime })},
-	{"RUNPOOL_MAX_CONN_LIFETIME_JITTER", "duration", "lifetime/10", "random extra lifetime per connection", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetimeJitter })},
-	{"RUNPOOL_MAINTAIN_INTERVAL", "duration", "1s", "background maintainer period", setDuration(func(c *Config) *time.Duration { return &c.MaintainInterval })},
-	{"RUNPOOL_PROBE_AFTER_IDLE", "duration", "1s", "probe connections idle longer than this on checkout", setDuration(func(c *Config) *time.Duration { return &c.ProbeAfterIdle })},
-	{"RUNPOOL_PROBE_TIMEOUT", "duration", "250ms", "bound on one checkout probe", setDuration(func(c *Config) *time.Duration { return &c.ProbeTimeout })},
-	{"RUNPOOL_FREEZE_THRESHOLD", "duration", "1s", "clock jump that counts as a freeze", setDuration(func(c *Config) *time.Duration { return &c.FreezeThreshold })},
-	{"RUNPOOL_PATH_IDLE_TIMEOUT", "duration", "unset", "tightest middlebox idle timeout on the path", setDuration(func(c *Config) *time.Duration { return &c.PathIdleTimeout })},
-	{"RUNPOOL_TCP_KEEPALIVE_IDLE", "duration", "15s", "kernel keepalive idle time", setDuration(func(c *Config) *time.Duration { return &c.TCPKeepAliveIdle })},
-	{"RUNPOOL_TCP_KEEPALIVE_INTERVAL", "duration", "5s", "kernel keepalive interval", setDuration(func(c *Config) *time.Duration { return &c.TCPKeepAliveInterval })},
-	{"RUNPOOL_TCP_KEEPALIVE_COUNT", "count", "3", "kernel keepalive probes before the socket fails", setInt(func(c *Config) *int { return &c.TCPKeepAliveCount }, 1)},
-	{"RUNPOOL_TCP_USER_TIMEOUT", "duration", "20s", "unacknowledged data older than this fails the socket", setDuration(func(c *Config) *time.Duration { return &c.TCPUserTimeout })},
-	{"RUNPOOL_SERVER_KEEPALIVE_IDLE", "duration", "30s", "server-side keepalive on each session, so a vanished client's backend ends", setDuration(func(c *Config) *time.Duration { return &c.ServerKeepAliveIdle })},
-	{"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT", "duration", "idle time + 12s", "server ends sessions idle this long (PostgreSQL 14+); off: never", setDurationOrOff(func(c *Config) *time.Duration { return &c.ServerIdleSessionTimeout })},
-	{"RUNPOOL_BUDGET", "connections", "read from the server", "connections the whole service may use, all instances together", setInt(func(c *Config) *int { return &c.Budget }, 1)},
-	{"RUNPOOL_MAX_INSTANCES", "count", "1", "the platform's maximum instance count", setInt(func(c *Config) *int { return &c.MaxInstances }, 1)},
-	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", setInt(func(c *Config) *int { return &c.Reserve }, 0)},
-	{"RUNPOOL_CONCURRENCY", "count", "from the platform", "most requests one instance serves at once; caps the connections", setInt(func(c *Config) *int { return &c.Concurrency }, 1)},
+	{"RUNPOOL_MAX_CONNS", "connections", "derived from the budget", "most connections this instance may hold", nil},
+	{"RUNPOOL_MIN_CONNS", "connections", "0", "idle floor kept open", nil},
+	{"RUNPOOL_MAX_CONCURRENT_DIALS", "count", "2", "dials in flight at once", nil},
+	{"RUNPOOL_DIAL_TIMEOUT", "duration", "5s", "bound on one connection attempt", nil},
+	{"RUNPOOL_SERVER_AWAY_TIMEOUT", "duration", "30s", "how long a caller waits for a server that refuses connections for a moment (restart, failover); off: not at all", nil},
+	{"RUNPOOL_MAX_CONN_IDLE_TIME", "duration", "45s", "close connections idle this long", nil},
+	{"RUNPOOL_MAX_CONN_LIFETIME", "duration", "30m", "close connections this old", nil},
+	{"RUNPOOL_MAX_CONN_LIFETIME_JITTER", "duration", "lifetime/10", "random extra lifetime per connection; off: none", nil},
+	{"RUNPOOL_MAINTAIN_INTERVAL", "duration", "1s", "background maintainer period", nil},
+	{"RUNPOOL_PROBE_AFTER_IDLE", "duration", "1s", "probe connections idle longer than this on checkout", nil},
+	{"RUNPOOL_PROBE_TIMEOUT", "duration", "250ms", "bound on one checkout probe", nil},
+	{"RUNPOOL_FREEZE_THRESHOLD", "duration", "1s", "clock jump that counts as a freeze", nil},
+	{"RUNPOOL_PATH_IDLE_TIMEOUT", "duration", "unset", "tightest middlebox idle timeout on the path", nil},
+	{"RUNPOOL_TCP_KEEPALIVE_IDLE", "duration", "15s", "kernel keepalive idle time", nil},
+	{"RUNPOOL_TCP_KEEPALIVE_INTERVAL", "duration", "5s", "kernel keepalive interval", nil},
+	{"RUNPOOL_TCP_KEEPALIVE_COUNT", "count", "3", "kernel keepalive probes before the socket fails", nil},
+	{"RUNPOOL_TCP_USER_TIMEOUT", "duration", "20s", "unacknowledged data older than this fails the socket; off: the kernel's default", nil},
+	{"RUNPOOL_SERVER_KEEPALIVE_IDLE", "duration", "30s", "server-side keepalive on each session, so a vanished client's backend ends; off: none", nil},
+	{"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT", "duration", "idle time + 12s", "server ends sessions idle this long (PostgreSQL 14+); off: never", nil},
+	{"RUNPOOL_BUDGET", "connections", "read from the server", "connections the whole service may use, all instances together", nil},
+	{"RUNPOOL_MAX_INSTANCES", "count", "1", "the platform's maximum instance count", nil},
+	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", nil},
+	{"RUNPOOL_CONCURRENCY", "count", "from the platform", "most requests one instance serves at once; caps the connections", nil},
 	{"RUNPOOL_BUDGET_CHECK", "name", "warn", "warn, error or off: what the start-up check does when the budget exceeds the server's limit", setBudgetCheck},
 	{"RUNPOOL_PLATFORM", "name", "detected", "cloudrun, cloudrun-job, lambda, knative, fly, azure-container-apps or none", setPlatform},
 	{"RUNPOOL_POOLER", "name", "none", "none or pgbouncer: a transaction-mode pooler is in front (no named prepared statements, no session settings, budget = its client limit)", setPooler},
-	{"RUNPOOL_DRAIN_TIMEOUT", "duration", "from the platform", "bound on the drain at shutdown", setDuration(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	{"RUNPOOL_DRAIN_TIMEOUT", "duration", "from the platform", "bound on the drain at shutdown", nil},
 }
 
 // ConfigFromEnv returns base with every RUNPOOL_* variable that is set
@@ -67,7 +65,11 @@ func configFromLookup(c Config, lookup func(string) (string, bool)) (Config, err
 		if v == "" {
 			continue
 		}
-		if err := ev.set(&c, v); err != nil {
+		set := ev.set
+		if set == nil {
+			set = limitFor(ev.Name).parse
+		}
+		if err := set(&c, v); err != nil {
 			return c, &ConfigError{Setting: ev.Name, Value: v, Problem: err.Error()}
 		}
 	}
@@ -80,66 +82,6 @@ func (p problem) Error() string { return string(p) }
 
 func setString(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *field(c) = v; return nil }
-}
-
-func parseInt(v string, min int) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, problem("not a whole number")
-	}
-	if n < min {
-		return 0, problem("must be at least " + strconv.Itoa(min))
-	}
-	if n > 1<<20 {
-		return 0, problem("too large (at most 1048576)")
-	}
-	return n, nil
-}
-
-func setInt(field func(*Config) *int, min int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := parseInt(v, min)
-		*field(c) = n
-		return err
-	}
-}
-
-func setInt32(field func(*Config) *int32, min int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := parseInt(v, min)
-		*field(c) = int32(n)
-		return err
-	}
-}
-
-// setDurationOrOff is setDuration that also takes "off", for a setting
-// whose Config field a negative value disables.
-func setDurationOrOff(field func(*Config) *time.Duration) func(*Config, string) error {
-	set := setDuration(field)
-	return func(c *Config, v string) error {
-		if v == "off" {
-			*field(c) = -1
-			return nil
-		}
-		if err := set(c, v); err != nil {
-			return problem("not a duration (use Go syntax such as 90s or 5m) or off")
-		}
-		return nil
-	}
-}
-
-func setDuration(field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return problem("not a duration (use Go syntax such as 250ms, 30s or 5m)")
-		}
-		if d < 0 {
-			return problem("must not be negative")
-		}
-		*field(c) = d
-		return nil
-	}
 }
 
 // Platforms lists the values RUNPOOL_PLATFORM and Config.Platform accept.

@@ -97,7 +97,7 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 		t.Errorf("bare number for a duration: %v", err)
 	}
 	_, err = configFromLookup(Config{}, lookupFrom(map[string]string{"RUNPOOL_MAX_CONNS": "0"}))
-	if err == nil || !strings.Contains(err.Error(), "at least 1") {
+	if err == nil || !strings.Contains(err.Error(), "between 1 and") {
 		t.Errorf("RUNPOOL_MAX_CONNS=0: %v", err)
 	}
 }

@@ -17,34 +17,41 @@ import (
 // later. Every instance of a service thawing at once after a NAT timeout
 // leaves as many orphans as it had idle connections, and the next
 // scale-out meets 53300. So the pool notes each such connection's server
-// session and, at the maintainer's next tick (and at the start of a
-// drain), ends the ones still there through a live connection of its own.
+// session exactly (the server and the session on it, as the server
+// reported them at connect time) and, at the maintainer's next tick (and
+// at the start of a drain), ends the ones still there through a live
+// connection of its own on the same server.
 
-// Orphan identifies a server session the pool gave up as dead: its
-// backend process ID and the window of the pool's wall clock in which the
-// session began (the dial, widened by orphanClockSkew for the server's
-// clock). A backend matches only with the same PID, the same session user,
-// idle, and begun within the window, so a PID the server reused for
-// another session is never ended.
+// Orphan identifies one server session exactly, as the server itself
+// reported it when the connection was opened: the server it is on and the
+// session's PID and start there. One name can lead to several servers (a
+// load balancer over replicas, a multi-host DSN after a failover), where
+// other instances of the service log in as the same role at the same
+// moments, and no clock of this machine enters the match, so neither a
+// PID the server reused, nor the same PID on another server, nor clock
+// skew makes another session match.
 type Orphan struct {
-	PID      uint32
-	From, To time.Time
+	PID    uint32
+	Began  time.Time // the session's backend_start
+	Server time.Time // when the server (its postmaster) started: tells servers behind one address apart
 }
 
 // OrphanEnder is an optional interface for a Connector whose server
-// sessions the pool can identify and end. SessionPID returns c's backend
-// process ID (0 when unknown). EndOrphans ends, through the live
-// connection via, the sessions among orphans that are still there, idle,
-// of via's session user and begun within their windows
+// sessions the pool can identify and end. Session returns c's session as
+// recorded when c was opened (false when unknown: it is left to the
+// server's own timeouts). EndOrphans ends, through the live connection
+// via, the sessions among orphans that are on via's server and there
+// still, with the same PID and start, idle and of via's session user
 // (pg_terminate_backend), and returns how many it ended.
 type OrphanEnder[C any] interface {
-	SessionPID(c C) uint32
+	Session(c C) (Orphan, bool)
 	EndOrphans(ctx context.Context, via C, orphans []Orphan) (int, error)
 }
 
-// orphanClockSkew widens an orphan's window for the difference between
-// this machine's clock and the server's.
-const orphanClockSkew = 10 * time.Second
+// orphanKeep is how long a session noted on a server no live connection
+// reaches is looked for again at later ticks: past it the server's own
+// reclaim (idle_session_timeout, its keepalives) has ended it.
+const orphanKeep = 5 * time.Minute
 
 // orphansTimeout bounds the query that ends orphaned sessions.
 const orphansTimeout = time.Second
@@ -56,10 +63,15 @@ const maxOrphans = 1024
 // orphans is the list of sessions to end at the next tick.
 type orphans struct {
 	mu   sync.Mutex // guards list
-	list []Orphan
+	list []notedOrphan
 }
 
-func (o *orphans) add(x Orphan) {
+type notedOrphan struct {
+	Orphan
+	at int64 // nanotime when noted
+}
+
+func (o *orphans) add(x notedOrphan) {
 	o.mu.Lock()
 	if len(o.list) < maxOrphans {
 		o.list = append(o.list, x)
@@ -67,7 +79,7 @@ func (o *orphans) add(x Orphan) {
 	o.mu.Unlock()
 }
 
-func (o *orphans) take() []Orphan {
+func (o *orphans) take() []notedOrphan {
 	o.mu.Lock()
 	l := o.list
 	o.list = nil
@@ -82,21 +94,19 @@ func (o *orphans) take() []Orphan {
 // connections idle past their limit right after a thaw is the common
 // case. A session that did end is simply not found.
 func (p *Pool[C]) noteOrphan(e *entry[C]) {
-	if p.ender == nil || e.dialedFrom == 0 || (!e.dead.Load() && e.gen == p.gen.Load()) {
+	if p.ender == nil || (!e.dead.Load() && e.gen == p.gen.Load()) {
 		return
 	}
-	if pid := p.ender.SessionPID(e.conn); pid != 0 {
-		p.orphans.add(Orphan{
-			PID:  pid,
-			From: time.Unix(0, e.dialedFrom).Add(-orphanClockSkew),
-			To:   time.Unix(0, e.dialedTo).Add(orphanClockSkew),
-		})
+	if o, ok := p.ender.Session(e.conn); ok {
+		p.orphans.add(notedOrphan{Orphan: o, at: nanotime()})
 	}
 }
 
-// endOrphans ends the noted sessions through an idle connection the pool
-// trusts without a probe; with none at hand, they wait for the next tick.
-// Sessions the server ended meanwhile simply do not match.
+// endOrphans ends the noted sessions on the server of an idle connection
+// the pool trusts without a probe; with none at hand, they wait for the
+// next tick, and those on another server wait (up to orphanKeep) for a
+// tick that finds a connection to theirs. Sessions the server ended
+// meanwhile simply do not match.
 func (p *Pool[C]) endOrphans() {
 	if p.ender == nil {
 		return
@@ -106,22 +116,35 @@ func (p *Pool[C]) endOrphans() {
 		return
 	}
 	var via *puddle.Resource[*entry[C]]
+	var here Orphan
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
 		if via == nil && p.trusted(time.Duration(nanotime()-e.idleSince), e) {
-			via = res
-			continue
+			if s, ok := p.ender.Session(e.conn); ok {
+				via, here = res, s
+				continue
+			}
 		}
 		res.ReleaseUnused()
 	}
-	if via == nil {
-		for _, o := range list {
+	var mine []Orphan
+	now := nanotime()
+	for _, o := range list {
+		switch {
+		case via != nil && o.Server.Equal(here.Server):
+			mine = append(mine, o.Orphan)
+		case time.Duration(now-o.at) < orphanKeep:
 			p.orphans.add(o)
+		}
+	}
+	if len(mine) == 0 {
+		if via != nil {
+			via.ReleaseUnused()
 		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), orphansTimeout)
-	n, err := p.ender.EndOrphans(ctx, via.Value().conn, list)
+	n, err := p.ender.EndOrphans(ctx, via.Value().conn, mine)
 	cancel()
 	if p.connector.Reusable(via.Value().conn) {
 		via.ReleaseUnused()
@@ -130,12 +153,12 @@ func (p *Pool[C]) endOrphans() {
 		via.Destroy()
 	}
 	if err != nil {
-		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(list), "err", err)
+		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(mine), "err", err)
 		return
 	}
 	p.counters.orphansEnded.Add(int64(n))
 	if n > 0 {
 		p.m.orphans.Add(context.Background(), int64(n), p.m.add...)
-		p.cfg.Logger.Info("runpool: ended orphaned sessions", "pool", p.cfg.Name, "ended", n, "noted", len(list))
+		p.cfg.Logger.Info("runpool: ended orphaned sessions", "pool", p.cfg.Name, "ended", n, "noted", len(mine))
 	}
 }

@@ -36,8 +36,6 @@ type Pool[C any] struct {
 
 	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
 	spare   atomic.Pointer[C] // the connection Open dialled, for the construct that puts it in the pool
-	// spareFrom is when Open began dialling spare (Unix ns)
-	spareFrom atomic.Int64
 
 	ender   OrphanEnder[C] // the connector's, when it has one and no pooler hides the sessions
 	orphans orphans        // sessions to end at the next tick (orphans.go)
@@ -110,21 +108,18 @@ type Hooks[C any] struct {
 // entry is the pool's record of one connection, the puddle resource value.
 type entry[C any] struct {
 	conn      C
-	expiresAt int64 // nanotime at which its (jittered) lifetime ends
-	gen       int64 // Pool.gen when last released (written before puddle's release, read after its acquire)
-	created   int64 // nanotime when opened
-	// dialedFrom and dialedTo bound, in Unix nanoseconds of the wall
-	// clock, when the server session began (orphans.go).
-	dialedFrom, dialedTo int64
-	idleSince            int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
-	lent                 bool        // opened beyond the fair share: on a lease (budget.go)
-	borrowed             atomic.Bool // between checkout and release
-	dead                 atomic.Bool // known unusable: close without a goodbye
-	since                int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
-	lentAt               int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
-	out                  int64       // nanotime of the checkout (the borrower's): Park's stamp
-	pool                 *Pool[C]
-	res                  *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
+	expiresAt int64       // nanotime at which its (jittered) lifetime ends
+	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
+	created   int64       // nanotime when opened
+	idleSince int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
+	lent      bool        // opened beyond the fair share: on a lease (budget.go)
+	borrowed  atomic.Bool // between checkout and release
+	dead      atomic.Bool // known unusable: close without a goodbye
+	since     int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
+	lentAt    int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
+	out       int64       // nanotime of the checkout (the borrower's): Park's stamp
+	pool      *Pool[C]
+	res       *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
 	// parkedBy is the handle that parked the connection, while it is
 	// parked; whoever swaps it to nil (Unpark, Release, the pool taking it
 	// back) owns the connection.
@@ -159,7 +154,6 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	}
 	m := newMetrics(cfg)
 	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1), m: m}
-	firstFrom := time.Now().UnixNano()
 	first, err := boot.dialBackoff(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
@@ -204,7 +198,6 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	// the flow meanwhile) finds it peeked at or probed, or closed by the
 	// maintainer, like any other idle connection.
 	p.spare.Store(&first)
-	p.spareFrom.Store(firstFrom)
 	if err := p.p.CreateResource(ctx); err != nil {
 		if spare := p.spare.Swap(nil); spare != nil {
 			connector.Close(*spare, false)
@@ -583,10 +576,8 @@ func (p *Pool[C]) destroy(res *puddle.Resource[*entry[C]]) {
 // bounded by DialTimeout.
 func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	var c C
-	from := time.Now().UnixNano()
 	if spare := p.spare.Swap(nil); spare != nil {
 		c = *spare
-		from = p.spareFrom.Load()
 	} else {
 		var err error
 		if c, err = p.dialOnce(ctx); err != nil {
@@ -595,8 +586,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.counters.newConns.Add(1)
 	now := nanotime()
-	e := &entry[C]{pool: p, conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now,
-		dialedFrom: from, dialedTo: time.Now().UnixNano()}
+	e := &entry[C]{pool: p, conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
 		e.lent = true
 		p.lentOpen.Add(1)

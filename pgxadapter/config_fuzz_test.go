@@ -1,11 +1,14 @@
 package pgxadapter_test
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/adaptertest"
 	"github.com/runpool/runpool/pgxadapter"
 )
 
@@ -67,6 +70,40 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if s := cfg.String(); strings.Contains(s, fuzzMarker) {
 			t.Fatalf("ParseConfig(%q): String shows the password: %s", dsn, s)
+		}
+	})
+}
+
+// FuzzPoolSettings sets one RUNPOOL_* variable to a fuzzed value:
+// ParseConfig either refuses it naming the variable, or accepts a value
+// from which nothing out of bounds is derived (a keepalive beyond the
+// kernel's limit, a TCP_USER_TIMEOUT truncated to 32 bits:
+// adaptertest.CheckSettings).
+//
+//	go test -run '^$' -fuzz FuzzPoolSettings -fuzztime 2m ./pgxadapter
+func FuzzPoolSettings(f *testing.F) {
+	for i := range runpool.EnvVars() {
+		for _, v := range []string{"0", "1", "1ns", "off", "250ms", "1h", "4294967297", "2562047h", "32768s", "596h31m23.648s"} {
+			f.Add(uint8(i), v)
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, value string) {
+		if strings.ContainsRune(value, 0) {
+			t.Skip() // NUL cannot be in the environment
+		}
+		vars := runpool.EnvVars()
+		name := vars[int(which)%len(vars)].Name
+		t.Setenv(name, value)
+		cfg, err := pgxadapter.ParseConfig("postgres://app:pw@db.internal:5432/app")
+		if err != nil {
+			var ce *runpool.ConfigError
+			if !errors.As(err, &ce) || ce.Setting != name {
+				t.Fatalf("%s=%q: %v does not name the variable", name, value, err)
+			}
+			return
+		}
+		if err := adaptertest.CheckSettings(cfg.ConnConfig, cfg.Pool); err != nil {
+			t.Fatalf("%s=%q: %v", name, value, err)
 		}
 	})
 }

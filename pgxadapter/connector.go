@@ -86,9 +86,9 @@ func (c *connector) ServerLimits(ctx context.Context, pc *pconn) (runpool.Server
 	return pgxconn.ReadLimits(ctx, pc.conn)
 }
 
-// SessionPID and EndOrphans let the pool end sessions it gave up as dead
+// Session and EndOrphans let the pool end sessions it gave up as dead
 // (runpool.OrphanEnder).
-func (c *connector) SessionPID(pc *pconn) uint32 { return pc.conn.PgConn().PID() }
+func (c *connector) Session(pc *pconn) (runpool.Orphan, bool) { return pgxconn.SessionOf(pc.conn) }
 
 func (c *connector) EndOrphans(ctx context.Context, via *pconn, orphans []runpool.Orphan) (int, error) {
 	return pgxconn.EndOrphans(ctx, via.conn, orphans)

@@ -35,6 +35,7 @@ func New(ctx context.Context, cfg *Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	pgxconn.WarnTransport(&cc.Config, cfg.Pool, cfg.CloudSQL != nil)
 	p := &Pool{cfg: cfg, dialer: dialer}
 	rp, err := runpool.Open(ctx, cfg.Pool, newConnector(session, cfg), p.hooks())
 	if err != nil {

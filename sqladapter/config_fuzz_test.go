@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/adaptertest"
 	"github.com/runpool/runpool/sqladapter"
 )
 
@@ -14,8 +16,9 @@ const fuzzMarker = "Pa55w0rd"
 // FuzzConfigFromEnv fills the environment a service reads (DATABASE_URL or
 // the PG* variables, and a RUNPOOL_* one) from fuzzed values around a
 // planted password (in PGPASSWORD, and in DATABASE_URL when it is set),
-// then builds a Connector: nothing panics, and no error and no
-// description of the Config shows the password.
+// then builds a Connector: nothing panics, no error and no description
+// of the Config shows the password, and a pool setting that is accepted
+// derives nothing out of bounds (adaptertest.CheckSettings).
 //
 //	go test -run '^$' -fuzz FuzzConfigFromEnv -fuzztime 2m ./sqladapter
 func FuzzConfigFromEnv(f *testing.F) {
@@ -30,6 +33,10 @@ func FuzzConfigFromEnv(f *testing.F) {
 		{"", "h1,h2", "5432,notaport", "verify-full", "0"},
 		{"postgres://app:%s@db/app?pool_max_conns=4&target_session_attrs=any", "", "", "bogus", "1048577"},
 		{"user=app password=%s host=db sslmode=bogus", "", "", "", ""},
+		{"postgres://app:%s@db/app", "", "", "", "1ns"},
+		{"postgres://app:%s@db/app", "", "", "", "off"},
+		{"postgres://app:%s@db/app", "", "", "", "2562047h"},
+		{"postgres://app:%s@db/app", "", "", "", "596h31m23.648s"},
 	} {
 		for v := range uint8(3) {
 			f.Add(s.url, s.host, s.port, s.opts, v, s.runpool)
@@ -56,7 +63,8 @@ func FuzzConfigFromEnv(f *testing.F) {
 		t.Setenv("PGSSLMODE", sslmode)
 		t.Setenv("PGUSER", "app")
 		t.Setenv("PGDATABASE", "app")
-		t.Setenv([]string{"RUNPOOL_MAX_CONNS", "RUNPOOL_PROBE_TIMEOUT", "RUNPOOL_PLATFORM"}[int(which)%3], runpoolValue)
+		vars := runpool.EnvVars()
+		t.Setenv(vars[int(which)%len(vars)].Name, runpoolValue)
 		cfg, err := sqladapter.ConfigFromEnv()
 		if err != nil {
 			if s := err.Error() + fmt.Sprintf("%+v", err); strings.Contains(s, fuzzMarker) {
@@ -75,5 +83,8 @@ func FuzzConfigFromEnv(f *testing.F) {
 			return
 		}
 		_ = c.Close()
+		if err := adaptertest.CheckSettings(cfg.ConnConfig, cfg.Pool); err != nil {
+			t.Fatalf("%s=%q: %v", vars[int(which)%len(vars)].Name, runpoolValue, err)
+		}
 	})
 }

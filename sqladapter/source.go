@@ -98,9 +98,9 @@ func (s *source) ServerLimits(ctx context.Context, c *pooled) (runpool.ServerLim
 	return pgxconn.ReadLimits(ctx, c.pg)
 }
 
-// SessionPID and EndOrphans let the pool end sessions it gave up as dead
+// Session and EndOrphans let the pool end sessions it gave up as dead
 // (runpool.OrphanEnder).
-func (s *source) SessionPID(c *pooled) uint32 { return c.pg.PgConn().PID() }
+func (s *source) Session(c *pooled) (runpool.Orphan, bool) { return pgxconn.SessionOf(c.pg) }
 
 func (s *source) EndOrphans(ctx context.Context, via *pooled, orphans []runpool.Orphan) (int, error) {
 	return pgxconn.EndOrphans(ctx, via.pg, orphans)

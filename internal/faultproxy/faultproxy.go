@@ -62,7 +62,7 @@ type Config struct {
 // Proxy listens on 127.0.0.1 and forwards to Config.Target.
 type Proxy struct {
 	ln      net.Listener
-	target  string
+	target  atomic.Pointer[string]
 	mode    atomic.Int32
 	idle    atomic.Int64
 	latency atomic.Int64
@@ -92,7 +92,8 @@ func Start(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: cfg.Target, flows: make(map[*flow]struct{})}
+	p := &Proxy{ln: ln, flows: make(map[*flow]struct{})}
+	p.target.Store(&cfg.Target)
 	p.mode.Store(int32(cfg.Mode))
 	p.idle.Store(int64(cfg.IdleTimeout))
 	p.latency.Store(int64(cfg.Latency))
@@ -106,6 +107,10 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Port is the proxy's port.
 func (p *Proxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// SetTarget sends new flows to addr, as a load balancer or a DNS name
+// that fails over does; flows already open stay with their server.
+func (p *Proxy) SetTarget(addr string) { p.target.Store(&addr) }
 
 // SetMode changes what happens to flows that idle from now on.
 func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
@@ -189,7 +194,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		s, err := net.DialTimeout("tcp", *p.target.Load(), 5*time.Second)
 		if err != nil {
 			c.Close()
 			continue

@@ -52,6 +52,10 @@ const readyTimeout = 30 * time.Second
 type Options struct {
 	MaxConnections int               // 0 = 100
 	Settings       map[string]string // extra postgresql.conf settings, e.g. {"superuser_reserved_connections":"3"}
+	// PIDNamespace starts postgres as PID 1 of a PID namespace of its own (Linux, root only),
+	// as in a container: the backends of two servers started so get PIDs from the same small
+	// numbers, so one PID can name a session on each.
+	PIDNamespace bool
 }
 
 // Server is a running throwaway PostgreSQL server listening on 127.0.0.1.
@@ -63,6 +67,7 @@ type Server struct {
 	root     string              // temp dir holding DataDir and the owner file; removed at the end
 	bin      string              // dir of initdb and postgres
 	cred     *syscall.Credential // OS user to run as; nil = ours
+	pidns    bool                // postgres runs in a PID namespace of its own
 	args     []string            // postgres -c settings, without -D and -p
 	external string              // RUNPOOL_TEST_DATABASE_URL when the server is not ours
 	shared   bool
@@ -378,7 +383,7 @@ func start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	s := &Server{Host: "127.0.0.1", DataDir: filepath.Join(root, "data"), root: root, bin: bin, cred: cred}
+	s := &Server{Host: "127.0.0.1", DataDir: filepath.Join(root, "data"), root: root, bin: bin, cred: cred, pidns: opts.PIDNamespace}
 	fail := func(err error) (*Server, error) {
 		os.RemoveAll(root)
 		return nil, err
@@ -465,6 +470,9 @@ func (s *Server) startProcess() error {
 		Setpgid:    true,            // Ctrl-C on go test must not hit the server before our cleanup runs
 		Pdeathsig:  syscall.SIGKILL, // watchdog: the server dies with the test binary
 		Credential: s.cred,
+	}
+	if s.pidns {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)

@@ -5,6 +5,7 @@ package pgxconn
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -62,20 +63,21 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 
 // AfterConnect runs on each new connection: it sends with SET the
 // settings for the server's version that the startup packet did not
-// carry, and from then on has them carried there.
+// carry (and from then on has them carried there), and, unless a pooler
+// hides the server sessions, reads what identifies the session exactly
+// (SessionOf), in the same round trip.
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 	_, set := s.pool.ServerSettings(ServerMajor(conn))
 	sent := conn.Config().RuntimeParams
-	var b strings.Builder
+	batch := &pgconn.Batch{}
+	sets := 0
 	for k, v := range set {
 		if !s.user[k] && sent[k] != v {
-			b.WriteString("SET " + k + " = " + v + ";")
+			batch.ExecParams("SET "+k+" = "+v, nil, nil, nil, nil)
+			sets++
 		}
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if s.known.Load() == nil {
+	if sets > 0 && s.known.Load() == nil {
 		k := s.base.Copy()
 		for name, v := range set {
 			if !s.user[name] {
@@ -84,8 +86,55 @@ func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 		}
 		s.known.CompareAndSwap(nil, k)
 	}
-	_, err := conn.PgConn().Exec(ctx, b.String()).ReadAll()
-	return err
+	identify := !s.pool.BehindPooler()
+	if identify {
+		batch.ExecParams(sessionQuery, nil, nil, nil, []int16{1, 1, 1})
+	}
+	if sets == 0 && !identify {
+		return nil
+	}
+	results, err := conn.PgConn().ExecBatch(ctx, batch).ReadAll()
+	if err != nil || !identify {
+		return err
+	}
+	if rows := results[len(results)-1].Rows; len(rows) == 1 {
+		if o, ok := decodeSession(rows[0]); ok {
+			conn.PgConn().CustomData()[sessionKey] = o
+		}
+	}
+	return nil
+}
+
+// sessionQuery reads what identifies the session: its PID and start as
+// the server recorded them, and the server's own start, which tells
+// servers behind one address apart. Any role may read all three for its
+// own session (system_identifier, which pg_control_system() shows only to
+// privileged roles, is the same on a primary and its replicas anyway).
+const sessionQuery = `SELECT pg_catalog.pg_backend_pid(), a.backend_start, pg_catalog.pg_postmaster_start_time()
+	FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a`
+
+// sessionKey holds the session's runpool.Orphan in pgconn's CustomData.
+const sessionKey = "runpool.session"
+
+// pgEpoch is where PostgreSQL's binary timestamps count from.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// decodeSession reads sessionQuery's binary row.
+func decodeSession(row [][]byte) (runpool.Orphan, bool) {
+	if len(row) != 3 || len(row[0]) != 4 || len(row[1]) != 8 || len(row[2]) != 8 {
+		return runpool.Orphan{}, false // a NULL: unknown
+	}
+	ts := func(b []byte) time.Time {
+		return pgEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(b))) * time.Microsecond)
+	}
+	return runpool.Orphan{PID: binary.BigEndian.Uint32(row[0]), Began: ts(row[1]), Server: ts(row[2])}, true
+}
+
+// SessionOf returns conn's session as AfterConnect read it; false when
+// unknown (behind a pooler, or not read).
+func SessionOf(conn *pgx.Conn) (runpool.Orphan, bool) {
+	o, ok := conn.PgConn().CustomData()[sessionKey].(runpool.Orphan)
+	return o, ok
 }
 
 // DialFailed forgets the version's startup settings when the server
@@ -124,23 +173,24 @@ func ReadLimits(ctx context.Context, conn *pgx.Conn) (runpool.ServerLimits, erro
 	return l, err
 }
 
-// EndOrphans ends, through conn, the sessions among orphans that are
-// still there (runpool.OrphanEnder): same PID, same session user, idle,
-// begun within the orphan's window. A PID the server reused for another
-// session fails the window or the user, and a session at work fails
-// "idle".
+// EndOrphans ends, through conn, the sessions among orphans that are on
+// conn's server and still there (runpool.OrphanEnder): the same server
+// start, PID and session start, idle, of the same session user. The
+// server's identity is checked in the same statement, so a connection
+// that landed on another server behind the same address ends nothing
+// there; a session at work fails "idle".
 func EndOrphans(ctx context.Context, conn *pgx.Conn, orphans []runpool.Orphan) (int, error) {
 	pids := make([]int64, len(orphans))
-	from := make([]time.Time, len(orphans))
-	to := make([]time.Time, len(orphans))
+	began := make([]time.Time, len(orphans))
+	server := make([]time.Time, len(orphans))
 	for i, o := range orphans {
-		pids[i], from[i], to[i] = int64(o.PID), o.From, o.To
+		pids[i], began[i], server[i] = int64(o.PID), o.Began, o.Server
 	}
 	var n int
 	err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int
 	FROM pg_stat_activity a
-	JOIN unnest($1::int8[], $2::timestamptz[], $3::timestamptz[]) AS o(pid, began_from, began_to) ON a.pid = o.pid
-	WHERE a.usename = session_user AND a.state = 'idle' AND a.pid <> pg_backend_pid()
-	AND a.backend_start BETWEEN o.began_from AND o.began_to`, pids, from, to).Scan(&n)
+	JOIN unnest($1::int8[], $2::timestamptz[], $3::timestamptz[]) AS o(pid, began, server) ON a.pid = o.pid
+	WHERE o.server = pg_postmaster_start_time() AND a.backend_start = o.began
+	AND a.usename = session_user AND a.state = 'idle' AND a.pid <> pg_backend_pid()`, pids, began, server).Scan(&n)
 	return n, err
 }

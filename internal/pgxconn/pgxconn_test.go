@@ -94,21 +94,24 @@ func TestUserSettingWins(t *testing.T) {
 }
 
 // EndOrphans ends a matching session and nothing else: not one whose
-// start falls outside the window (a PID the server reused), not one at
-// work, not one of another user.
+// start differs (a PID the server reused), not one at work, not one of
+// another user.
 func TestEndOrphansMatchesOnlyTheOrphan(t *testing.T) {
 	srv := pgtest.Shared(t)
 	user := srv.CreateRole(t, -1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	open := func(role string) (*pgx.Conn, runpool.Orphan) {
-		from := time.Now()
-		c, err := pgx.Connect(ctx, srv.URLFor(role, "pw", role))
+		cc, err := pgx.ParseConfig(srv.URLFor(role, "pw", role))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close(context.Background()) })
-		return c, runpool.Orphan{PID: c.PgConn().PID(), From: from.Add(-time.Second), To: time.Now().Add(time.Second)}
+		c := connect(t, Setup(cc, runpool.Config{}))
+		o, ok := SessionOf(c)
+		if !ok || o.PID != c.PgConn().PID() {
+			t.Fatalf("session %+v (known %v) of PID %d", o, ok, c.PgConn().PID())
+		}
+		return c, o
 	}
 	via, _ := open(user)
 	idle, idleO := open(user)
@@ -116,14 +119,14 @@ func TestEndOrphansMatchesOnlyTheOrphan(t *testing.T) {
 	other, otherO := open(srv.CreateRole(t, -1))
 	_, _ = idle, other
 
-	// The window of an hour ago: a reused PID.
-	stale := idleO
-	stale.From, stale.To = stale.From.Add(-time.Hour), stale.To.Add(-time.Hour)
+	// The same PID begun a microsecond later: a PID the server reused.
+	reused := idleO
+	reused.Began = reused.Began.Add(time.Microsecond)
 	// busy runs a query while EndOrphans looks.
 	done := make(chan error, 1)
 	go func() { _, err := busy.Exec(ctx, "SELECT pg_sleep(1)"); done <- err }()
 	time.Sleep(200 * time.Millisecond)
-	if n, err := EndOrphans(ctx, via, []runpool.Orphan{stale, busyO, otherO}); err != nil || n != 0 {
+	if n, err := EndOrphans(ctx, via, []runpool.Orphan{reused, busyO, otherO}); err != nil || n != 0 {
 		t.Fatalf("ended %d (err %v) of a reused PID, a busy session and another user's; want 0", n, err)
 	}
 	if err := <-done; err != nil {
