@@ -183,9 +183,15 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 		return false
 	}
 
+	if ctx.Err() != nil {
+		// The caller gave up before the probe: the connection goes back
+		// as it was, still due for a probe.
+		res.ReleaseUnused()
+		return false
+	}
+
 	p.counters.probes.Add(1)
 	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
-	pctx, cancel := context.WithTimeout(ctx, timeout)
 	// A connection opened within a probe's deadline (a hedged one, probed
 	// because a sibling's probe failed as it opened) gets no hedge of its
 	// own: it was dialled a moment ago, and its probe takes a round trip,
@@ -195,23 +201,52 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 		hedge = time.AfterFunc(timeout/hedgeAfter, p.hedgeDial)
 	}
 	start := time.Now()
-	err := p.connector.Ping(pctx, e.conn)
+	if ctx.Done() == nil {
+		return p.probeDone(res, e, p.ping(ctx, e, timeout), start, hedge, last)
+	}
+	// The probe's deadline is its own, never the caller's: a caller that
+	// gives up mid-probe returns at once, and the probe runs on to its
+	// end, which decides what becomes of the connection. (Ended by the
+	// caller's context, pgx would close a healthy connection.)
+	done := make(chan error, 1)
+	go func() { done <- p.ping(ctx, e, timeout) }()
+	select {
+	case err := <-done:
+		return p.probeDone(res, e, err, start, hedge, last)
+	case <-ctx.Done():
+		p.probed(time.Since(start), probeCancelled)
+		go func() {
+			if p.probeDone(res, e, <-done, start, hedge, last) {
+				p.returnProbed(res, e)
+			}
+		}()
+		return false
+	}
+}
+
+// ping is one probe of e within timeout, whatever ctx's deadline (ctx
+// lends only its values).
+func (p *Pool[C]) ping(ctx context.Context, e *entry[C], timeout time.Duration) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	return p.connector.Ping(pctx, e.conn)
+}
+
+// probeDone acts on a probe's outcome, which started at start and idled
+// since last: it reports whether the connection answered; when not, it
+// has destroyed it and, the probe having had its own deadline, taken
+// the failure as a sign of trouble on the path.
+func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err error, start time.Time, hedge *time.Timer, last int64) bool {
 	took := time.Since(start)
 	if hedge != nil {
 		hedge.Stop()
 	}
-	cancel()
 	if err == nil {
 		p.probed(took, probeOK)
 		return true
 	}
 	e.dead.Store(true)
 	res.Destroy()
-	if ctx.Err() != nil {
-		// The caller gave up; that says nothing about the path.
-		p.probed(took, probeCancelled)
-		return false
-	}
 	p.probed(took, probeFailed)
 	p.counters.probeFailures.Add(1)
 	p.health.probeErr.Store(&err)
@@ -219,6 +254,18 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	raise(&p.health.discardBefore, last)
 	p.gen.Add(1)
 	return false
+}
+
+// returnProbed puts back a connection that passed the probe its caller
+// gave up on: it is as fresh as a connection just used.
+func (p *Pool[C]) returnProbed(res *puddle.Resource[*entry[C]], e *entry[C]) {
+	if p.isDraining() {
+		p.destroy(res)
+		return
+	}
+	e.gen = p.gen.Load()
+	e.idleSince = nanotime()
+	p.putIdle(res)
 }
 
 // hedgeAfter: a probe still unanswered after this fraction of its
