@@ -60,10 +60,12 @@ type Config struct {
 	// ProbeAfterIdle: a connection idle longer than this is probed before
 	// it is handed out. Default 1s.
 	ProbeAfterIdle time.Duration
-	// ProbeTimeout caps one probe, whatever the caller's deadline. Within
-	// it the probe's deadline is the typical dial time (at least
-	// 5ms): a connection slower to answer than a fresh one is to open is
-	// replaced. Default 250ms.
+	// ProbeTimeout caps the dial-time part of a probe's deadline,
+	// whatever the caller's deadline. The deadline is the typical dial
+	// time (at least 5ms) within this cap, so a connection slower to
+	// answer than a fresh one is to open is replaced; but never less than
+	// four round trips of the path as probes measure it, so that on a
+	// distant server a healthy connection is not failed. Default 250ms.
 	ProbeTimeout time.Duration
 	// FreezeThreshold: the maintainer reports a freeze when its clock jumps
 	// this much past a tick. Default 1s.

@@ -32,7 +32,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_MAX_CONN_LIFETIME_JITTER", "duration", "lifetime/10", "random extra lifetime per connection", setDuration(func(c *Config) *time.Duration { return &c.MaxConnLifetimeJitter })},
 	{"RUNPOOL_MAINTAIN_INTERVAL", "duration", "1s", "background maintainer period", setDuration(func(c *Config) *time.Duration { return &c.MaintainInterval })},
 	{"RUNPOOL_PROBE_AFTER_IDLE", "duration", "1s", "probe connections idle longer than this on checkout", setDuration(func(c *Config) *time.Duration { return &c.ProbeAfterIdle })},
-	{"RUNPOOL_PROBE_TIMEOUT", "duration", "250ms", "bound on one checkout probe", setDuration(func(c *Config) *time.Duration { return &c.ProbeTimeout })},
+	{"RUNPOOL_PROBE_TIMEOUT", "duration", "250ms", "cap on a checkout probe's dial-time deadline (never below four measured round trips)", setDuration(func(c *Config) *time.Duration { return &c.ProbeTimeout })},
 	{"RUNPOOL_FREEZE_THRESHOLD", "duration", "1s", "clock jump that counts as a freeze", setDuration(func(c *Config) *time.Duration { return &c.FreezeThreshold })},
 	{"RUNPOOL_PATH_IDLE_TIMEOUT", "duration", "unset", "tightest middlebox idle timeout on the path", setDuration(func(c *Config) *time.Duration { return &c.PathIdleTimeout })},
 	{"RUNPOOL_TCP_KEEPALIVE_IDLE", "duration", "15s", "kernel keepalive idle time", setDuration(func(c *Config) *time.Duration { return &c.TCPKeepAliveIdle })},

@@ -34,6 +34,10 @@ type health struct {
 	// estimate not refreshed for estimateFresh holds back no dial
 	// (comesBackSooner).
 	dialAt atomic.Int64
+	// rttNanos is a moving average of how long a successful probe takes,
+	// one round trip of the path; 0 when none was measured since the last
+	// failed probe (see roundTrip).
+	rttNanos atomic.Int64
 	// useNanos is a moving average of how long a borrower keeps a
 	// connection, timed while callers wait (see comesBackSooner).
 	useNanos atomic.Int64
@@ -78,18 +82,55 @@ func ewma(v *atomic.Int64, d time.Duration) {
 	v.Store(old + (int64(d)-old)/4)
 }
 
-// probeTimeout is the typical dial time, within [minProbeTimeout, limit]:
-// a connection that cannot answer a ping in the time a fresh one takes to
-// open is replaced by a fresh one, and a false alarm costs one dial, never
-// a failed request. (A ping is one round trip; a dial is several, and the
-// server starts a backend.)
+// probeTimeout is the probe's deadline: the typical dial time within
+// [minProbeTimeout, limit], and at least probeRoundTrips round trips of
+// this path. On a nearby server a connection that cannot answer a ping
+// in the time a fresh one takes to open is replaced by a fresh one, and
+// a false alarm costs one dial, never a failed request; on a distant one,
+// where a single round trip may exceed limit, a healthy connection still
+// answers in time, and a dead one is found within a few of the path's
+// own round trips.
 func (h *health) probeTimeout(limit time.Duration) time.Duration {
 	d := time.Duration(h.dialNanos.Load())
 	if d == 0 {
 		return limit
 	}
-	return min(max(d, minProbeTimeout), limit)
+	return max(min(max(d, minProbeTimeout), limit), probeRoundTrips*h.roundTrip())
 }
+
+// hedgeDelay is how long a probe with deadline timeout may go
+// unanswered before a fresh connection is started for its caller: a
+// fraction of the deadline, and never before a healthy connection on
+// this path would have answered.
+func (h *health) hedgeDelay(timeout time.Duration) time.Duration {
+	return max(timeout/hedgeAfter, hedgeRoundTrips*h.roundTrip())
+}
+
+// roundTrip is the path's round-trip time as the probes measure it (a
+// ping is one round trip). Until a probe has, or after one failed, a
+// dial stands in: it takes at least one round trip and usually several,
+// so half of it errs on the long side when a dial is a single round trip.
+func (h *health) roundTrip() time.Duration {
+	if r := h.rttNanos.Load(); r != 0 {
+		return time.Duration(r)
+	}
+	return time.Duration(h.dialNanos.Load() / 2)
+}
+
+// probeAnswered folds a successful probe's duration into the round-trip
+// estimate; probeUnanswered forgets it, so that after a path grew slower
+// (a failover to a distant replica) the next dials set the deadline again
+// instead of the old path's round trip failing every probe.
+func (h *health) probeAnswered(d time.Duration) { ewma(&h.rttNanos, d) }
+func (h *health) probeUnanswered()              { h.rttNanos.Store(0) }
+
+// probeRoundTrips and hedgeRoundTrips: a probe's deadline and its hedge
+// in round trips of the path, so that a scheduling delay or a queued
+// packet does not fail a healthy connection.
+const (
+	probeRoundTrips = 4
+	hedgeRoundTrips = 2
+)
 
 func (h *health) init(now int64) {
 	h.lastMono = now
@@ -195,10 +236,10 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	// A connection opened within a probe's deadline (a hedged one, probed
 	// because a sibling's probe failed as it opened) gets no hedge of its
 	// own: it was dialled a moment ago, and its probe takes a round trip,
-	// which a quarter of the deadline may not cover.
+	// which the hedge's delay may not cover.
 	var hedge *time.Timer
 	if now-e.created >= int64(timeout) {
-		hedge = time.AfterFunc(timeout/hedgeAfter, p.hedgeDial)
+		hedge = time.AfterFunc(p.health.hedgeDelay(timeout), p.hedgeDial)
 	}
 	start := time.Now()
 	if ctx.Done() == nil {
@@ -243,8 +284,10 @@ func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err er
 	}
 	if err == nil {
 		p.probed(took, probeOK)
+		p.health.probeAnswered(took)
 		return true
 	}
+	p.health.probeUnanswered()
 	e.dead.Store(true)
 	res.Destroy()
 	p.probed(took, probeFailed)

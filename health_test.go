@@ -77,3 +77,36 @@ func TestProbeOutlivesTheCallersDeadline(t *testing.T) {
 		t.Errorf("orphans noted: %+v, want none", recs)
 	}
 }
+
+// Guards against: probes failing every healthy connection on a path
+// whose round trip exceeds ProbeTimeout, so each checkout after an idle
+// spell dials anew. 300 ms proxy latency each way (a round trip over
+// 600 ms); after each idle spell the one connection is reused, and a
+// black-holed one is still discarded by its probe.
+func TestProbeOnADistantServer(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	p, proxy, _ := openProxied(t, faultproxy.Config{Latency: 300 * time.Millisecond},
+		runpool.Config{MaxConns: 2, ProbeAfterIdle: idle, DialTimeout: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	ctx := ctxT(t, 60*time.Second)
+	pid := sessionPID(t, ctx, p)
+	for i := range 3 {
+		time.Sleep(2 * idle)
+		if got := sessionPID(t, ctx, p); got != pid {
+			t.Fatalf("checkout %d after idling: backend %d, want %d (the probe failed a healthy connection)", i+1, got, pid)
+		}
+	}
+	st := p.Stat()
+	t.Logf("probes %d, failed %d, connections opened %d, hedged %d", st.ProbeCount(), st.ProbeFailureCount(), st.NewConnsCount(), st.HedgedDialCount())
+	if st.ProbeCount() < 3 || st.ProbeFailureCount() != 0 || st.NewConnsCount() != 1 || st.HedgedDialCount() != 0 {
+		t.Fatal("want 3 probes or more, none failed, one connection opened, no hedged dial")
+	}
+
+	proxy.Forget() // the path to the connection's flow dies
+	time.Sleep(2 * idle)
+	if got := sessionPID(t, ctx, p); got == pid {
+		t.Fatal("the black-holed connection was handed out")
+	}
+	if n := p.Stat().ProbeFailureCount(); n != 1 {
+		t.Fatalf("%d failed probes, want the black-holed connection's", n)
+	}
+}
