@@ -92,8 +92,11 @@ type Config struct {
 	// frees its slot. Default 30s; negative disables. See reclaim.go.
 	ServerKeepAliveIdle time.Duration
 	// ServerIdleSessionTimeout asks the server (PostgreSQL 14+) to end a
-	// session idle this long. It must exceed MaxConnIdleTime. Default
-	// MaxConnIdleTime + 2*MaintainInterval + 10s; negative disables.
+	// session idle this long. It must exceed MaxConnIdleTime. Default 0:
+	// off (negative too). Opt in only when no caller holds a connection
+	// idle this long: the server ends borrowed connections too (a LISTEN
+	// loop, a connection held across a slow call) with FATAL 57P05. See
+	// docs/server-reclaim.md.
 	ServerIdleSessionTimeout time.Duration
 
 	// Budget is the number of server connections the whole service may use,
@@ -209,9 +212,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ServerKeepAliveIdle == 0 {
 		c.ServerKeepAliveIdle = defaultServerKeepAliveIdle
-	}
-	if c.ServerIdleSessionTimeout == 0 {
-		c.ServerIdleSessionTimeout = c.serverIdleSessionTimeout()
 	}
 	if c.MaxInstances == 0 {
 		c.MaxInstances = 1

@@ -40,7 +40,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_TCP_KEEPALIVE_COUNT", "count", "3", "kernel keepalive probes before the socket fails", setInt(func(c *Config) *int { return &c.TCPKeepAliveCount }, 1)},
 	{"RUNPOOL_TCP_USER_TIMEOUT", "duration", "20s", "unacknowledged data older than this fails the socket", setDuration(func(c *Config) *time.Duration { return &c.TCPUserTimeout })},
 	{"RUNPOOL_SERVER_KEEPALIVE_IDLE", "duration", "30s", "server-side keepalive on each session, so a vanished client's backend ends", setDuration(func(c *Config) *time.Duration { return &c.ServerKeepAliveIdle })},
-	{"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT", "duration", "idle time + 12s", "server ends sessions idle this long (PostgreSQL 14+); off: never", setDurationOrOff(func(c *Config) *time.Duration { return &c.ServerIdleSessionTimeout })},
+	{"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT", "duration", "off", "server ends sessions idle this long, borrowed ones too (PostgreSQL 14+); must exceed the idle time; see docs/server-reclaim.md", setDurationOrOff(func(c *Config) *time.Duration { return &c.ServerIdleSessionTimeout })},
 	{"RUNPOOL_BUDGET", "connections", "read from the server", "connections the whole service may use, all instances together", setInt(func(c *Config) *int { return &c.Budget }, 1)},
 	{"RUNPOOL_MAX_INSTANCES", "count", "1", "the platform's maximum instance count", setInt(func(c *Config) *int { return &c.MaxInstances }, 1)},
 	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", setInt(func(c *Config) *int { return &c.Reserve }, 0)},
