@@ -60,10 +60,12 @@ type Config struct {
 	// ProbeAfterIdle: a connection idle longer than this is probed before
 	// it is handed out. Default 1s.
 	ProbeAfterIdle time.Duration
-	// ProbeTimeout caps one probe, whatever the caller's deadline. Within
-	// it the probe's deadline is the typical dial time (at least
-	// 5ms): a connection slower to answer than a fresh one is to open is
-	// replaced. Default 250ms.
+	// ProbeTimeout caps the dial-time part of a probe's deadline,
+	// whatever the caller's deadline. The deadline is the typical dial
+	// time (at least 5ms) within this cap, so a connection slower to
+	// answer than a fresh one is to open is replaced; but never less than
+	// four round trips of the path as probes measure it, so that on a
+	// distant server a healthy connection is not failed. Default 250ms.
 	ProbeTimeout time.Duration
 	// FreezeThreshold: the maintainer reports a freeze when its clock jumps
 	// this much past a tick. Default 1s.
@@ -90,8 +92,11 @@ type Config struct {
 	// frees its slot. Default 30s; negative disables. See reclaim.go.
 	ServerKeepAliveIdle time.Duration
 	// ServerIdleSessionTimeout asks the server (PostgreSQL 14+) to end a
-	// session idle this long. It must exceed MaxConnIdleTime. Default
-	// MaxConnIdleTime + 2*MaintainInterval + 10s; negative disables.
+	// session idle this long. It must exceed MaxConnIdleTime. Default 0:
+	// off (negative too). Opt in only when no caller holds a connection
+	// idle this long: the server ends borrowed connections too (a LISTEN
+	// loop, a connection held across a slow call) with FATAL 57P05. See
+	// docs/server-reclaim.md.
 	ServerIdleSessionTimeout time.Duration
 
 	// Budget is the number of server connections the whole service may use,
@@ -207,9 +212,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ServerKeepAliveIdle == 0 {
 		c.ServerKeepAliveIdle = defaultServerKeepAliveIdle
-	}
-	if c.ServerIdleSessionTimeout == 0 {
-		c.ServerIdleSessionTimeout = c.serverIdleSessionTimeout()
 	}
 	if c.MaxInstances == 0 {
 		c.MaxInstances = 1

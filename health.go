@@ -34,6 +34,10 @@ type health struct {
 	// estimate not refreshed for estimateFresh holds back no dial
 	// (comesBackSooner).
 	dialAt atomic.Int64
+	// rttNanos is a moving average of how long a successful probe takes,
+	// one round trip of the path; 0 when none was measured since the last
+	// failed probe (see roundTrip).
+	rttNanos atomic.Int64
 	// useNanos is a moving average of how long a borrower keeps a
 	// connection, timed while callers wait (see comesBackSooner).
 	useNanos atomic.Int64
@@ -78,18 +82,55 @@ func ewma(v *atomic.Int64, d time.Duration) {
 	v.Store(old + (int64(d)-old)/4)
 }
 
-// probeTimeout is the typical dial time, within [minProbeTimeout, limit]:
-// a connection that cannot answer a ping in the time a fresh one takes to
-// open is replaced by a fresh one, and a false alarm costs one dial, never
-// a failed request. (A ping is one round trip; a dial is several, and the
-// server starts a backend.)
+// probeTimeout is the probe's deadline: the typical dial time within
+// [minProbeTimeout, limit], and at least probeRoundTrips round trips of
+// this path. On a nearby server a connection that cannot answer a ping
+// in the time a fresh one takes to open is replaced by a fresh one, and
+// a false alarm costs one dial, never a failed request; on a distant one,
+// where a single round trip may exceed limit, a healthy connection still
+// answers in time, and a dead one is found within a few of the path's
+// own round trips.
 func (h *health) probeTimeout(limit time.Duration) time.Duration {
 	d := time.Duration(h.dialNanos.Load())
 	if d == 0 {
 		return limit
 	}
-	return min(max(d, minProbeTimeout), limit)
+	return max(min(max(d, minProbeTimeout), limit), probeRoundTrips*h.roundTrip())
 }
+
+// hedgeDelay is how long a probe with deadline timeout may go
+// unanswered before a fresh connection is started for its caller: a
+// fraction of the deadline, and never before a healthy connection on
+// this path would have answered.
+func (h *health) hedgeDelay(timeout time.Duration) time.Duration {
+	return max(timeout/hedgeAfter, hedgeRoundTrips*h.roundTrip())
+}
+
+// roundTrip is the path's round-trip time as the probes measure it (a
+// ping is one round trip). Until a probe has, or after one failed, a
+// dial stands in: it takes at least one round trip and usually several,
+// so half of it errs on the long side when a dial is a single round trip.
+func (h *health) roundTrip() time.Duration {
+	if r := h.rttNanos.Load(); r != 0 {
+		return time.Duration(r)
+	}
+	return time.Duration(h.dialNanos.Load() / 2)
+}
+
+// probeAnswered folds a successful probe's duration into the round-trip
+// estimate; probeUnanswered forgets it, so that after a path grew slower
+// (a failover to a distant replica) the next dials set the deadline again
+// instead of the old path's round trip failing every probe.
+func (h *health) probeAnswered(d time.Duration) { ewma(&h.rttNanos, d) }
+func (h *health) probeUnanswered()              { h.rttNanos.Store(0) }
+
+// probeRoundTrips and hedgeRoundTrips: a probe's deadline and its hedge
+// in round trips of the path, so that a scheduling delay or a queued
+// packet does not fail a healthy connection.
+const (
+	probeRoundTrips = 4
+	hedgeRoundTrips = 2
+)
 
 func (h *health) init(now int64) {
 	h.lastMono = now
@@ -183,35 +224,72 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 		return false
 	}
 
+	if ctx.Err() != nil {
+		// The caller gave up before the probe: the connection goes back
+		// as it was, still due for a probe.
+		res.ReleaseUnused()
+		return false
+	}
+
 	p.counters.probes.Add(1)
 	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
-	pctx, cancel := context.WithTimeout(ctx, timeout)
 	// A connection opened within a probe's deadline (a hedged one, probed
 	// because a sibling's probe failed as it opened) gets no hedge of its
 	// own: it was dialled a moment ago, and its probe takes a round trip,
-	// which a quarter of the deadline may not cover.
+	// which the hedge's delay may not cover.
 	var hedge *time.Timer
 	if now-e.created >= int64(timeout) {
-		hedge = time.AfterFunc(timeout/hedgeAfter, p.hedgeDial)
+		hedge = time.AfterFunc(p.health.hedgeDelay(timeout), p.hedgeDial)
 	}
 	start := time.Now()
-	err := p.connector.Ping(pctx, e.conn)
+	if ctx.Done() == nil {
+		return p.probeDone(res, e, p.ping(ctx, e, timeout), start, hedge, last)
+	}
+	// The probe's deadline is its own, never the caller's: a caller that
+	// gives up mid-probe returns at once, and the probe runs on to its
+	// end, which decides what becomes of the connection. (Ended by the
+	// caller's context, pgx would close a healthy connection.)
+	done := make(chan error, 1)
+	go func() { done <- p.ping(ctx, e, timeout) }()
+	select {
+	case err := <-done:
+		return p.probeDone(res, e, err, start, hedge, last)
+	case <-ctx.Done():
+		p.probed(time.Since(start), probeCancelled)
+		go func() {
+			if p.probeDone(res, e, <-done, start, hedge, last) {
+				p.returnProbed(res, e)
+			}
+		}()
+		return false
+	}
+}
+
+// ping is one probe of e within timeout, whatever ctx's deadline (ctx
+// lends only its values).
+func (p *Pool[C]) ping(ctx context.Context, e *entry[C], timeout time.Duration) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	return p.connector.Ping(pctx, e.conn)
+}
+
+// probeDone acts on a probe's outcome, which started at start and idled
+// since last: it reports whether the connection answered; when not, it
+// has destroyed it and, the probe having had its own deadline, taken
+// the failure as a sign of trouble on the path.
+func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err error, start time.Time, hedge *time.Timer, last int64) bool {
 	took := time.Since(start)
 	if hedge != nil {
 		hedge.Stop()
 	}
-	cancel()
 	if err == nil {
 		p.probed(took, probeOK)
+		p.health.probeAnswered(took)
 		return true
 	}
+	p.health.probeUnanswered()
 	e.dead.Store(true)
 	res.Destroy()
-	if ctx.Err() != nil {
-		// The caller gave up; that says nothing about the path.
-		p.probed(took, probeCancelled)
-		return false
-	}
 	p.probed(took, probeFailed)
 	p.counters.probeFailures.Add(1)
 	p.health.probeErr.Store(&err)
@@ -219,6 +297,18 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	raise(&p.health.discardBefore, last)
 	p.gen.Add(1)
 	return false
+}
+
+// returnProbed puts back a connection that passed the probe its caller
+// gave up on: it is as fresh as a connection just used.
+func (p *Pool[C]) returnProbed(res *puddle.Resource[*entry[C]], e *entry[C]) {
+	if p.isDraining() {
+		p.destroy(res)
+		return
+	}
+	e.gen = p.gen.Load()
+	e.idleSince = nanotime()
+	p.putIdle(res)
 }
 
 // hedgeAfter: a probe still unanswered after this fraction of its

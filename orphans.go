@@ -2,6 +2,7 @@ package runpool
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -157,8 +158,10 @@ func (p *Pool[C]) endOrphans() {
 		return
 	}
 	p.counters.orphansEnded.Add(int64(n))
+	level := slog.LevelDebug // every noted session had ended by itself
 	if n > 0 {
+		level = slog.LevelInfo
 		p.m.orphans.Add(context.Background(), int64(n), p.m.add...)
-		p.cfg.Logger.Info("runpool: ended orphaned sessions", "pool", p.cfg.Name, "ended", n, "noted", len(mine))
 	}
+	p.cfg.Logger.Log(context.Background(), level, "runpool: ended orphaned sessions", "pool", p.cfg.Name, "ended", n, "noted", len(mine))
 }

@@ -14,11 +14,11 @@ import (
 // Connections given up behind a NAT that forgot their flows leave their
 // server sessions waiting for a client that will never write: the pool
 // ends them through a live connection at the maintainer's next tick,
-// instead of leaving their slots to the server's idle_session_timeout (57 s
-// by default). (This proxy closes its side toward the server when the
-// pool closes a forgotten flow's socket, as a NAT would not, so only the
-// session whose probe went unanswered stays orphaned here.) Before, it
-// stayed.
+// instead of leaving their slots to the server's keepalives (about a
+// minute; this proxy's kernel answers them, so here never). (This proxy
+// closes its side toward the server when the pool closes a forgotten
+// flow's socket, as a NAT would not, so only the session whose probe went
+// unanswered stays orphaned here.) Before, it stayed.
 func TestOrphanedSessionsAreEnded(t *testing.T) {
 	const natIdle = 300 * time.Millisecond
 	p, user := openViaAs(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPoolerFromEnv(t *testing.T) {
@@ -26,11 +27,11 @@ func TestPoolerFromEnv(t *testing.T) {
 // Behind a pooler no session setting is sent: PgBouncer rejects unknown
 // startup parameters, and a SET would stay on a shared server connection.
 func TestPoolerSendsNoSessionSettings(t *testing.T) {
-	startup, set := Config{Pooler: PoolerPgBouncer}.ServerSettings(17)
+	startup, set := Config{Pooler: PoolerPgBouncer, ServerIdleSessionTimeout: 2 * time.Minute}.ServerSettings(17)
 	if len(startup) != 0 || len(set) != 0 {
 		t.Fatalf("behind a pooler: startup %v, set %v; want none", startup, set)
 	}
-	startup, set = Config{Pooler: PoolerNone}.ServerSettings(17)
+	startup, set = Config{Pooler: PoolerNone, ServerIdleSessionTimeout: 2 * time.Minute}.ServerSettings(17)
 	if len(startup) == 0 || len(set) == 0 {
 		t.Fatalf("without a pooler the reclaim settings must stay: startup %v, set %v", startup, set)
 	}

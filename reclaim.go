@@ -14,15 +14,19 @@ import (
 //     idle client and ends the session when the probes go unanswered
 //     (through a forgotten NAT flow they vanish). Every supported server
 //     knows them, so they travel in the startup packet.
-//   - idle_session_timeout (PostgreSQL 14+): the server ends a session idle
-//     this long. It is set above MaxConnIdleTime, so the server never ends a
-//     session the pool still keeps; the pool closes those itself first. A
-//     frozen instance's sessions do end on the server meanwhile, and the
-//     checkout probe replaces them on thaw. Older servers reject the name
-//     at startup, so the first connection sends it with SET once the
-//     version is known; the adapters then put it in every later startup
-//     packet, so that a connection cut between its startup and the SET
-//     cannot leave a backend without it.
+//   - idle_session_timeout (PostgreSQL 14+), only when configured
+//     (ServerIdleSessionTimeout): the server ends a session idle this
+//     long. It is off by default because the server cannot tell a
+//     borrowed connection from an idle one: a caller waiting on LISTEN,
+//     or holding a connection across a slow call, would lose it. The
+//     keepalives above and the pool's own ending of orphaned sessions
+//     (orphans.go) cover the vanished client without it. When set it
+//     exceeds MaxConnIdleTime, so the server never ends a session the
+//     pool keeps idle. Older servers reject the name at startup, so the
+//     first connection sends it with SET once the version is known; the
+//     adapters then put it in every later startup packet, so that a
+//     connection cut between its startup and the SET cannot leave a
+//     backend without it.
 
 // ServerSettings returns the per-session settings to send at connect
 // time, split by how they must travel: startup parameters every server
@@ -48,10 +52,4 @@ func (c Config) ServerSettings(serverMajor int) (startup, set map[string]string)
 
 func seconds(d time.Duration) string {
 	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
-}
-
-// serverIdleSessionTimeout is the default: the pool's own idle limit plus
-// room for the maintainer to act first.
-func (c Config) serverIdleSessionTimeout() time.Duration {
-	return c.MaxConnIdleTime + 2*c.MaintainInterval + 10*time.Second
 }
