@@ -21,7 +21,8 @@ type Platform struct {
 	Concurrency int
 }
 
-// platforms, from the platforms' documentation (DESIGN.md §6).
+// platforms holds what each platform's documentation states about its
+// shutdown grace, idle freezing and per-instance concurrency.
 var platforms = map[string]Platform{
 	"cloudrun":             {Name: "cloudrun", Grace: 10 * time.Second, FreezesWhenIdle: true, Concurrency: 80},
 	"cloudrun-job":         {Name: "cloudrun-job", Grace: 10 * time.Second},
