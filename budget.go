@@ -125,7 +125,7 @@ func DeriveLimits(budget, reserve, maxInstances int) (Limits, error) {
 			"cannot give each instance a connection: RUNPOOL_MAX_INSTANCES=%d with the 10%% surge margin is %d instances, "+
 				"which need at least %d connections plus RUNPOOL_RESERVE=%d; raise the budget, lower the instance count, "+
 				"or put a transaction-mode pooler in front (PgBouncer pool_mode=transaction, default_pool_size=%d; "+
-				"then RUNPOOL_POOLER=pgbouncer and RUNPOOL_BUDGET=its max_client_conn; README: Behind a pooler)",
+				"then RUNPOOL_POOLER=pgbouncer and RUNPOOL_BUDGET=its max_client_conn; docs/poolers.md)",
 			maxInstances, n, n, reserve, max(budget-reserve, 1))}
 	}
 	return Limits{Budget: budget, Instances: n, PerInstance: int32(per)}, nil

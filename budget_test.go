@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The README's worked example.
+// The worked example of docs/budget.md.
 func TestDeriveLimitsWorkedExample(t *testing.T) {
 	lim, err := DeriveLimits(100, 5, 10)
 	if err != nil {

@@ -5,12 +5,13 @@ import (
 	"strings"
 )
 
-// EnvVar describes one RUNPOOL_* variable: the README's environment table
-// is checked against this list by a test, so the two cannot drift.
+// EnvVar describes one RUNPOOL_* variable: the table of variables in
+// docs/configuration.md is checked against this list by a test, so the
+// two cannot drift.
 type EnvVar struct {
 	Name    string // RUNPOOL_...
 	Unit    string // "duration", "connections", "count", "name"
-	Default string // as the README shows it
+	Default string // as docs/configuration.md shows it
 	Doc     string
 	set     func(c *Config, v string) error // nil: a number, parsed and bounded by its limit (limits.go)
 }

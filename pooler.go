@@ -97,6 +97,6 @@ func poolerAdvice(budget, reserve, maxInstances int, perInstance int32) string {
 	return fmt.Sprintf("runpool: each instance gets %d connection(s) of RUNPOOL_BUDGET=%d (RUNPOOL_MAX_INSTANCES=%d, %d with the surge margin, "+
 		"RUNPOOL_RESERVE=%d): too few to serve concurrent requests. Put a transaction-mode pooler in front instead "+
 		"(PgBouncer pool_mode=transaction, default_pool_size=%d, max_client_conn>=%d; or Cloud SQL managed pooling, RDS Proxy, Supavisor) "+
-		"and run with RUNPOOL_POOLER=pgbouncer and RUNPOOL_BUDGET set to the pooler's client limit (README: Behind a pooler)",
+		"and run with RUNPOOL_POOLER=pgbouncer and RUNPOOL_BUDGET set to the pooler's client limit (docs/poolers.md)",
 		perInstance, budget, maxInstances, instances, reserve, max(budget-reserve, 1), instances*4)
 }

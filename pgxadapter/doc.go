@@ -11,5 +11,5 @@
 //
 //	pool, err := pgxadapter.NewFromEnv(ctx)
 //
-// and read the README for the RUNPOOL_* variables.
+// and read docs/configuration.md for the RUNPOOL_* variables.
 package pgxadapter

@@ -19,7 +19,7 @@ import (
 )
 
 // Environment variables read by FromEnv. They are not runpool.Config
-// fields, so the README's environment table documents them by hand.
+// fields, so docs/configuration.md's table of variables lists them by hand.
 const (
 	EnvInstance    = "RUNPOOL_CLOUDSQL_INSTANCE"
 	EnvIAMAuthN    = "RUNPOOL_CLOUDSQL_IAM_AUTHN"
