@@ -13,7 +13,7 @@ import (
 	"github.com/runpool/runpool/sqladapter"
 )
 
-// The hand tuning of pgxpool from DESIGN.md §4.
+// The hand tuning of pgxpool: the best a user can do with its knobs.
 const (
 	pgxpoolPingTimeout = 250 * time.Millisecond
 	pgxpoolHealthCheck = 500 * time.Millisecond
@@ -40,7 +40,7 @@ type poolKind struct {
 }
 
 // pools are the rows, in table order. "Tuned by hand" is the best a user
-// can do with each pool's knobs (DESIGN.md §4): idle limits below the
+// can do with each pool's knobs: idle limits below the
 // NAT's timeout, pgxpool's PingTimeout 250 ms and health check every
 // 500 ms, the budget divided among instances, SIGTERM wired to Close.
 // runpool is configured as a user would: DATABASE_URL, RUNPOOL_BUDGET and

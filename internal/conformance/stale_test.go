@@ -14,7 +14,7 @@ import (
 	"github.com/runpool/runpool/internal/pgtest"
 )
 
-// The scenario of DESIGN.md §4, scaled to this machine: a NAT that
+// The simulator's freeze scenario, scaled to this machine: a NAT that
 // forgets flows idle for natIdle, instances frozen longer than that, and
 // bursts of 16 concurrent 5 ms queries with 2 s deadlines.
 const (
