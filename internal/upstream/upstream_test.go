@@ -1,0 +1,59 @@
+package upstream_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/upstream"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestUpstreamSuites runs pgx's pgxpool and stdlib suites, rewritten to
+// runpool's adapters (rules.go), against a throwaway server, and fails on
+// any test that fails or skips without a line in expected.txt.
+func TestUpstreamSuites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles and runs pgx's suites: not under -short")
+	}
+	exp, err := upstream.Expected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	m, err := upstream.Build(ctx, t.TempDir(), root, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("upstream: pgx %s from %s", m.PgxVersion, m.PgxDir)
+	srv := pgtest.Shared(t)
+	var flags []string
+	if f := os.Getenv("UPSTREAM_TESTFLAGS"); f != "" {
+		flags = append(flags, filepath.SplitList(f)...)
+	}
+	for _, s := range upstream.Suites {
+		db := "pgx_" + s.Name
+		srv.Exec(t, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+		srv.Exec(t, "CREATE DATABASE "+db)
+		r, err := m.Run(ctx, s.Name, srv.URLFor("postgres", "", db), flags...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log("upstream: " + r.Summary())
+		for _, name := range r.Skipped {
+			t.Logf("upstream: %s %s skipped", s.Name, name)
+		}
+		for _, p := range upstream.Check(r, exp) {
+			t.Error(p)
+		}
+	}
+}
