@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,10 +43,8 @@ func TestUpstreamSuites(t *testing.T) {
 	}
 	t.Logf("upstream: pgx %s from %s", m.PgxVersion, m.PgxDir)
 	srv := pgtest.Shared(t)
-	var flags []string
-	if f := os.Getenv("UPSTREAM_TESTFLAGS"); f != "" {
-		flags = append(flags, filepath.SplitList(f)...)
-	}
+	// More go test flags for the suites, such as -race or -run.
+	flags := strings.Fields(os.Getenv("UPSTREAM_TESTFLAGS"))
 	for _, s := range upstream.Suites {
 		db := "pgx_" + s.Name
 		srv.Exec(t, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
@@ -55,8 +54,19 @@ func TestUpstreamSuites(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Log("upstream: " + r.Summary())
+		reasons := map[string]string{}
+		for _, e := range exp {
+			if e.Suite == s.Name {
+				reasons[e.Test] = e.Reason
+			}
+		}
 		for _, name := range r.Skipped {
-			t.Logf("upstream: %s %s skipped", s.Name, name)
+			t.Logf("upstream: %s %s skipped: %s", s.Name, name, reasons[name])
+		}
+		for _, name := range r.Failed {
+			if why, ok := reasons[name]; ok {
+				t.Logf("upstream: %s %s failed, as expected: %s", s.Name, name, why)
+			}
 		}
 		for _, p := range upstream.Check(r, exp) {
 			t.Error(p)
