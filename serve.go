@@ -11,7 +11,7 @@ import (
 )
 
 // Drainer is a pool that can drain: *Pool, *pgxadapter.Pool, or a
-// sqladapter pool through sqladapter.Drainer.
+// sqladapter *sql.DB through sqladapter.Drainer(db).
 type Drainer interface {
 	Shutdown(ctx context.Context) (DrainReport, error)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/sqladapter"
 )
 
 // TestCloseWithLeakedRowsAndTx: db.Close with a Rows and a Tx that user
@@ -59,4 +60,48 @@ func TestCloseWithLeakedRowsAndTx(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "no backend left", func() bool { return srv.Backends(t, user) == 0 })
+}
+
+// TestDrainer: sqladapter.Drainer(db), the form runpool.ServeHTTP takes,
+// must drain as Shutdown does, waiting for the transaction under way,
+// then close db.
+func TestDrainer(t *testing.T) {
+	db, _, _ := openDB(t, runpool.Config{MaxConns: 2})
+	ctx := ctxT(t, 20*time.Second)
+	concurrent(t, 2, func() { execOrError(t, ctx, db, "select pg_sleep(0.05)") })
+	if n := sqladapter.Stat(db).TotalConns(); n != 2 {
+		t.Fatalf("%d connections open, want 2", n)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		rep runpool.DrainReport
+		err error
+	}
+	done := make(chan result, 1)
+	var d runpool.Drainer = sqladapter.Drainer(db)
+	go func() {
+		rep, err := d.Shutdown(ctx)
+		done <- result{rep, err}
+	}()
+	// The drain closes the idle connection as it begins.
+	waitFor(t, 5*time.Second, "the drain began", func() bool { return sqladapter.Stat(db).TotalConns() == 1 })
+	if _, err := tx.ExecContext(ctx, "select 2"); err != nil {
+		t.Fatalf("the transaction under way, during the drain: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.rep.WaitedFor != 1 || r.rep.Returned != 1 || r.rep.Abandoned != 0 {
+		t.Fatalf("drain: %+v, %v; want it to wait for the transaction and see it returned", r.rep, r.err)
+	}
+	if err := db.PingContext(ctx); err == nil {
+		t.Fatal("db still open after the drain")
+	}
 }

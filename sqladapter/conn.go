@@ -40,6 +40,8 @@ type DriverConn struct {
 	// every other method under its lock of the shell, so they need none
 	// of their own.
 	held *runpool.Conn[*pooled]
+	// parked: held is parked (IsValid), not in use.
+	parked bool
 	// failed is why the last checkout from runpool failed, for the next
 	// call to return: database/sql ignores a ResetSession error other
 	// than driver.ErrBadConn, and retrying after ErrBadConn would wait
@@ -67,6 +69,7 @@ var (
 // reused the shell without calling it.
 func (c *DriverConn) conn(ctx context.Context) (*pooled, error) {
 	if h := c.held; h != nil {
+		c.parked = false
 		if h.Unpark(ctx) { // at once when it is not parked
 			return h.Value(), nil
 		}
@@ -100,11 +103,20 @@ func (c *DriverConn) ResetSession(ctx context.Context) error {
 // instead when it is broken, inside a transaction, past its lifetime or
 // draining, and returns it to its idle list when other callers wait.
 func (c *DriverConn) IsValid() bool {
-	if h := c.held; h != nil && !h.Park() { // Park keeps a parked one parked
-		c.held = nil
-	}
+	c.park()
 	c.failed = nil
 	return true
+}
+
+// park parks the connection the shell holds, if any; Park keeps a parked
+// one parked.
+func (c *DriverConn) park() {
+	if h := c.held; h != nil {
+		c.parked = h.Park()
+		if !c.parked {
+			c.held = nil
+		}
+	}
 }
 
 // Close returns the connection to runpool: database/sql closes the shell
@@ -117,7 +129,7 @@ func (c *DriverConn) Close() error {
 
 func (c *DriverConn) release() {
 	if h := c.held; h != nil {
-		c.held = nil // before Release: another checkout may take it at once
+		c.held, c.parked = nil, false // before Release: another checkout may take it at once
 		h.Release()
 	}
 }

@@ -88,7 +88,7 @@ func prepare(ctx context.Context, cfg *Config) (*Connector, error) {
 		return nil, err
 	}
 	pgxconn.WarnTransport(&session.ConnConfig().Config, cfg.Pool, cfg.CloudSQL != nil)
-	c := &Connector{cfg: cfg, dialer: dialer, src: &source{session: session}, opening: make(chan struct{}, 1)}
+	c := &Connector{cfg: cfg, dialer: dialer, src: &source{session: session, described: cfg.Pool.BehindPooler()}, opening: make(chan struct{}, 1)}
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.

@@ -12,8 +12,13 @@
 //
 //	db, err := sqladapter.OpenFromEnv(ctx)
 //
-// and drain it on SIGTERM with [Shutdown] (db.Close drains too, within
-// RUNPOOL_DRAIN_TIMEOUT).
+// and drain it on SIGTERM with [Shutdown], or hand [Drainer](db) to
+// runpool.ServeHTTP. db.Close does not drain: as database/sql's own pool,
+// it closes the idle connections and returns at once, even with a Rows or
+// Tx left open; the borrowed connections close as they come back, and
+// what still runs on them is cancelled on the server after
+// RUNPOOL_DRAIN_TIMEOUT. docs/migrating-database-sql.md lists what
+// differs from sql.Open("pgx", ...).
 //
 // # One pool keeps the idle connections: runpool's
 //
@@ -49,11 +54,12 @@
 // every checkout: a checkout costs one allocation, as with database/sql's
 // own pool, and taking a parked connection back takes no lock (one clock
 // read, which a freeze check needs); a sql.Stmt is prepared once per
-// shell. A statement is
-// kept prepared on each server connection (up to 512, the oldest
-// deallocated first), so a sql.Stmt that runs on a server connection it
-// was prepared on costs no extra round trip, and on another one pgx
-// prepares it once in its statement cache. BENCHMARKS.md gives the cost.
+// shell. A sql.Stmt is prepared by name on the server connection its shell
+// holds and deallocated by its Close, as with pgx's stdlib driver (up to
+// 512 per connection, the oldest deallocated first); one that runs on
+// the server connection it was prepared on costs no extra round trip, and
+// on another one pgx prepares it once in its statement cache.
+// BENCHMARKS.md gives the cost.
 //
 // # Dead connections and driver.ErrBadConn
 //

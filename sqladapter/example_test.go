@@ -22,7 +22,7 @@ func ExampleOpenFromEnv() {
 	if err != nil {
 		log.Fatal(err) // names the bad variable; never shows the password
 	}
-	defer db.Close() // drains within RUNPOOL_DRAIN_TIMEOUT
+	defer db.Close() // returns at once; drain with sqladapter.Shutdown (ExampleShutdown)
 
 	var now time.Time
 	if err := db.QueryRowContext(ctx, "SELECT now()").Scan(&now); err != nil {

@@ -22,6 +22,18 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // can count and terminate that role's backends alone.
 func openDB(t testing.TB, cfg runpool.Config) (*sql.DB, *pgtest.Server, string) {
 	t.Helper()
+	return openDBConfig(t, cfg, nil)
+}
+
+// openDBWith is openDB with edit applied to the Config before the open.
+func openDBWith(t testing.TB, cfg runpool.Config, edit func(*sqladapter.Config)) *sql.DB {
+	t.Helper()
+	db, _, _ := openDBConfig(t, cfg, edit)
+	return db
+}
+
+func openDBConfig(t testing.TB, cfg runpool.Config, edit func(*sqladapter.Config)) (*sql.DB, *pgtest.Server, string) {
+	t.Helper()
 	srv := pgtest.Shared(t)
 	user := srv.CreateRole(t, -1)
 	sc, err := sqladapter.ParseConfig(srv.URLFor(user, "pw", user))
@@ -32,6 +44,9 @@ func openDB(t testing.TB, cfg runpool.Config) (*sql.DB, *pgtest.Server, string) 
 		cfg.Logger = discardLogger
 	}
 	sc.Pool = cfg
+	if edit != nil {
+		edit(sc)
+	}
 	db, err := sqladapter.Open(ctxT(t, 10*time.Second), sc)
 	if err != nil {
 		t.Fatal(err)

@@ -85,3 +85,15 @@ func Shutdown(ctx context.Context, db *sql.DB) (runpool.DrainReport, error) {
 	_ = db.Close()
 	return rep, err
 }
+
+// Drainer returns db as a runpool.Drainer, for runpool.ServeHTTP: its
+// Shutdown is [Shutdown] of db (drain within ctx, then close db).
+//
+//	err := runpool.ServeHTTP(ctx, srv, 0, sqladapter.Drainer(db))
+func Drainer(db *sql.DB) runpool.Drainer { return dbDrainer{db} }
+
+type dbDrainer struct{ db *sql.DB }
+
+func (d dbDrainer) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
+	return Shutdown(ctx, d.db)
+}

@@ -18,7 +18,10 @@ import (
 // driver connections, each with what this package keeps beside it.
 type source struct {
 	session *pgxconn.Session // dialer and per-session settings
-	live    atomic.Int64     // connections open
+	// described: behind a transaction-mode pooler, statements are
+	// described, never prepared by name (pooler.go)
+	described bool
+	live      atomic.Int64 // connections open
 	// retired holds, once the Connector closed, the Cloud SQL dialer
 	// share to release when the last connection closes.
 	retired atomic.Pointer[cloudsqldial.Handle]
@@ -56,7 +59,7 @@ func (s *source) Connect(ctx context.Context) (*pooled, error) {
 	}
 	s.live.Add(1)
 	c := &pooled{sc: sc, pg: sc.Conn()}
-	c.described = describeOnly(c.pg)
+	c.described = s.described
 	c.sock.Init(c.pg.PgConn().Conn())
 	return c, nil
 }

@@ -5,47 +5,64 @@ import (
 	"database/sql/driver"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // maxStmts is how many statements a connection keeps prepared, as pgx's
-// statement cache keeps 512 by default.
+// statement cache keeps 512 by default; past it the least recently
+// prepared is deallocated.
 //
-// Why keep any past the sql.Stmt that prepared them: database/sql
-// prepares a sql.Stmt once per driver.Conn it runs on, and its driver
-// connections are shells (conn.go) that hold a different server
-// connection from one checkout to the next. A statement prepared by an
-// earlier checkout, or by another shell, is found here by its text at no
-// round trip. Deallocating on close, as pgx's stdlib driver does, would
-// cost two round trips per use.
+// A sql.Stmt's driver statement is prepared by name on the server
+// connection its shell holds, as pgx's stdlib driver prepares it, and
+// deallocated when the last driver statement of that text on that
+// connection closes, as pgx's stdlib does. database/sql closes a driver
+// statement while its shell is idle, when the shell has parked its
+// connection (conn.go): the shell takes it back for the deallocation and
+// parks it again. If runpool took the parked connection back meanwhile,
+// the statement stays prepared there until the bound evicts it or the
+// connection closes: only the holder of a connection touches it.
+//
+// A driver statement runs on whichever connection its shell holds when it
+// runs: by name where it was prepared, elsewhere through pgx's statement
+// cache, which prepares it there once.
 const maxStmts = 512
 
 // stmts tracks the statements prepared on one connection. Only the
 // holder of the connection's runpool checkout touches it.
 type stmts struct {
-	m     map[string]*pgconn.StatementDescription // by text
-	order []string                                // texts in m, oldest first
+	m     map[string]*prepared // by text
+	order []string             // texts in m, oldest first
 }
 
-// add records sd, prepared (or described) under its text. It returns the
-// text of the oldest statement when there are more than maxStmts, to
-// deallocate, else "".
-func (s *stmts) add(sd *pgconn.StatementDescription) (evict string) {
+// prepared is one statement prepared (or described) on a connection.
+type prepared struct {
+	sd *pgconn.StatementDescription
+	// refs counts the open driver statements prepared here under this
+	// text; the last one's Close deallocates it.
+	refs int
+}
+
+// add records sd, prepared (or described) under its text, and returns its
+// record. evict is the text of the oldest statement when there are more
+// than maxStmts, to deallocate, else "".
+func (s *stmts) add(sd *pgconn.StatementDescription) (e *prepared, evict string) {
 	if s.m == nil {
-		s.m = make(map[string]*pgconn.StatementDescription)
+		s.m = make(map[string]*prepared)
 	}
 	if _, ok := s.m[sd.SQL]; !ok {
 		s.order = append(s.order, sd.SQL)
 	}
-	s.m[sd.SQL] = sd
+	e = &prepared{sd: sd}
+	s.m[sd.SQL] = e
 	if len(s.order) <= maxStmts {
-		return ""
+		return e, ""
 	}
 	evict = s.order[0]
 	s.order = s.order[1:]
 	delete(s.m, evict)
-	return evict
+	return e, evict
 }
 
 // remove forgets the statement prepared under text.
@@ -70,9 +87,9 @@ func (s *stmts) remove(text string) {
 // reports whether that run may follow at once: outside a transaction,
 // where the refusal ran nothing. Inside one the refusal aborted it; the
 // statement is prepared anew after the rollback. pgx's statement cache
-// drops its own copy on any error. Without this, a statement kept past
-// its sql.Stmt's Close (see maxStmts) would fail every query of its text
-// on this connection until the connection closed.
+// drops its own copy on any error. Without this, a statement prepared here (for
+// a sql.Stmt still open, see maxStmts) would fail every query of its
+// text on this connection until the connection closed.
 func (p *pooled) replan(ctx context.Context, query string, err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "0A000" ||
@@ -88,11 +105,10 @@ func (p *pooled) replan(ctx context.Context, query string, err error) bool {
 	return !p.pg.IsClosed() && p.pg.PgConn().TxStatus() == 'I'
 }
 
-// PrepareContext prepares query on the connection the shell holds, or
-// finds it prepared there already, as pgx's stdlib driver names
-// statements by their text. The driver.Stmt runs on whichever connection
-// the shell holds when it runs, where pgx finds the statement prepared
-// by its text or prepares it in its statement cache.
+// PrepareContext prepares query by name (its text, as pgx's stdlib driver
+// names statements) on the connection the shell holds, or finds it
+// prepared there already. The driver.Stmt runs on whichever connection
+// the shell holds when it runs (see maxStmts).
 func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	p, err := c.conn(ctx)
 	if err != nil {
@@ -101,8 +117,9 @@ func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if p.pg.IsClosed() {
 		return nil, driver.ErrBadConn
 	}
-	if sd := p.stmts.m[query]; sd != nil {
-		return &stmt{c: c, sd: sd}, nil
+	if e := p.stmts.m[query]; e != nil {
+		e.refs++
+		return &stmt{c: c, p: p, e: e}, nil
 	}
 	name := query
 	if p.described {
@@ -112,20 +129,23 @@ func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if err != nil {
 		return nil, retryable(err)
 	}
-	if evict := p.stmts.add(sd); evict != "" && !p.described {
+	e, evict := p.stmts.add(sd)
+	e.refs = 1
+	if evict != "" && !p.described {
 		// A failure here broke the connection or will show on its next
 		// use; this statement is prepared either way.
 		_ = p.pg.Deallocate(ctx, evict)
 	}
-	return &stmt{c: c, sd: sd}, nil
+	return &stmt{c: c, p: p, e: e}, nil
 }
 
 // stmt is a statement prepared through a shell. It runs through the
 // shell's ExecContext and QueryContext, as pgx's stdlib Stmt runs through
 // its connection's.
 type stmt struct {
-	c  *DriverConn
-	sd *pgconn.StatementDescription
+	c *DriverConn
+	p *pooled   // the connection it was prepared on
+	e *prepared // its record there
 }
 
 var (
@@ -137,21 +157,62 @@ var (
 // calls on a driver that has the context ones (pgx's stdlib does the same).
 var errLegacy = errors.New("sqladapter: Stmt.Exec and Stmt.Query without a context are not implemented")
 
-// Close keeps the server-side statement for the next use (see maxStmts).
-// database/sql may call it while the shell holds no connection, or a
-// parked one.
-func (s *stmt) Close() error { return nil }
+// stmtCloseTimeout bounds a deallocation, as pgx's stdlib bounds it.
+const stmtCloseTimeout = 5 * time.Second
 
-func (s *stmt) NumInput() int { return len(s.sd.ParamOIDs) }
+// Close deallocates the server-side statement when it is the last driver
+// statement of its text on the connection it was prepared on and the
+// shell still holds that connection (see maxStmts). database/sql calls it
+// while the shell is idle, its connection parked, or within the
+// transaction or sql.Conn that prepared it; it ignores the error.
+func (s *stmt) Close() error {
+	c := s.c
+	h := c.held
+	if h == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stmtCloseTimeout)
+	defer cancel()
+	wasParked := c.parked
+	c.parked = false
+	if !h.Unpark(ctx) {
+		c.held = nil
+		return nil
+	}
+	var err error
+	if p := h.Value(); p == s.p && p.stmts.m[s.e.sd.SQL] == s.e {
+		err = p.release(ctx, s.e)
+	}
+	if wasParked {
+		c.park()
+	}
+	return err
+}
+
+// release drops one reference to e and deallocates its statement after
+// the last one.
+func (p *pooled) release(ctx context.Context, e *prepared) error {
+	e.refs--
+	if e.refs > 0 || p.described {
+		return nil
+	}
+	if err := p.pg.Deallocate(ctx, e.sd.SQL); err != nil {
+		return err // kept, for a later Prepare or the bound
+	}
+	p.stmts.remove(e.sd.SQL)
+	return nil
+}
+
+func (s *stmt) NumInput() int { return len(s.e.sd.ParamOIDs) }
 
 func (s *stmt) Exec([]driver.Value) (driver.Result, error) { return nil, errLegacy }
 
 func (s *stmt) Query([]driver.Value) (driver.Rows, error) { return nil, errLegacy }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	return s.c.ExecContext(ctx, s.sd.SQL, args)
+	return s.c.ExecContext(ctx, s.e.sd.SQL, args)
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	return s.c.QueryContext(ctx, s.sd.SQL, args)
+	return s.c.QueryContext(ctx, s.e.sd.SQL, args)
 }

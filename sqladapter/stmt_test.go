@@ -7,13 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/sqladapter"
 )
 
-// TestStmtKeptAcrossCheckouts: database/sql closes a connection's driver
-// statements at the end of every checkout here; the server-side statement
-// stays prepared, so the next checkout's prepare costs no round trip.
+// TestStmtKeptAcrossCheckouts: database/sql returns the shell at the end
+// of every checkout here; the server-side statement stays prepared while
+// its sql.Stmt is open, so each run costs no prepare, and goes with Close.
 func TestStmtKeptAcrossCheckouts(t *testing.T) {
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 1})
 	ctx := ctxT(t, 10*time.Second)
@@ -37,13 +39,14 @@ func TestStmtKeptAcrossCheckouts(t *testing.T) {
 	if err := stmt.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(); n != 1 {
-		t.Errorf("%d server-side statements after Stmt.Close, want 1 (kept for reuse)", n)
+	if n := count(); n != 0 {
+		t.Errorf("%d server-side statements after Stmt.Close, want 0", n)
 	}
 }
 
-// TestStmtBound: statements no sql.Stmt uses are kept up to a bound, then
-// deallocated oldest first.
+// TestStmtBound: open statements are kept prepared up to a bound, then
+// deallocated oldest first; a sql.Stmt whose statement was evicted still
+// runs, and closing them all leaves none prepared by name.
 func TestStmtBound(t *testing.T) {
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 1})
 	ctx := ctxT(t, 30*time.Second)
@@ -52,32 +55,35 @@ func TestStmtBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	var open []*sql.Stmt
 	for i := range 600 {
 		s, err := c.PrepareContext(ctx, fmt.Sprintf("select %d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
+		open = append(open, s)
+	}
+	// pgx names a statement prepared under its text stmt_<hash>, and its
+	// statement cache's stmtcache_<hash>.
+	const named = `select count(*) from pg_prepared_statements where name like 'stmt\_%' and statement like 'select %'`
+	if n := queryInt(t, ctx, c, named); n != 512 {
+		t.Errorf("%d statements kept, want 512", n)
+	}
+	if old := queryInt(t, ctx, c, `select count(*) from pg_prepared_statements where name like 'stmt\_%' and statement = 'select 0'`); old != 0 {
+		t.Error("the oldest statement was not deallocated")
+	}
+	var v int
+	if err := open[0].QueryRowContext(ctx).Scan(&v); err != nil || v != 0 {
+		t.Fatalf("evicted statement: %d, %v", v, err)
+	}
+	for _, s := range open {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n := queryInt(t, ctx, c, "select count(*) from pg_prepared_statements where statement like 'select %' and statement not like '%pg_prepared%'")
-	if n != 512 {
-		t.Errorf("%d statements kept, want 512", n)
+	if n := queryInt(t, ctx, c, named); n != 0 {
+		t.Errorf("%d statements prepared by name after every sql.Stmt closed, want 0", n)
 	}
-	if old := queryInt(t, ctx, c, "select count(*) from pg_prepared_statements where statement = 'select 0'"); old != 0 {
-		t.Error("the oldest statement was not deallocated")
-	}
-	// An evicted statement prepares again.
-	s, err := c.PrepareContext(ctx, "select 0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	if err := s.QueryRowContext(ctx).Scan(&v); err != nil || v != 0 {
-		t.Fatalf("re-prepared statement: %d, %v", v, err)
-	}
-	_ = s.Close()
 }
 
 // TestStmtAfterSchemaChange: a statement kept prepared after Stmt.Close
@@ -167,5 +173,66 @@ func TestStmtAfterSchemaChange(t *testing.T) {
 	_ = tx.Rollback()
 	for range 2 {
 		columns("db.Query after the transaction", 3, func() (*sql.Rows, error) { return db.QueryContext(ctx, q) })
+	}
+}
+
+// TestStmtDeallocatedOnClose: a server-side statement must not outlive
+// the last sql.Stmt of its text, whatever pgx's exec mode, as with pgx's
+// stdlib driver (pgx's TestConnMultiplePrepareAndDeallocate).
+func TestStmtDeallocatedOnClose(t *testing.T) {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			db := openDBWith(t, runpool.Config{MaxConns: 1}, func(c *sqladapter.Config) { c.ConnConfig.DefaultQueryExecMode = mode })
+			ctx := ctxT(t, 20*time.Second)
+			const q = "select 42"
+			count := func() int64 {
+				return queryInt(t, ctx, db, "select count(*) from pg_prepared_statements where statement = $1", q)
+			}
+			s1, err := db.PrepareContext(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s2, err := db.PrepareContext(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := count(); n != 1 {
+				t.Fatalf("%d server-side statements for two sql.Stmts of one text, want 1", n)
+			}
+			if err := s1.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var v int
+			if err := s2.QueryRowContext(ctx).Scan(&v); err != nil || v != 42 {
+				t.Fatalf("the other sql.Stmt after one closed: %d, %v", v, err)
+			}
+			if n := count(); n != 1 {
+				t.Fatalf("%d server-side statements after the first Close, want 1", n)
+			}
+			if err := s2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(); n != 0 {
+				t.Fatalf("%d server-side statements after the last Close, want 0", n)
+			}
+
+			// Within a transaction: the sql.Stmt closes as it ends.
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.PrepareContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+			if n := queryInt(t, ctx, tx, "select count(*) from pg_prepared_statements where statement = $1", q); n != 1 {
+				t.Fatalf("%d server-side statements in the transaction, want 1", n)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(); n != 0 {
+				t.Fatalf("%d server-side statements after the transaction, want 0", n)
+			}
+		})
 	}
 }
