@@ -27,6 +27,10 @@ type Config struct {
 	// on a platform that freezes idle instances a warm floor mostly buys
 	// stale connections.
 	MinConns int32
+	// MinIdleConns is the idle count the maintainer keeps, as pgxpool's
+	// MinIdleConns: it opens connections (within MaxConns) while fewer
+	// are idle. Default 0, for the reason MinConns is.
+	MinIdleConns int32
 	// MaxConcurrentDials caps dials in flight at once, so a cold start or a
 	// burst does not open MaxConns connections in one go. Default 2.
 	MaxConcurrentDials int32
@@ -237,6 +241,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxConns > 0 && c.MinConns > c.MaxConns:
 		return fieldError("MinConns", c.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
+	case c.MaxConns > 0 && c.MinIdleConns > c.MaxConns:
+		return fieldError("MinIdleConns", c.MinIdleConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
 	case c.ServerIdleSessionTimeout > 0 && c.ServerIdleSessionTimeout <= c.withDefaults().MaxConnIdleTime:
 		return fieldError("ServerIdleSessionTimeout", c.ServerIdleSessionTimeout,
 			fmt.Sprintf("must exceed MaxConnIdleTime (%v), or the server ends sessions the pool still keeps", c.withDefaults().MaxConnIdleTime))

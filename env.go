@@ -22,6 +22,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_POOL_NAME", "name", "runpool", "pool name in metrics and logs", setString(func(c *Config) *string { return &c.Name })},
 	{"RUNPOOL_MAX_CONNS", "connections", "derived from the budget", "most connections this instance may hold", nil},
 	{"RUNPOOL_MIN_CONNS", "connections", "0", "idle floor kept open", nil},
+	{"RUNPOOL_MIN_IDLE_CONNS", "connections", "0", "idle connections kept open (pgxpool's MinIdleConns)", nil},
 	{"RUNPOOL_MAX_CONCURRENT_DIALS", "count", "2", "dials in flight at once", nil},
 	{"RUNPOOL_DIAL_TIMEOUT", "duration", "5s", "bound on one connection attempt", nil},
 	{"RUNPOOL_SERVER_AWAY_TIMEOUT", "duration", "30s", "how long a caller waits for a server that refuses connections for a moment (restart, failover); off: not at all", nil},

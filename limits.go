@@ -49,6 +49,7 @@ const maxLifetime = 30 * 24 * time.Hour
 var limits = []limit{
 	int32Limit("MaxConns", "RUNPOOL_MAX_CONNS", 1, maxBackends, func(c *Config) *int32 { return &c.MaxConns }),
 	int32Limit("MinConns", "RUNPOOL_MIN_CONNS", 0, maxBackends, func(c *Config) *int32 { return &c.MinConns }),
+	int32Limit("MinIdleConns", "RUNPOOL_MIN_IDLE_CONNS", 0, maxBackends, func(c *Config) *int32 { return &c.MinIdleConns }),
 	int32Limit("MaxConcurrentDials", "RUNPOOL_MAX_CONCURRENT_DIALS", 1, maxBackends, func(c *Config) *int32 { return &c.MaxConcurrentDials }),
 	durLimit("DialTimeout", "RUNPOOL_DIAL_TIMEOUT", 10*time.Millisecond, 10*time.Minute, false, func(c *Config) *time.Duration { return &c.DialTimeout }),
 	durLimit("ServerAwayTimeout", "RUNPOOL_SERVER_AWAY_TIMEOUT", 10*time.Millisecond, time.Hour, true, func(c *Config) *time.Duration { return &c.ServerAwayTimeout }),

@@ -56,7 +56,7 @@ func openPoolWith(t *testing.T, url string, cfg runpool.Config, afterConnect fun
 	}
 	pc.Pool = cfg
 	pc.AfterConnect = afterConnect
-	p, err := pgxadapter.New(context.Background(), pc)
+	p, err := pgxadapter.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func TestNewUnreachable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = pgxadapter.New(ctx, cfg)
+	_, err = pgxadapter.NewWithConfig(ctx, cfg)
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), secret) {
 		t.Fatalf("got %v", err)
 	}

@@ -2,6 +2,7 @@ package pgxadapter
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,15 +48,42 @@ func (r *poolRows) Values() ([]any, error) {
 	return v, err
 }
 
+// poolRow is pgx's row of Conn.QueryRow over rows already running,
+// which releases the connection on Scan.
 type poolRow struct {
-	r pgx.Row
-	c *runpool.Conn[*pconn]
+	rows pgx.Rows
+	c    *runpool.Conn[*pconn]
 }
 
+// Scan is pgx's connRow.Scan.
 func (r *poolRow) Scan(dest ...any) error {
 	defer r.c.Release() // also when Scan panics
-	return r.r.Scan(dest...)
+	rows := r.rows
+	if rows.Err() != nil {
+		rows.Close()
+		return rows.Err()
+	}
+	for _, d := range dest {
+		if _, ok := d.(*pgtype.DriverBytes); ok {
+			rows.Close()
+			return fmt.Errorf("cannot scan into *pgtype.DriverBytes from QueryRow")
+		}
+	}
+	if !rows.Next() {
+		if rows.Err() == nil {
+			return pgx.ErrNoRows
+		}
+		return rows.Err()
+	}
+	_ = rows.Scan(dest...)
+	rows.Close()
+	return rows.Err()
 }
+
+// errRow carries an acquire error to Scan.
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }
 
 type poolBatchResults struct {
 	pgx.BatchResults

@@ -134,7 +134,7 @@ func TestPgBouncerPgxQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc.Pool = poolerCfg
-	p, err := pgxadapter.New(ctx, pc)
+	p, err := pgxadapter.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatalf("open through pgbouncer: %v\n%s", err, b.Log())
 	}
@@ -379,7 +379,7 @@ func TestPgBouncerWithoutPoolerMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc.Pool = runpool.Config{MaxConns: 32, Logger: quiet}
-	if p, err := pgxadapter.New(ctx, pc); err == nil {
+	if p, err := pgxadapter.NewWithConfig(ctx, pc); err == nil {
 		p.Close()
 		t.Fatal("a pool sending the reclaim settings at startup opened through PgBouncer")
 	} else if !strings.Contains(err.Error(), "unsupported startup parameter") {
@@ -387,7 +387,7 @@ func TestPgBouncerWithoutPoolerMode(t *testing.T) {
 	}
 
 	pc.Pool.ServerKeepAliveIdle, pc.Pool.ServerIdleSessionTimeout = -1, -1
-	p, err := pgxadapter.New(ctx, pc)
+	p, err := pgxadapter.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b.Log())
 	}
