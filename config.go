@@ -71,6 +71,11 @@ type Config struct {
 	// four round trips of the path as probes measure it, so that on a
 	// distant server a healthy connection is not failed. Default 250ms.
 	ProbeTimeout time.Duration
+	// PingTimeout, when set, is a hard cap on a probe's deadline, as
+	// pgxpool's PingTimeout: a connection that does not answer within it
+	// is replaced, even on a path whose round trips are longer (the
+	// deadline's floor of four round trips gives way). Default 0: none.
+	PingTimeout time.Duration
 	// FreezeThreshold: the maintainer reports a freeze when its clock jumps
 	// this much past a tick. Default 1s.
 	FreezeThreshold time.Duration

@@ -32,6 +32,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_MAINTAIN_INTERVAL", "duration", "1s", "background maintainer period", nil},
 	{"RUNPOOL_PROBE_AFTER_IDLE", "duration", "1s", "probe connections idle longer than this on checkout", nil},
 	{"RUNPOOL_PROBE_TIMEOUT", "duration", "250ms", "cap on a checkout probe's dial-time deadline (never below four measured round trips)", nil},
+	{"RUNPOOL_PING_TIMEOUT", "duration", "unset", "hard cap on a checkout probe's deadline, even below four round trips (pgxpool's PingTimeout)", nil},
 	{"RUNPOOL_FREEZE_THRESHOLD", "duration", "1s", "clock jump that counts as a freeze", nil},
 	{"RUNPOOL_PATH_IDLE_TIMEOUT", "duration", "unset", "tightest middlebox idle timeout on the path", nil},
 	{"RUNPOOL_TCP_KEEPALIVE_IDLE", "duration", "15s", "kernel keepalive idle time", nil},

@@ -62,6 +62,7 @@ var limits = []limit{
 	durLimit("ProbeAfterIdle", "RUNPOOL_PROBE_AFTER_IDLE", time.Nanosecond, 24*time.Hour, false, func(c *Config) *time.Duration { return &c.ProbeAfterIdle }),
 	// A probe shorter than the floor of its own deadline fails healthy connections.
 	durLimit("ProbeTimeout", "RUNPOOL_PROBE_TIMEOUT", minProbeTimeout, time.Minute, false, func(c *Config) *time.Duration { return &c.ProbeTimeout }),
+	durLimit("PingTimeout", "RUNPOOL_PING_TIMEOUT", minProbeTimeout, time.Minute, false, func(c *Config) *time.Duration { return &c.PingTimeout }),
 	// Below scheduling and GC pauses every tick would count as a freeze.
 	durLimit("FreezeThreshold", "RUNPOOL_FREEZE_THRESHOLD", 10*time.Millisecond, time.Hour, false, func(c *Config) *time.Duration { return &c.FreezeThreshold }),
 	durLimit("PathIdleTimeout", "RUNPOOL_PATH_IDLE_TIMEOUT", 10*time.Millisecond, 24*time.Hour, false, func(c *Config) *time.Duration { return &c.PathIdleTimeout }),

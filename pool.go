@@ -446,7 +446,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		e := res.Value()
 		now := nanotime()
 		idle := time.Duration(now - e.idleSince)
-		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
+		if now < e.expiresAt && p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
 			if p.looksOpen(e, idle) {
 				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
 					return c, now, bp, err

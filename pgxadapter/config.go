@@ -30,6 +30,8 @@ type Config struct {
 	// MaxConns is the most connections the pool may hold (runpool's
 	// Pool.MaxConns). Zero: derived from the budget (RUNPOOL_BUDGET,
 	// RUNPOOL_MAX_INSTANCES), else pgxpool's default, max(4, GOMAXPROCS).
+	// Above PostgreSQL's own ceiling on max_connections (262143; pgxpool
+	// users write math.MaxInt32 for "no limit") it is that ceiling.
 	MaxConns int32
 	// MinConns is the number of connections the maintainer keeps open.
 	MinConns int32
@@ -40,7 +42,10 @@ type Config struct {
 	// Zero: runpool's default, 30m (not "no limit": see docs/migrating.md).
 	MaxConnLifetime time.Duration
 	// MaxConnLifetimeJitter adds up to this much to each connection's
-	// lifetime. Zero: a tenth of MaxConnLifetime; negative: none.
+	// lifetime. Zero: none when MaxConnLifetime is set (as in pgxpool),
+	// a tenth of the lifetime when it takes runpool's default (from
+	// RUNPOOL_MAX_CONN_LIFETIME too, as runpool's variables promise).
+	// Negative: none.
 	MaxConnLifetimeJitter time.Duration
 	// MaxConnIdleTime closes a connection idle this long. Zero: 45s, below
 	// the idle timeout of the NATs and proxies of serverless platforms.
@@ -49,16 +54,17 @@ type Config struct {
 	// Pool.MaintainInterval): idle and lifetime expiry, the MinConns and
 	// MinIdleConns floors, freeze detection. Zero: 1s.
 	HealthCheckPeriod time.Duration
-	// PingTimeout caps a checkout probe's deadline (runpool's
-	// Pool.ProbeTimeout). Zero: 250ms. The deadline is shorter when
-	// fresh connections open faster, and never under four measured round
-	// trips; unlike pgxpool there is always one.
+	// PingTimeout, when set, is a hard cap on a checkout probe's
+	// deadline, as in pgxpool. Zero: runpool's deadline alone, which
+	// pgxpool does not have: the time a fresh connection takes to open,
+	// within Pool.ProbeTimeout (250ms), and never under four of the
+	// path's round trips.
 	PingTimeout time.Duration
 
 	// Pool holds runpool's own settings. Its fields that are pgxpool's
 	// settings under runpool's names (MaxConns, MinConns, MinIdleConns,
 	// MaxConnLifetime, MaxConnLifetimeJitter, MaxConnIdleTime,
-	// MaintainInterval, ProbeTimeout) are left zero by ParseConfig: set
+	// MaintainInterval, PingTimeout) are left zero by ParseConfig: set
 	// the fields above instead (setting both to different values is an
 	// error).
 	Pool runpool.Config

@@ -35,8 +35,8 @@ var poolSettings = []poolSetting{
 		func(c *Config) any { return &c.HealthCheckPeriod }, func(r *runpool.Config) any { return &r.MaintainInterval }},
 	{"MaxConnLifetimeJitter", "pool_max_conn_lifetime_jitter", "RUNPOOL_MAX_CONN_LIFETIME_JITTER", "MaxConnLifetimeJitter",
 		func(c *Config) any { return &c.MaxConnLifetimeJitter }, func(r *runpool.Config) any { return &r.MaxConnLifetimeJitter }},
-	{"PingTimeout", "pool_ping_timeout", "RUNPOOL_PROBE_TIMEOUT", "ProbeTimeout",
-		func(c *Config) any { return &c.PingTimeout }, func(r *runpool.Config) any { return &r.ProbeTimeout }},
+	{"PingTimeout", "pool_ping_timeout", "RUNPOOL_PING_TIMEOUT", "PingTimeout",
+		func(c *Config) any { return &c.PingTimeout }, func(r *runpool.Config) any { return &r.PingTimeout }},
 }
 
 func load(p any) int64 {
@@ -87,6 +87,9 @@ func applyPoolSettings(cfg *Config, cc *pgx.ConnConfig, setting string) error {
 			store(s.top(cfg), v)
 		}
 		store(s.rp(&cfg.Pool), 0)
+	}
+	if envSet("RUNPOOL_MAX_CONN_LIFETIME") && cfg.MaxConnLifetimeJitter == 0 {
+		cfg.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10 // runpool's default with its variable
 	}
 	return nil
 }
@@ -143,5 +146,13 @@ func (c *Config) PoolConfig() (runpool.Config, error) {
 		}
 		store(s.rp(&rc), top)
 	}
+	rc.MaxConns = min(rc.MaxConns, maxBackends)
+	if c.MaxConnLifetime != 0 && c.MaxConnLifetimeJitter == 0 && rc.MaxConnLifetimeJitter == 0 {
+		rc.MaxConnLifetimeJitter = -1 // pgxpool's: a lifetime set is exact unless a jitter is asked for
+	}
 	return rc, nil
 }
+
+// maxBackends is PostgreSQL's ceiling on max_connections, runpool's on
+// MaxConns.
+const maxBackends = 1<<18 - 1
