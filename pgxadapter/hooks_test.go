@@ -332,6 +332,7 @@ func TestShouldPingForcesPing(t *testing.T) {
 	cfg2.Pool.ProbeAfterIdle = time.Millisecond
 	cfg2.ShouldPing = func(context.Context, pgxadapter.ShouldPingParams) bool { return false }
 	p2 := openPool(t, cfg2)
+	acquire(t, p2).Release() // opens the connection
 	time.Sleep(20 * time.Millisecond)
 	acquire(t, p2).Release()
 	if n := p2.Stat().ProbeCount(); n != 1 {
