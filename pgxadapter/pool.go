@@ -163,7 +163,7 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	}
 	br := c.Value().conn.SendBatch(ctx, b)
 	if tx := br.Tx(); tx != nil {
-		return &poolBatchResults{BatchResults: br, tx: &poolTx{Tx: tx, c: c}}
+		return &poolBatchResults{BatchResults: br, tx: &Tx{t: tx, c: c}}
 	}
 	return &poolBatchResults{BatchResults: br, c: c}
 }
@@ -183,7 +183,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 		}
 		tx, err := c.Value().conn.BeginTx(ctx, opts)
 		if err == nil {
-			return &poolTx{Tx: tx, c: c}, nil
+			return &Tx{t: tx, c: c}, nil
 		}
 		c.Release()
 		if !retryable(ctx, err, attempt) {
@@ -230,8 +230,12 @@ func (p *Pool) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
 	return rep, err
 }
 
+// Stat is a snapshot of a pool's state and counters, with the methods of
+// *pgxpool.Stat and runpool's own counts.
+type Stat = runpool.Stat
+
 // Stat returns a snapshot of the pool's state and counters.
-func (p *Pool) Stat() *runpool.Stat { return p.p.Stat() }
+func (p *Pool) Stat() *Stat { return p.p.Stat() }
 
 // ErrClosed is returned by every method of a closed pool.
 var ErrClosed = runpool.ErrClosed
