@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
@@ -266,4 +269,110 @@ func TestQueryRowErrorAtScan(t *testing.T) {
 	if a := p.Stat().AcquiredConns(); a != 0 {
 		t.Fatalf("%d connections still borrowed", a)
 	}
+}
+
+// A connection idle past its lifetime is not handed out, even when it is
+// trusted without a probe (idle less than ProbeAfterIdle, the maintainer
+// not yet run): checkout closes it and opens another.
+func TestExpiredIdleConnNotHandedOut(t *testing.T) {
+	cfg, _, _ := hookConfig(t)
+	cfg.MaxConnLifetime = 250 * time.Millisecond
+	cfg.HealthCheckPeriod = 10 * time.Second
+	p := openPool(t, cfg)
+	c := acquire(t, p)
+	first := c.Conn()
+	c.Release()
+	time.Sleep(cfg.MaxConnLifetime + 100*time.Millisecond)
+	c = acquire(t, p)
+	second := c.Conn()
+	c.Release()
+	if first == second {
+		t.Fatal("the expired connection was handed out")
+	}
+	if n := p.Stat().MaxLifetimeDestroyCount(); n != 1 {
+		t.Fatalf("MaxLifetimeDestroyCount %d, want 1", n)
+	}
+}
+
+// MinIdleConns keeps that many connections idle: borrowing one has the
+// maintainer open another.
+func TestMinIdleConnsFloor(t *testing.T) {
+	cfg, _, _ := hookConfig(t)
+	cfg.MinIdleConns = 2
+	cfg.HealthCheckPeriod = 20 * time.Millisecond
+	p := openPool(t, cfg)
+	idle := func(want int32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for p.Stat().IdleConns() != want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := p.Stat().IdleConns(); n != want {
+			t.Fatalf("%d idle, want %d", n, want)
+		}
+	}
+	idle(2)
+	c := acquire(t, p)
+	defer c.Release()
+	idle(2)
+	if n := p.Stat().TotalConns(); n != 3 {
+		t.Fatalf("%d connections, want 3 (one borrowed, two idle)", n)
+	}
+}
+
+// A DialFunc of the user's own is used, not replaced by runpool's dialer.
+func TestCustomDialFuncKept(t *testing.T) {
+	cfg, _, _ := hookConfig(t)
+	var dials atomic.Int32
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	p := openPool(t, cfg)
+	acquire(t, p).Release()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("the DialFunc dialed %d times, want 1", n)
+	}
+}
+
+// A PingTimeout set is a hard cap on the checkout probe, as in pgxpool:
+// a connection slower to answer is replaced, though runpool's own
+// deadline (four of the path's round trips) would have waited for it.
+func TestPingTimeoutCapsTheProbe(t *testing.T) {
+	cfg, _, _ := hookConfig(t)
+	const delay = 300 * time.Millisecond
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowReads{c, delay}, nil
+	}
+	cfg.PingTimeout = delay / 3
+	cfg.MaxConns = 1
+	var original atomic.Pointer[pgx.Conn]
+	cfg.ShouldPing = func(_ context.Context, sp pgxadapter.ShouldPingParams) bool { return sp.Conn == original.Load() }
+	p := openPool(t, cfg)
+	c := acquire(t, p)
+	original.Store(c.Conn())
+	c.Release()
+	c = acquire(t, p)
+	again := c.Conn() == original.Load()
+	c.Release()
+	if again {
+		t.Fatalf("the connection that did not answer within PingTimeout was handed out")
+	}
+}
+
+// slowReads delays every read, as a distant or congested path does.
+type slowReads struct {
+	net.Conn
+	delay time.Duration
+}
+
+func (s slowReads) Read(b []byte) (int, error) {
+	time.Sleep(s.delay)
+	return s.Conn.Read(b)
 }
