@@ -218,15 +218,15 @@ func settleMaxConns(cfg *Config, server *ServerLimits, platform Platform, instan
 }
 
 // Start creates a pool as pgxpool.NewWithConfig does, without I/O, when
-// the configuration alone sizes it: MaxConns is set, or the budget is
-// (Budget, divided among MaxInstances), or MaxInstances is not (then the
-// server's limits would only cap pgxpool's default size), or the server's
-// limits are not to be read (BudgetCheck off, a pooler in front). The
-// pool then opens the MinConns and MinIdleConns floors in the background
-// at once, and its first connection when a caller first needs one, so an
-// unreachable server fails that caller, not Start. Otherwise, and when
-// BudgetCheck is "error" (the check needs the server), Start is Open: the
-// server's limits size the pool.
+// the server's limits are needed neither to size the pool nor for the
+// start-up check: MaxConns is set or MaxInstances is not (then the
+// server's limits would only cap pgxpool's default size), no Budget is
+// set for the check to compare with the server's, or the limits are not
+// to be read at all (BudgetCheck off, a pooler in front). The pool then
+// opens the MinConns and MinIdleConns floors in the background at once,
+// and its first connection when a caller first needs one, so an
+// unreachable server fails that caller, not Start. Otherwise Start is
+// Open: it dials once within ctx and reads the server's limits.
 func Start[C any](ctx context.Context, cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
 	if cfg.needsServerToStart() {
 		return Open(ctx, cfg, connector, hooks)
@@ -252,10 +252,10 @@ func (c Config) needsServerToStart() bool {
 	switch {
 	case c.BudgetCheck == BudgetCheckOff || c.BehindPooler():
 		return false
-	case c.BudgetCheck == BudgetCheckError:
+	case c.BudgetCheck == BudgetCheckError, c.Budget > 0:
 		return true
 	}
-	return c.MaxConns == 0 && c.Budget == 0 && c.MaxInstances > 0
+	return c.MaxConns == 0 && c.MaxInstances > 0
 }
 
 // lookupWith is os.LookupEnv, with RUNPOOL_PLATFORM answered by an

@@ -100,11 +100,12 @@ func TestNewUnreachable(t *testing.T) {
 }
 
 // When the pool's size must come from the server's limits
-// (RUNPOOL_MAX_INSTANCES without a MaxConns or a budget), or the budget
-// check is to fail the start, NewWithConfig dials once and an unreachable
-// server fails it, with the address and without the password.
+// (RUNPOOL_MAX_INSTANCES without a MaxConns or a budget), or the start-up
+// check needs them (a budget to compare, or the check set to fail the
+// start), NewWithConfig dials once and an unreachable server fails it,
+// with the address and without the password.
 func TestNewUnreachableWhenTheServerSizesThePool(t *testing.T) {
-	for _, env := range [][2]string{{"RUNPOOL_MAX_INSTANCES", "4"}, {"RUNPOOL_BUDGET_CHECK", "error"}} {
+	for _, env := range [][2]string{{"RUNPOOL_MAX_INSTANCES", "4"}, {"RUNPOOL_BUDGET", "10"}, {"RUNPOOL_BUDGET_CHECK", "error"}} {
 		t.Run(env[0], func(t *testing.T) {
 			t.Setenv(env[0], env[1])
 			t.Setenv("RUNPOOL_SERVER_AWAY_TIMEOUT", "off")

@@ -37,9 +37,10 @@ func New(ctx context.Context, connString string) (*Pool, error) {
 // runpool.Start): the MinConns and MinIdleConns floors open in the
 // background, and an unreachable server or a wrong password fails the
 // first Acquire. When the pool's size must come from the server's limits
-// (RUNPOOL_MAX_INSTANCES set, without MaxConns or RUNPOOL_BUDGET) or
-// RUNPOOL_BUDGET_CHECK=error, it dials once within ctx to read them, and
-// fails when it cannot.
+// (RUNPOOL_MAX_INSTANCES set without MaxConns or RUNPOOL_BUDGET), or the
+// start-up check needs them (RUNPOOL_BUDGET set, or
+// RUNPOOL_BUDGET_CHECK=error), it dials once within ctx to read them,
+// and fails when it cannot.
 func NewWithConfig(ctx context.Context, cfg *Config) (*Pool, error) {
 	if cfg == nil || !cfg.createdByParseConfig {
 		panic("config must be created by ParseConfig")
