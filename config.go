@@ -27,6 +27,10 @@ type Config struct {
 	// on a platform that freezes idle instances a warm floor mostly buys
 	// stale connections.
 	MinConns int32
+	// MinIdleConns is the idle count the maintainer keeps, as pgxpool's
+	// MinIdleConns: it opens connections (within MaxConns) while fewer
+	// are idle. Default 0, for the reason MinConns is.
+	MinIdleConns int32
 	// MaxConcurrentDials caps dials in flight at once, so a cold start or a
 	// burst does not open MaxConns connections in one go. Default 2.
 	MaxConcurrentDials int32
@@ -67,6 +71,11 @@ type Config struct {
 	// four round trips of the path as probes measure it, so that on a
 	// distant server a healthy connection is not failed. Default 250ms.
 	ProbeTimeout time.Duration
+	// PingTimeout, when set, is a hard cap on a probe's deadline, as
+	// pgxpool's PingTimeout: a connection that does not answer within it
+	// is replaced, even on a path whose round trips are longer (the
+	// deadline's floor of four round trips gives way). Default 0: none.
+	PingTimeout time.Duration
 	// FreezeThreshold: the maintainer reports a freeze when its clock jumps
 	// this much past a tick. Default 1s.
 	FreezeThreshold time.Duration
@@ -237,6 +246,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxConns > 0 && c.MinConns > c.MaxConns:
 		return fieldError("MinConns", c.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
+	case c.MaxConns > 0 && c.MinIdleConns > c.MaxConns:
+		return fieldError("MinIdleConns", c.MinIdleConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
 	case c.ServerIdleSessionTimeout > 0 && c.ServerIdleSessionTimeout <= c.withDefaults().MaxConnIdleTime:
 		return fieldError("ServerIdleSessionTimeout", c.ServerIdleSessionTimeout,
 			fmt.Sprintf("must exceed MaxConnIdleTime (%v), or the server ends sessions the pool still keeps", c.withDefaults().MaxConnIdleTime))

@@ -80,7 +80,7 @@ func TestEventsBackpressure(t *testing.T) {
 	}
 	pc.Pool = runpool.Config{Name: pool, MaxConns: 3, Logger: slog.New(logs), MeterProvider: rd.mp}
 	ctx := ctxT(t, 30*time.Second)
-	p, err := pgxadapter.New(ctx, pc)
+	p, err := pgxadapter.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func Example_metrics() {
 	cfg.Pool.Name = "orders"
 	cfg.Pool.MeterProvider = provider
 	cfg.Pool.Logger = slog.New(slog.DiscardHandler) // keep the start-up line out of the output
-	pool, err := pgxadapter.New(ctx, cfg)
+	pool, err := pgxadapter.NewWithConfig(ctx, cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

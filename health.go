@@ -233,6 +233,9 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 
 	p.counters.probes.Add(1)
 	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
+	if pt := p.cfg.PingTimeout; pt > 0 {
+		timeout = min(timeout, pt)
+	}
 	// A connection opened within a probe's deadline (a hedged one, probed
 	// because a sibling's probe failed as it opened) gets no hedge of its
 	// own: it was dialled a moment ago, and its probe takes a round trip,

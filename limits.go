@@ -49,6 +49,7 @@ const maxLifetime = 30 * 24 * time.Hour
 var limits = []limit{
 	int32Limit("MaxConns", "RUNPOOL_MAX_CONNS", 1, maxBackends, func(c *Config) *int32 { return &c.MaxConns }),
 	int32Limit("MinConns", "RUNPOOL_MIN_CONNS", 0, maxBackends, func(c *Config) *int32 { return &c.MinConns }),
+	int32Limit("MinIdleConns", "RUNPOOL_MIN_IDLE_CONNS", 0, maxBackends, func(c *Config) *int32 { return &c.MinIdleConns }),
 	int32Limit("MaxConcurrentDials", "RUNPOOL_MAX_CONCURRENT_DIALS", 1, maxBackends, func(c *Config) *int32 { return &c.MaxConcurrentDials }),
 	durLimit("DialTimeout", "RUNPOOL_DIAL_TIMEOUT", 10*time.Millisecond, 10*time.Minute, false, func(c *Config) *time.Duration { return &c.DialTimeout }),
 	durLimit("ServerAwayTimeout", "RUNPOOL_SERVER_AWAY_TIMEOUT", 10*time.Millisecond, time.Hour, true, func(c *Config) *time.Duration { return &c.ServerAwayTimeout }),
@@ -61,6 +62,7 @@ var limits = []limit{
 	durLimit("ProbeAfterIdle", "RUNPOOL_PROBE_AFTER_IDLE", time.Nanosecond, 24*time.Hour, false, func(c *Config) *time.Duration { return &c.ProbeAfterIdle }),
 	// A probe shorter than the floor of its own deadline fails healthy connections.
 	durLimit("ProbeTimeout", "RUNPOOL_PROBE_TIMEOUT", minProbeTimeout, time.Minute, false, func(c *Config) *time.Duration { return &c.ProbeTimeout }),
+	durLimit("PingTimeout", "RUNPOOL_PING_TIMEOUT", minProbeTimeout, time.Minute, false, func(c *Config) *time.Duration { return &c.PingTimeout }),
 	// Below scheduling and GC pauses every tick would count as a freeze.
 	durLimit("FreezeThreshold", "RUNPOOL_FREEZE_THRESHOLD", 10*time.Millisecond, time.Hour, false, func(c *Config) *time.Duration { return &c.FreezeThreshold }),
 	durLimit("PathIdleTimeout", "RUNPOOL_PATH_IDLE_TIMEOUT", 10*time.Millisecond, 24*time.Hour, false, func(c *Config) *time.Duration { return &c.PathIdleTimeout }),

@@ -81,7 +81,7 @@ func benchMetrics(b *testing.B, op func(context.Context, *pgxadapter.Pool) error
 			cfg.Pool.MaxConns = 8
 			cfg.Pool.Logger = slog.New(slog.DiscardHandler)
 			cfg.Pool.MeterProvider = c.mp()
-			p, err := pgxadapter.New(ctx, cfg)
+			p, err := pgxadapter.NewWithConfig(ctx, cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -193,6 +193,8 @@ func TestMetricsScripted(t *testing.T) {
 		MaintainInterval: 100 * time.Millisecond, FreezeThreshold: time.Second, PathIdleTimeout: 3 * time.Second,
 		// Only a sign of trouble makes a checkout probe, never the test's pace.
 		ProbeAfterIdle: time.Minute, MaxConnIdleTime: time.Minute, DrainTimeout: 5 * time.Second,
+		// The start-up check dials once (runpool.Open), as the script expects.
+		BudgetCheck: runpool.BudgetCheckError,
 	})
 	ctx := ctxT(t, 60*time.Second)
 	acquire := func() *pgxadapter.Conn {

@@ -168,26 +168,11 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 			cfg.Logger.Warn("runpool: cannot read the server's connection limits", "pool", cfg.Name, "err", err)
 		}
 	}
-	if err := planLimits(&cfg, server, platform, instancesKnown); err != nil {
+	if err := settleMaxConns(&cfg, server, platform, instancesKnown, explicitMax); err != nil {
 		connector.Close(first, false)
 		return nil, err
 	}
-	derived := !explicitMax && cfg.MaxConns != 0 // planLimits logged where it came from
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = int32(defaultMaxConns())
-	}
-	if c := int32(cfg.Concurrency); !explicitMax && c > 0 && c < cfg.MaxConns {
-		cfg.MaxConns = c // more connections than concurrent requests would only idle
-	}
-	if !derived {
-		source := "default"
-		if explicitMax {
-			source = "MaxConns"
-		}
-		cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", 0, "source", source,
-			"max_conns", cfg.MaxConns, "concurrency", cfg.Concurrency, "platform", platform.Name)
-	}
-	p, err := newPool(cfg, connector, hooks, m)
+	p, err := newPool(cfg, connector, hooks, m, false) // the maintainer's first tick fills the floors, the first connection counted
 	if err != nil {
 		connector.Close(first, false)
 		return nil, err
@@ -207,6 +192,72 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	return p, nil
 }
 
+// settleMaxConns settles cfg.MaxConns from the configuration and, when
+// read, the server's limits (planLimits), then pgxpool's default and the
+// platform's concurrency, and logs where the number came from.
+func settleMaxConns(cfg *Config, server *ServerLimits, platform Platform, instancesKnown, explicitMax bool) error {
+	if err := planLimits(cfg, server, platform, instancesKnown); err != nil {
+		return err
+	}
+	derived := !explicitMax && cfg.MaxConns != 0 // planLimits logged where it came from
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = int32(defaultMaxConns())
+	}
+	if c := int32(cfg.Concurrency); !explicitMax && c > 0 && c < cfg.MaxConns {
+		cfg.MaxConns = c // more connections than concurrent requests would only idle
+	}
+	if !derived {
+		source := "default"
+		if explicitMax {
+			source = "MaxConns"
+		}
+		cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", 0, "source", source,
+			"max_conns", cfg.MaxConns, "concurrency", cfg.Concurrency, "platform", platform.Name)
+	}
+	return nil
+}
+
+// Start creates a pool as pgxpool.NewWithConfig does, without I/O, when
+// the server's limits are needed neither to size the pool nor for the
+// start-up check: MaxConns is set or MaxInstances is not (then the
+// server's limits would only cap pgxpool's default size), no Budget is
+// set for the check to compare with the server's, or the limits are not
+// to be read at all (BudgetCheck off, a pooler in front). The pool then
+// opens the MinConns and MinIdleConns floors in the background at once,
+// and its first connection when a caller first needs one, so an
+// unreachable server fails that caller, not Start. Otherwise Start is
+// Open: it dials once within ctx and reads the server's limits.
+func Start[C any](ctx context.Context, cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
+	if cfg.needsServerToStart() {
+		return Open(ctx, cfg, connector, hooks)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
+	cfg = cfg.withDefaults()
+	platform := DetectPlatform(lookupWith(cfg.Platform))
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = platform.Concurrency
+	}
+	if err := settleMaxConns(&cfg, nil, platform, instancesKnown, explicitMax); err != nil {
+		return nil, err
+	}
+	return newPool(cfg, connector, hooks, nil, true)
+}
+
+// needsServerToStart reports whether sizing the pool or its start-up
+// check needs the server's limits (see Start).
+func (c Config) needsServerToStart() bool {
+	switch {
+	case c.BudgetCheck == BudgetCheckOff || c.BehindPooler():
+		return false
+	case c.BudgetCheck == BudgetCheckError, c.Budget > 0:
+		return true
+	}
+	return c.MaxConns == 0 && c.MaxInstances > 0
+}
+
 // lookupWith is os.LookupEnv, with RUNPOOL_PLATFORM answered by an
 // explicit Config.Platform when set.
 func lookupWith(platform string) func(string) (string, bool) {
@@ -219,18 +270,19 @@ func lookupWith(platform string) func(string) (string, bool) {
 }
 
 // New creates a pool that opens connections through connector. Unlike
-// Open it does no I/O: it opens none before returning unless
-// cfg.MinConns asks for a floor, and reads no server limits.
+// Open it does no I/O: it opens no connection before returning (the
+// MinConns and MinIdleConns floors open in the background at once), and
+// reads no server limits.
 func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return newPool(cfg.withDefaults(), connector, hooks, nil)
+	return newPool(cfg.withDefaults(), connector, hooks, nil, true)
 }
 
 // newPool is New with cfg's defaults applied and, from Open, the
 // instruments its first dial was recorded with.
-func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metrics) (*Pool[C], error) {
+func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metrics, fillNow bool) (*Pool[C], error) {
 	if m == nil {
 		m = newMetrics(cfg)
 	}
@@ -279,7 +331,7 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	}
 	p.health.init(nanotime())
 	p.registerGauges()
-	go p.maintain()
+	go p.maintain(fillNow)
 	return p, nil
 }
 
@@ -394,7 +446,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		e := res.Value()
 		now := nanotime()
 		idle := time.Duration(now - e.idleSince)
-		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
+		if now < e.expiresAt && p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
 			if p.looksOpen(e, idle) {
 				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
 					return c, now, bp, err
@@ -940,8 +992,11 @@ func (p *Pool[C]) Close() {
 
 // maintain is the pool's one background goroutine: freeze detection, idle
 // and lifetime expiry, and the MinConns floor.
-func (p *Pool[C]) maintain() {
+func (p *Pool[C]) maintain(fillNow bool) {
 	defer close(p.maintainerDone)
+	if fillNow {
+		p.ensureMinConns() // the floors from the start, as pgxpool opens them
+	}
 	t := time.NewTicker(p.cfg.MaintainInterval)
 	defer t.Stop()
 	for {
@@ -989,9 +1044,16 @@ func (p *Pool[C]) sweepIdle() {
 	}
 }
 
+// ensureMinConns opens connections, one at a time, while the pool holds
+// fewer than MinConns or fewer than MinIdleConns are idle, until one
+// fails or the pool is full.
 func (p *Pool[C]) ensureMinConns() {
-	for i := p.p.Stat().TotalResources(); i < p.cfg.MinConns; i++ {
-		if p.isDraining() {
+	if p.cfg.MinConns == 0 && p.cfg.MinIdleConns == 0 {
+		return
+	}
+	for !p.isDraining() {
+		st := p.p.Stat()
+		if st.TotalResources() >= p.cfg.MinConns && st.IdleResources() >= p.cfg.MinIdleConns {
 			return
 		}
 		ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)

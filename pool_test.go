@@ -56,7 +56,7 @@ func openPoolWith(t *testing.T, url string, cfg runpool.Config, afterConnect fun
 	}
 	pc.Pool = cfg
 	pc.AfterConnect = afterConnect
-	p, err := pgxadapter.New(context.Background(), pc)
+	p, err := pgxadapter.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,9 @@ func TestStatCounts(t *testing.T) {
 // first request that comes after the server ended it (or a NAT forgot
 // it) gets a checked connection, not that one.
 func TestFirstConnectionIsCheckedLikeAnyOther(t *testing.T) {
-	p, srv, user := openPool(t, runpool.Config{})
+	// BudgetCheck error: the start-up check reads the server, so the pool
+	// opens with runpool.Open, which dials.
+	p, srv, user := openPool(t, runpool.Config{BudgetCheck: runpool.BudgetCheckError})
 	if st := p.Stat(); st.IdleConns() != 1 || st.TotalConns() != 1 {
 		t.Fatalf("after Open: %d idle of %d, want Open's connection idle in the pool", st.IdleConns(), st.TotalConns())
 	}

@@ -24,9 +24,9 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cfg.Pool.MaxConns = conns
+		cfg.MaxConns = conns
 		cfg.Pool.Logger = slog.New(slog.DiscardHandler) // keep the drain line out of the results
-		p, err := pgxadapter.New(ctx, cfg)
+		p, err := pgxadapter.NewWithConfig(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -56,7 +56,7 @@ func ExampleCloudSQL_iam() {
 		IPType:      "private",
 		LazyRefresh: true, // the CPU is throttled between requests
 	}
-	pool, err := pgxadapter.New(context.Background(), cfg)
+	pool, err := pgxadapter.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

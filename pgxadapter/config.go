@@ -14,13 +14,59 @@ import (
 	"github.com/runpool/runpool"
 )
 
-// Config configures a Pool: the pgx connection settings, runpool's pool
-// settings, and hooks named for the moment they run.
+// Config configures a Pool as pgxpool.Config does: the pgx connection
+// settings, pgxpool's pool settings and hooks under pgxpool's names, and
+// runpool's own settings in Pool. Build it with ParseConfig (or
+// ConfigFromEnv), then change what you need: NewWithConfig panics on a
+// Config built otherwise, as pgxpool's does.
+//
+// A pool setting left zero takes runpool's default (see the README's
+// Environment table), not pgxpool's; ParseConfig leaves zero what neither
+// the connection string nor a RUNPOOL_* variable sets.
 type Config struct {
 	// ConnConfig is the pgx configuration each connection is opened with.
-	// Build it with pgx.ParseConfig (or use ParseConfig here).
 	ConnConfig *pgx.ConnConfig
-	// Pool holds runpool's settings.
+
+	// MaxConns is the most connections the pool may hold (runpool's
+	// Pool.MaxConns). Zero: derived from the budget (RUNPOOL_BUDGET,
+	// RUNPOOL_MAX_INSTANCES), else pgxpool's default, max(4, GOMAXPROCS).
+	// Above PostgreSQL's own ceiling on max_connections (262143; pgxpool
+	// users write math.MaxInt32 for "no limit") it is that ceiling.
+	MaxConns int32
+	// MinConns is the number of connections the maintainer keeps open.
+	MinConns int32
+	// MinIdleConns is the number of idle connections the maintainer keeps
+	// open (within MaxConns).
+	MinIdleConns int32
+	// MaxConnLifetime closes a connection this old when it is next idle.
+	// Zero: runpool's default, 30m (not "no limit": see docs/migrating.md).
+	MaxConnLifetime time.Duration
+	// MaxConnLifetimeJitter adds up to this much to each connection's
+	// lifetime. Zero: none when MaxConnLifetime is set (as in pgxpool),
+	// a tenth of the lifetime when it takes runpool's default (from
+	// RUNPOOL_MAX_CONN_LIFETIME too, as runpool's variables promise).
+	// Negative: none.
+	MaxConnLifetimeJitter time.Duration
+	// MaxConnIdleTime closes a connection idle this long. Zero: 45s, below
+	// the idle timeout of the NATs and proxies of serverless platforms.
+	MaxConnIdleTime time.Duration
+	// HealthCheckPeriod is how often the maintainer runs (runpool's
+	// Pool.MaintainInterval): idle and lifetime expiry, the MinConns and
+	// MinIdleConns floors, freeze detection. Zero: 1s.
+	HealthCheckPeriod time.Duration
+	// PingTimeout, when set, is a hard cap on a checkout probe's
+	// deadline, as in pgxpool. Zero: runpool's deadline alone, which
+	// pgxpool does not have: the time a fresh connection takes to open,
+	// within Pool.ProbeTimeout (250ms), and never under four of the
+	// path's round trips.
+	PingTimeout time.Duration
+
+	// Pool holds runpool's own settings. Its fields that are pgxpool's
+	// settings under runpool's names (MaxConns, MinConns, MinIdleConns,
+	// MaxConnLifetime, MaxConnLifetimeJitter, MaxConnIdleTime,
+	// MaintainInterval, PingTimeout) are left zero by ParseConfig: set
+	// the fields above instead (setting both to different values is an
+	// error).
 	Pool runpool.Config
 	// AfterConnect runs on every new connection before its first use.
 	AfterConnect func(ctx context.Context, conn *pgx.Conn) error
@@ -65,7 +111,25 @@ type Config struct {
 	// SQL Go connector instead of ConnConfig's host and port (see
 	// cloudsql.go). ConfigFromEnv sets it when RUNPOOL_CLOUDSQL_INSTANCE is.
 	CloudSQL *CloudSQL
+
+	createdByParseConfig bool // NewWithConfig requires it, as pgxpool's does
 }
+
+// Copy returns a deep copy of c that is safe to change and to build
+// another pool with; as with pgx's, the tls.Config is shared.
+func (c *Config) Copy() *Config {
+	n := *c
+	n.ConnConfig = c.ConnConfig.Copy()
+	if c.CloudSQL != nil {
+		cs := *c.CloudSQL
+		n.CloudSQL = &cs
+	}
+	return &n
+}
+
+// ConnString returns the connection string c was parsed from, pool_*
+// keys included, as pgxpool's does.
+func (c *Config) ConnString() string { return c.ConnConfig.ConnString() }
 
 // ShouldPingParams are the parameters passed to ShouldPing.
 type ShouldPingParams struct {
@@ -75,8 +139,15 @@ type ShouldPingParams struct {
 
 // ParseConfig builds a Config from a connection string (URL or key=value;
 // an empty string means the standard PG* variables alone) and the
-// RUNPOOL_* variables of the environment. Errors name the setting at
-// fault and never contain a password.
+// RUNPOOL_* variables of the environment. It reads pgxpool's pool_* keys
+// as pgxpool.ParseConfig does (pool_max_conns, pool_min_conns,
+// pool_min_idle_conns, pool_max_conn_lifetime, pool_max_conn_idle_time,
+// pool_health_check_period, pool_max_conn_lifetime_jitter,
+// pool_ping_timeout) and keeps them from the server. Where a RUNPOOL_*
+// variable and a pool_* key give the same setting, the variable wins:
+// it is set for this deployment, while the connection string is often a
+// secret shared with other clients (docs/migrating.md). Errors name the
+// setting at fault and never contain a password.
 func ParseConfig(connString string) (*Config, error) {
 	return parseConfig(connString, "connection string")
 }
@@ -100,7 +171,14 @@ func parseConfig(connString, setting string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{ConnConfig: cc, Pool: pc, CloudSQL: cs}, nil
+	cfg := &Config{ConnConfig: cc, Pool: pc, CloudSQL: cs, createdByParseConfig: true}
+	if setting == "DATABASE_URL" && connString == "" {
+		setting = "PG* variables"
+	}
+	if err := applyPoolSettings(cfg, cc, setting); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // connStringError reports a connection string that pgx cannot parse,
@@ -232,5 +310,5 @@ func (c *Config) String() string {
 	}
 	cc := c.ConnConfig
 	return fmt.Sprintf("pgxadapter.Config{host=%s port=%d user=%s database=%s max_conns=%d}",
-		cc.Host, cc.Port, cc.User, cc.Database, c.Pool.MaxConns)
+		cc.Host, cc.Port, cc.User, cc.Database, c.MaxConns)
 }

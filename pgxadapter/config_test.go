@@ -74,20 +74,51 @@ func TestNewFromEnvBadVariable(t *testing.T) {
 	}
 }
 
-// An unreachable server fails New at start, with the address and without
-// the password.
+// An unreachable server does not fail NewWithConfig, as with pgxpool
+// (which opens nothing there either), but the first query: with the
+// address and without the password.
 func TestNewUnreachable(t *testing.T) {
 	cfg, err := pgxadapter.ParseConfig("postgres://app:" + secret + "@127.0.0.1:1/app?connect_timeout=2")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Pool.ServerAwayTimeout = -1 // refused is final here
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = pgxadapter.New(ctx, cfg)
+	p, err := pgxadapter.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("NewWithConfig dialed: %v", err)
+	}
+	defer p.Close()
+	err = p.Ping(ctx)
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), secret) {
 		t.Fatalf("got %v", err)
 	}
 	if s := cfg.String(); strings.Contains(s, secret) {
 		t.Fatalf("String() shows the password: %s", s)
+	}
+}
+
+// When the pool's size must come from the server's limits
+// (RUNPOOL_MAX_INSTANCES without a MaxConns or a budget), or the start-up
+// check needs them (a budget to compare, or the check set to fail the
+// start), NewWithConfig dials once and an unreachable server fails it,
+// with the address and without the password.
+func TestNewUnreachableWhenTheServerSizesThePool(t *testing.T) {
+	for _, env := range [][2]string{{"RUNPOOL_MAX_INSTANCES", "4"}, {"RUNPOOL_BUDGET", "10"}, {"RUNPOOL_BUDGET_CHECK", "error"}} {
+		t.Run(env[0], func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			t.Setenv("RUNPOOL_SERVER_AWAY_TIMEOUT", "off")
+			cfg, err := pgxadapter.ParseConfig("postgres://app:" + secret + "@127.0.0.1:1/app?connect_timeout=2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = pgxadapter.NewWithConfig(ctx, cfg)
+			if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), secret) {
+				t.Fatalf("got %v", err)
+			}
+		})
 	}
 }

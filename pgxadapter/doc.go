@@ -1,15 +1,16 @@
 // Package pgxadapter is runpool's pool for users of github.com/jackc/pgx/v5:
-// a drop-in for the query methods of *pgxpool.Pool (Exec, Query, QueryRow,
-// SendBatch, Begin, BeginTx, CopyFrom, Ping, Acquire, AcquireFunc, Close,
-// Stat) on top of runpool's serverless-aware pool.
+// a drop-in for github.com/jackc/pgx/v5/pgxpool on top of runpool's
+// serverless-aware pool. Change the import
 //
-// Replace
+//	"github.com/jackc/pgx/v5/pgxpool"
 //
-//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+// to
 //
-// with
+//	pgxpool "github.com/runpool/runpool/pgxadapter"
 //
-//	pool, err := pgxadapter.NewFromEnv(ctx)
-//
-// and read docs/configuration.md for the RUNPOOL_* variables.
+// (or rename the package in the code) and New, NewWithConfig,
+// ParseConfig with its pool_* keys, the Config fields and hooks, the
+// tracers, and the methods of Pool, Conn, Tx and Stat work as pgxpool's.
+// NewFromEnv and ConfigFromEnv read DATABASE_URL and the RUNPOOL_*
+// variables (docs/configuration.md). docs/migrating.md lists the differences that remain and why.
 package pgxadapter

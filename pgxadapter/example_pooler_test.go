@@ -21,7 +21,7 @@ func ExampleParseConfig_pgbouncer() {
 	cfg.Pool.Pooler = runpool.PoolerPgBouncer
 	cfg.Pool.Budget = 440 // PgBouncer's max_client_conn share for this service
 	cfg.Pool.MaxInstances = 50
-	pool, err := pgxadapter.New(context.Background(), cfg)
+	pool, err := pgxadapter.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

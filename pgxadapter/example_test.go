@@ -33,8 +33,8 @@ func ExampleParseConfig() {
 	}
 	cfg.Pool.Budget = 90       // connections for the whole service
 	cfg.Pool.MaxInstances = 10 // the platform's max instance count
-	cfg.Pool.ProbeTimeout = 200 * time.Millisecond
-	pool, err := pgxadapter.New(context.Background(), cfg)
+	cfg.PingTimeout = 200 * time.Millisecond
+	pool, err := pgxadapter.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func hookConfig(t *testing.T) (*pgxadapter.Config, *pgtest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Pool.MaxConns = 4
+	cfg.MaxConns = 4
 	cfg.Pool.ProbeAfterIdle = time.Hour
 	cfg.Pool.Logger = slog.New(slog.DiscardHandler)
 	return cfg, srv, user
@@ -37,7 +37,7 @@ func openPool(t *testing.T, cfg *pgxadapter.Config) *pgxadapter.Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := pgxadapter.New(ctx, cfg)
+	p, err := pgxadapter.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestPrepareConnRejectingAllFails(t *testing.T) {
 	if _, err := p.Acquire(ctx); err == nil || ctx.Err() != nil {
 		t.Fatalf("Acquire: %v (context: %v), want PrepareConn's rejections", err, ctx.Err())
 	}
-	if n, max := calls.Load(), cfg.Pool.MaxConns+1; n != max {
+	if n, max := calls.Load(), cfg.MaxConns+1; n != max {
 		t.Fatalf("PrepareConn ran %d times, want MaxConns+1 = %d", n, max)
 	}
 }
@@ -332,6 +332,7 @@ func TestShouldPingForcesPing(t *testing.T) {
 	cfg2.Pool.ProbeAfterIdle = time.Millisecond
 	cfg2.ShouldPing = func(context.Context, pgxadapter.ShouldPingParams) bool { return false }
 	p2 := openPool(t, cfg2)
+	acquire(t, p2).Release() // opens the connection
 	time.Sleep(20 * time.Millisecond)
 	acquire(t, p2).Release()
 	if n := p2.Stat().ProbeCount(); n != 1 {

@@ -21,23 +21,46 @@ type Pool struct {
 	acquireTracer AcquireTracer // ConnConfig.Tracer's, when it implements it (tracer.go)
 }
 
-// New creates a pool from cfg. It dials once to check that the server is
-// reachable, so a wrong address or password fails here, at start, rather
-// than on the first request, and reads the server's limits for the
-// budget (see runpool.Open).
-func New(ctx context.Context, cfg *Config) (*Pool, error) {
-	if cfg == nil || cfg.ConnConfig == nil {
-		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
+// New creates a pool from a connection string, as pgxpool.New does: see
+// ParseConfig for what it reads, and NewWithConfig for when it dials.
+func New(ctx context.Context, connString string) (*Pool, error) {
+	cfg, err := ParseConfig(connString)
+	if err != nil {
+		return nil, err
 	}
-	session := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	return NewWithConfig(ctx, cfg)
+}
+
+// NewWithConfig creates a pool from cfg, which must come from ParseConfig
+// or ConfigFromEnv (it panics otherwise, as pgxpool's does). Like
+// pgxpool's, it opens no connection when cfg alone sizes the pool (see
+// runpool.Start): the MinConns and MinIdleConns floors open in the
+// background, and an unreachable server or a wrong password fails the
+// first Acquire. When the pool's size must come from the server's limits
+// (RUNPOOL_MAX_INSTANCES set without MaxConns or RUNPOOL_BUDGET), or the
+// start-up check needs them (RUNPOOL_BUDGET set, or
+// RUNPOOL_BUDGET_CHECK=error), it dials once within ctx to read them,
+// and fails when it cannot.
+func NewWithConfig(ctx context.Context, cfg *Config) (*Pool, error) {
+	if cfg == nil || !cfg.createdByParseConfig {
+		panic("config must be created by ParseConfig")
+	}
+	if cfg.ConnConfig == nil {
+		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil"}
+	}
+	rc, err := cfg.PoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	session := pgxconn.Setup(cfg.ConnConfig, rc)
 	cc := session.ConnConfig()
 	dialer, err := wireCloudSQL(ctx, cfg, cc)
 	if err != nil {
 		return nil, err
 	}
-	pgxconn.WarnTransport(&cc.Config, cfg.Pool, cfg.CloudSQL != nil)
+	pgxconn.WarnTransport(&cc.Config, rc, cfg.CloudSQL != nil)
 	p := &Pool{cfg: cfg, dialer: dialer}
-	rp, err := runpool.Open(ctx, cfg.Pool, newConnector(session, cfg), p.hooks())
+	rp, err := runpool.Start(ctx, rc, newConnector(session, cfg), p.hooks())
 	if err != nil {
 		dialer.Release()
 		return nil, fmt.Errorf("%w (%s)", err, serverName(cfg, cc))
@@ -52,11 +75,11 @@ func NewFromEnv(ctx context.Context) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(ctx, cfg)
+	return NewWithConfig(ctx, cfg)
 }
 
-// Config returns the configuration the pool was created with.
-func (p *Pool) Config() *Config { return p.cfg }
+// Config returns a copy of the configuration the pool was created with.
+func (p *Pool) Config() *Config { return p.cfg.Copy() }
 
 // Acquire borrows a connection; Release it when done.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
@@ -112,31 +135,23 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	}
 }
 
-// QueryRow runs sql on a pooled connection; the connection returns to the
-// pool on Scan.
+// QueryRow runs sql on a pooled connection at once, as pgxpool's does;
+// its errors, and the row, come with Scan, which returns the connection
+// to the pool. A failure before the query reached the server is retried
+// on another connection (see retry.go).
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return &retryRow{p: p, ctx: ctx, sql: sql, args: args}
-}
-
-// retryRow runs its query at Scan, where pgx reports a QueryRow's errors,
-// so that a failure before the query was sent can be retried there.
-type retryRow struct {
-	p    *Pool
-	ctx  context.Context
-	sql  string
-	args []any
-}
-
-func (r *retryRow) Scan(dest ...any) error {
 	for attempt := 0; ; attempt++ {
-		c, err := r.p.acquire(r.ctx)
+		c, err := p.acquire(ctx)
 		if err != nil {
-			return err
+			return errRow{err: err}
 		}
-		err = (&poolRow{r: c.Value().conn.QueryRow(r.ctx, r.sql, r.args...), c: c}).Scan(dest...)
-		if err == nil || !retryable(r.ctx, err, attempt) {
-			return err
+		rows, err := c.Value().conn.Query(ctx, sql, args...)
+		if err != nil && retryable(ctx, err, attempt) {
+			rows.Close()
+			c.Release()
+			continue
 		}
+		return &poolRow{rows: rows, c: c}
 	}
 }
 
@@ -149,7 +164,7 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	}
 	br := c.Value().conn.SendBatch(ctx, b)
 	if tx := br.Tx(); tx != nil {
-		return &poolBatchResults{BatchResults: br, tx: &poolTx{Tx: tx, c: c}}
+		return &poolBatchResults{BatchResults: br, tx: &Tx{t: tx, c: c}}
 	}
 	return &poolBatchResults{BatchResults: br, c: c}
 }
@@ -169,7 +184,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 		}
 		tx, err := c.Value().conn.BeginTx(ctx, opts)
 		if err == nil {
-			return &poolTx{Tx: tx, c: c}, nil
+			return &Tx{t: tx, c: c}, nil
 		}
 		c.Release()
 		if !retryable(ctx, err, attempt) {
@@ -216,8 +231,12 @@ func (p *Pool) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
 	return rep, err
 }
 
+// Stat is a snapshot of a pool's state and counters, with the methods of
+// *pgxpool.Stat and runpool's own counts.
+type Stat = runpool.Stat
+
 // Stat returns a snapshot of the pool's state and counters.
-func (p *Pool) Stat() *runpool.Stat { return p.p.Stat() }
+func (p *Pool) Stat() *Stat { return p.p.Stat() }
 
 // ErrClosed is returned by every method of a closed pool.
 var ErrClosed = runpool.ErrClosed

@@ -33,8 +33,8 @@ func TestPlaintextOverANetworkIsWarnedOnce(t *testing.T) {
 		// The network name leads to the test server.
 		cfg.ConnConfig.LookupFunc = func(context.Context, string) ([]string, error) { return []string{srv.Host}, nil }
 		cfg.Pool.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		cfg.Pool.MaxConns = 4
-		p, err := pgxadapter.New(ctx, cfg)
+		cfg.MaxConns = 4
+		p, err := pgxadapter.NewWithConfig(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package pgxadapter
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,20 +48,47 @@ func (r *poolRows) Values() ([]any, error) {
 	return v, err
 }
 
+// poolRow is pgx's row of Conn.QueryRow over rows already running,
+// which releases the connection on Scan.
 type poolRow struct {
-	r pgx.Row
-	c *runpool.Conn[*pconn]
+	rows pgx.Rows
+	c    *runpool.Conn[*pconn]
 }
 
+// Scan is pgx's connRow.Scan.
 func (r *poolRow) Scan(dest ...any) error {
 	defer r.c.Release() // also when Scan panics
-	return r.r.Scan(dest...)
+	rows := r.rows
+	if rows.Err() != nil {
+		rows.Close()
+		return rows.Err()
+	}
+	for _, d := range dest {
+		if _, ok := d.(*pgtype.DriverBytes); ok {
+			rows.Close()
+			return fmt.Errorf("cannot scan into *pgtype.DriverBytes from QueryRow")
+		}
+	}
+	if !rows.Next() {
+		if rows.Err() == nil {
+			return pgx.ErrNoRows
+		}
+		return rows.Err()
+	}
+	_ = rows.Scan(dest...)
+	rows.Close()
+	return rows.Err()
 }
+
+// errRow carries an acquire error to Scan.
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }
 
 type poolBatchResults struct {
 	pgx.BatchResults
 	c  *runpool.Conn[*pconn] // nil when tx owns the connection
-	tx *poolTx
+	tx *Tx
 }
 
 func (b *poolBatchResults) Close() error {
@@ -78,22 +106,68 @@ func (b *poolBatchResults) Tx() pgx.Tx {
 	return b.tx
 }
 
-type poolTx struct {
-	pgx.Tx
+// Tx is a transaction on a pooled connection, as *pgxpool.Tx: Commit or
+// Rollback returns the connection to the pool.
+type Tx struct {
+	t pgx.Tx
 	c *runpool.Conn[*pconn]
 }
 
-func (t *poolTx) Commit(ctx context.Context) error {
-	err := t.Tx.Commit(ctx)
-	t.c.Release()
+var _ pgx.Tx = (*Tx)(nil)
+
+// Begin starts a pseudo nested transaction (a savepoint).
+func (tx *Tx) Begin(ctx context.Context) (pgx.Tx, error) { return tx.t.Begin(ctx) }
+
+// Commit commits the transaction and returns the connection to the pool.
+func (tx *Tx) Commit(ctx context.Context) error {
+	err := tx.t.Commit(ctx)
+	tx.c.Release()
 	return err
 }
 
-func (t *poolTx) Rollback(ctx context.Context) error {
-	err := t.Tx.Rollback(ctx)
-	t.c.Release()
+// Rollback rolls the transaction back and returns the connection to the
+// pool; it is safe to call after Commit.
+func (tx *Tx) Rollback(ctx context.Context) error {
+	err := tx.t.Rollback(ctx)
+	tx.c.Release()
 	return err
 }
+
+// CopyFrom runs COPY FROM within the transaction.
+func (tx *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
+	return tx.t.CopyFrom(ctx, tableName, columnNames, rowSrc)
+}
+
+// SendBatch sends b within the transaction.
+func (tx *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return tx.t.SendBatch(ctx, b)
+}
+
+// LargeObjects returns the large objects of the transaction.
+func (tx *Tx) LargeObjects() pgx.LargeObjects { return tx.t.LargeObjects() }
+
+// Prepare creates a prepared statement, as pgx.Tx's does.
+func (tx *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return tx.t.Prepare(ctx, name, sql)
+}
+
+// Exec runs sql within the transaction.
+func (tx *Tx) Exec(ctx context.Context, sql string, arguments ...any) (pgconn.CommandTag, error) {
+	return tx.t.Exec(ctx, sql, arguments...)
+}
+
+// Query runs sql within the transaction.
+func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return tx.t.Query(ctx, sql, args...)
+}
+
+// QueryRow runs sql within the transaction.
+func (tx *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return tx.t.QueryRow(ctx, sql, args...)
+}
+
+// Conn returns the underlying *pgx.Conn.
+func (tx *Tx) Conn() *pgx.Conn { return tx.t.Conn() }
 
 // errRows carries an acquire error to where pgx users look for it.
 

@@ -25,6 +25,7 @@ type Connector struct {
 	// first Connect, which opens it as Open does (see Driver).
 	pool   atomic.Pointer[runpool.Pool[*pooled]]
 	cfg    *Config
+	rc     runpool.Config // cfg.PoolConfig()
 	drv    *sqlDriver
 	src    *source
 	hooks  runpool.Hooks[*pooled]
@@ -51,7 +52,7 @@ func NewConnector(cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := runpool.New(cfg.Pool, c.src, c.hooks)
+	pool, err := runpool.New(c.rc, c.src, c.hooks)
 	if err != nil {
 		c.dialer.Release()
 		return nil, err
@@ -67,7 +68,7 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := runpool.Open(ctx, cfg.Pool, c.src, c.hooks)
+	pool, err := runpool.Open(ctx, c.rc, c.src, c.hooks)
 	if err != nil {
 		c.dialer.Release()
 		return nil, err
@@ -82,13 +83,17 @@ func prepare(ctx context.Context, cfg *Config) (*Connector, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.ConnConfig", Problem: "is nil (build the Config with ParseConfig or ConfigFromEnv)"}
 	}
-	session := pgxconn.Setup(cfg.ConnConfig, cfg.Pool)
+	rc, err := cfg.PoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	session := pgxconn.Setup(cfg.ConnConfig, rc)
 	dialer, err := wireCloudSQL(ctx, cfg, session.ConnConfig())
 	if err != nil {
 		return nil, err
 	}
-	pgxconn.WarnTransport(&session.ConnConfig().Config, cfg.Pool, cfg.CloudSQL != nil)
-	c := &Connector{cfg: cfg, dialer: dialer, src: &source{session: session, described: cfg.Pool.BehindPooler()}, opening: make(chan struct{}, 1)}
+	pgxconn.WarnTransport(&session.ConnConfig().Config, rc, cfg.CloudSQL != nil)
+	c := &Connector{cfg: cfg, rc: rc, dialer: dialer, src: &source{session: session, described: rc.BehindPooler()}, opening: make(chan struct{}, 1)}
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.
@@ -140,7 +145,7 @@ func (c *Connector) open(ctx context.Context) (*runpool.Pool[*pooled], error) {
 	if c.closed.Load() {
 		return nil, runpool.ErrClosed
 	}
-	pool, err := runpool.Open(ctx, c.cfg.Pool, c.src, c.hooks)
+	pool, err := runpool.Open(ctx, c.rc, c.src, c.hooks)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, serverName(c.cfg))
 	}

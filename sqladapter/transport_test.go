@@ -33,7 +33,7 @@ func TestPlaintextOverANetworkIsWarnedOnce(t *testing.T) {
 	cfg.ConnConfig.LookupFunc = func(context.Context, string) ([]string, error) { return []string{srv.Host}, nil }
 	var logs lockedBuffer
 	cfg.Pool.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Pool.MaxConns = 4
+	cfg.MaxConns = 4
 	db, err := sqladapter.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	cfg.Pool.MeterProvider = meters
-	pool, err := pgxadapter.New(ctx, cfg)
+	pool, err := pgxadapter.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func openPgx(ctx context.Context, connString string, cfg runpool.Config) (DB, er
 		return nil, err
 	}
 	pc.Pool = cfg
-	p, err := pgxadapter.New(ctx, pc)
+	p, err := pgxadapter.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, err
 	}

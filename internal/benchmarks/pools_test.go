@@ -103,9 +103,9 @@ func openRunpool(tb testing.TB, ctx context.Context, url string) *pool {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Pool.MaxConns = poolSize
+	cfg.MaxConns = poolSize
 	cfg.Pool.Logger = discard
-	p, err := pgxadapter.New(ctx, cfg)
+	p, err := pgxadapter.NewWithConfig(ctx, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func openSQLAdapter(tb testing.TB, ctx context.Context, url string) *pool {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Pool.MaxConns = poolSize
+	cfg.MaxConns = poolSize
 	cfg.Pool.Logger = discard
 	db, err := sqladapter.Open(ctx, cfg)
 	if err != nil {

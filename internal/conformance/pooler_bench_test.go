@@ -36,7 +36,7 @@ func BenchmarkPoolerMode(b *testing.B) {
 					b.Fatal(err)
 				}
 				pc.Pool = runpool.Config{Pooler: v.pooler, MaxConns: 1, Logger: quiet}
-				p, err := pgxadapter.New(ctx, pc)
+				p, err := pgxadapter.NewWithConfig(ctx, pc)
 				if err != nil {
 					b.Fatal(err)
 				}

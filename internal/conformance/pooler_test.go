@@ -134,7 +134,7 @@ func TestPgBouncerPgxQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc.Pool = poolerCfg
-	p, err := pgxadapter.New(ctx, pc)
+	p, err := pgxadapter.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatalf("open through pgbouncer: %v\n%s", err, b.Log())
 	}
@@ -378,16 +378,21 @@ func TestPgBouncerWithoutPoolerMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc.Pool = runpool.Config{MaxConns: 32, Logger: quiet}
-	if p, err := pgxadapter.New(ctx, pc); err == nil {
+	pc.Pool = runpool.Config{MaxConns: 32, Logger: quiet, ServerAwayTimeout: -1}
+	// NewWithConfig opens nothing (MaxConns is set): the first statement dials.
+	p, err := pgxadapter.NewWithConfig(ctx, pc)
+	if err == nil {
+		err = p.Ping(ctx)
 		p.Close()
-		t.Fatal("a pool sending the reclaim settings at startup opened through PgBouncer")
+	}
+	if err == nil {
+		t.Fatal("a pool sending the reclaim settings at startup connected through PgBouncer")
 	} else if !strings.Contains(err.Error(), "unsupported startup parameter") {
 		t.Fatalf("want PgBouncer's 'unsupported startup parameter', got %v", err)
 	}
 
 	pc.Pool.ServerKeepAliveIdle, pc.Pool.ServerIdleSessionTimeout = -1, -1
-	p, err := pgxadapter.New(ctx, pc)
+	p, err = pgxadapter.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b.Log())
 	}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,7 +40,9 @@ type Session struct {
 func Setup(cc *pgx.ConnConfig, pool runpool.Config) *Session {
 	cc = cc.Copy()
 	forPooler(cc, pool)
-	cc.DialFunc = pool.NetDialer().DialContext
+	if isNetDialer(cc.DialFunc) {
+		cc.DialFunc = pool.NetDialer().DialContext
+	}
 	user := make(map[string]bool, len(cc.RuntimeParams))
 	for k := range cc.RuntimeParams {
 		user[k] = true
@@ -50,6 +54,18 @@ func Setup(cc *pgx.ConnConfig, pool runpool.Config) *Session {
 		}
 	}
 	return &Session{base: cc, pool: pool, user: user}
+}
+
+// netDialerCode is the code of every (*net.Dialer).DialContext method
+// value, pgconn's default DialFunc among them.
+var netDialerCode = reflect.ValueOf((&net.Dialer{}).DialContext).Pointer()
+
+// isNetDialer reports whether f is unset or a net.Dialer's DialContext,
+// as pgconn.ParseConfig sets it: runpool's dialer (keepalives, user
+// timeout) replaces it. A DialFunc of the user's own (a tunnel, a proxy,
+// a test's fault injector) is kept as it is.
+func isNetDialer(f pgconn.DialFunc) bool {
+	return f == nil || reflect.ValueOf(f).Pointer() == netDialerCode
 }
 
 // ConnConfig is the configuration to dial with now (not a copy: copy it
