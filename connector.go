@@ -63,14 +63,15 @@ type Interruption struct {
 	// zero when the connection broke otherwise (a reset, the server
 	// closing it, a FATAL error) or not at all.
 	At time.Time
-	// Answered is when the server then closed the connection in an
-	// orderly way; zero while it has not.
+	// Answered is when the server then answered on the connection (sent
+	// bytes it had not sent before the cut, or closed it in an orderly
+	// way); zero while it has not.
 	Answered time.Time
-	// Failed is when, after At, the connection was reset, timed out in
-	// the kernel or was closed on this side before any answer; zero while
-	// not.
+	// Failed is when, after At and before any answer, the connection
+	// was reset, timed out in the kernel, had its session ended by the
+	// server (a FATAL error) or was closed on this side; zero while not.
 	Failed time.Time
-	// Settled is closed once Answered or Failed is set; ask Interruption
-	// again then.
-	Settled <-chan struct{}
+	// Settled delivers, once, the Interruption with Answered or Failed
+	// set (and Settled nil).
+	Settled <-chan Interruption
 }

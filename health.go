@@ -441,10 +441,9 @@ func (p *Pool[C]) settleInterrupted(e *entry[C], in Interruption) {
 		v := interruptVerdict(in, time.Now(), grace)
 		for v == pathUnsure {
 			select {
-			case <-in.Settled:
+			case in = <-in.Settled:
 			case <-timer.C:
 			}
-			in = p.witness.Interruption(e.conn)
 			v = interruptVerdict(in, time.Now(), grace)
 		}
 		if v == pathSound {

@@ -57,14 +57,14 @@ func interruptSlowQuery(t *testing.T, p *pgxadapter.Pool, during func()) (uint32
 	return pid, err
 }
 
-// awaitVerdict waits (at most 5 s) for the pool to log its verdict on an
-// interrupted connection; a pool that judges at once logs none.
-func awaitVerdict(t *testing.T, logs *logRecorder) {
+// awaitVerdict waits, at most limit, for the pool to log its verdict on
+// an interrupted connection; a pool that judges at once logs none.
+func awaitVerdict(t *testing.T, logs *logRecorder, limit time.Duration) {
 	start := time.Now()
 	defer func() {
 		t.Logf("verdict after %v: %+v", time.Since(start), logs.find("runpool: interrupted connection"))
 	}()
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if len(logs.find("runpool: interrupted connection")) > 0 {
 			return
 		}
@@ -104,7 +104,7 @@ func TestCancelledSlowQueryCostsNoProbes(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("slow query: %v, want the caller's deadline", err)
 	}
-	awaitVerdict(t, logs)
+	awaitVerdict(t, logs, 10*time.Second)
 	siblings := checkoutSiblings(t, p)
 	if n := p.Stat().ProbeCount() - before; n != 0 {
 		t.Errorf("%d idle connections probed after a cancelled query on a healthy path, want none", n)
@@ -147,7 +147,7 @@ func testDeadPathCondemnsSiblings(t *testing.T, mode faultproxy.Mode) {
 	if _, err := interruptSlowQuery(t, p, proxy.Forget); err == nil {
 		t.Fatal("the query on a dead path succeeded")
 	}
-	awaitVerdict(t, logs)
+	// Not waiting for the verdict: meanwhile no connection is trusted.
 	for _, s := range checkoutSiblings(t, p) {
 		for _, old := range pids {
 			if s == old {
@@ -157,5 +157,42 @@ func testDeadPathCondemnsSiblings(t *testing.T, mode faultproxy.Mode) {
 	}
 	if n := p.Stat().ProbeCount() - before; n == 0 {
 		t.Error("no idle connection was probed after the path died under a query")
+	}
+}
+
+// Guards against: a deadline pgx survives (a wait for a notification
+// that timed out) being taken, once the connection later breaks for
+// another reason (the server ended its session), for an interruption the
+// server answered, which spares the siblings their probe.
+func TestSessionEndedAfterASurvivedDeadlineCondemnsSiblings(t *testing.T) {
+	logs := &logRecorder{}
+	p, _, _ := interruptSetup(t, faultproxy.Pass, logs)
+	srv := pgtest.Shared(t)
+	ctx := ctxT(t, 20*time.Second)
+
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = c.Conn().PgConn().WaitForNotification(wctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait for a notification: %v, want its deadline", err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("the connection did not survive the wait's deadline: %v", err)
+	}
+	pid := c.Conn().PgConn().PID()
+	time.AfterFunc(100*time.Millisecond, func() { srv.Exec(t, "SELECT pg_terminate_backend($1)", int64(pid)) })
+	if _, err := c.Exec(ctx, "SELECT pg_sleep(30)"); err == nil {
+		t.Fatal("the query in a terminated session succeeded")
+	}
+	before := p.Stat().ProbeCount()
+	c.Release()
+	awaitVerdict(t, logs, time.Second) // the server's FATAL is at hand: no wait for an answer
+	checkoutSiblings(t, p)
+	if n := p.Stat().ProbeCount() - before; n == 0 {
+		t.Error("no idle connection was probed after the server ended a session under a query")
 	}
 }

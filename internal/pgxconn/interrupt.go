@@ -18,8 +18,9 @@ import (
 
 // Watch has cc's connections dial through a witness of their
 // interruptions (see InterruptionOf): it wraps cc.DialFunc, whatever set
-// it (runpool's dialer, the Cloud SQL connector, a BeforeConnect hook).
-// Call it on the copy each connection is dialled with, last.
+// it (runpool's dialer, the Cloud SQL connector, a BeforeConnect hook),
+// and cc.OnPgError, to see the server end the session. Call it on the
+// copy each connection is dialled with, last.
 func Watch(cc *pgconn.Config) {
 	dial := cc.DialFunc
 	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -27,55 +28,85 @@ func Watch(cc *pgconn.Config) {
 		if err != nil {
 			return nil, err
 		}
-		w := &watched{Conn: c, settled: make(chan struct{})}
+		w := &watched{Conn: c}
 		w.sock.Init(c)
 		return w, nil
 	}
+	onErr := cc.OnPgError
+	cc.OnPgError = func(pc *pgconn.PgConn, e *pgconn.PgError) bool {
+		if e.Severity == "FATAL" || e.Severity == "PANIC" {
+			if w := watchedOf(pc); w != nil {
+				w.fail()
+			}
+		}
+		return onErr == nil || onErr(pc, e)
+	}
 }
 
-// InterruptionOf returns what pc's socket showed of an interruption by
-// its caller's context (runpool.InterruptWitness); the zero Interruption
-// when pc was not dialled through Watch or saw none.
+// InterruptionOf returns what pc's socket showed of the last interruption
+// by its caller's context (runpool.InterruptWitness): the zero
+// Interruption when the connection's last failure was no interruption,
+// when it saw none, or when it was not dialled through Watch.
 func InterruptionOf(pc *pgconn.PgConn) runpool.Interruption {
-	nc := pc.Conn()
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	w, ok := nc.(*watched)
-	if !ok {
+	w := watchedOf(pc)
+	if w == nil {
 		return runpool.Interruption{}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.in
+	if w.broken || w.cut == nil {
+		return runpool.Interruption{}
+	}
+	return w.cut.in
+}
+
+// watchedOf finds pc's watched socket beneath TLS; nil when there is none.
+func watchedOf(pc *pgconn.PgConn) *watched {
+	nc := pc.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	w, _ := nc.(*watched)
+	return w
 }
 
 // watched is a connection's socket as pgx reads and writes it, beneath
 // TLS. pgx answers a context that ends mid-statement with a deadline on
-// the socket; the first I/O error being that deadline marks the
-// interruption (At). pgx then closes the connection in the background:
-// a cancel request on a connection of its own, Terminate on this one,
-// and reads until the server closes it. Bytes from the server after At
+// the socket: an I/O error that is that deadline marks an interruption
+// (a cut). When pgx then gives up on the connection, it sends a cancel
+// request on a connection of its own and Terminate on this one, and
+// reads until the server closes it. Bytes from the server after the cut
 // answer (a healthy server sends the cancelled statement's error, then
-// closes), unless bytes already waited at At, which the server sent
-// before: then only its close answers. A reset, a kernel timeout or a
-// close on this side first is a failure; silence is for the pool to
-// judge (runpool.Interruption).
+// closes), unless bytes already waited at the cut, which the server sent
+// before it: then only its close answers. A reset, a kernel timeout or a
+// close on this side first fails the cut; silence is for the pool to
+// judge. pgx also goes on with a connection after some cuts (CheckConn,
+// a notification's wait): the last cut is the one reported, unless a
+// failure of another kind (a reset, the server ending the session)
+// followed it.
 type watched struct {
 	net.Conn
-	sock sockpeek.Socket // to tell, at At, whether bytes already waited
+	sock sockpeek.Socket // to tell, at a cut, whether bytes already waited
 
-	mu      sync.Mutex // guards what follows
-	in      runpool.Interruption
-	broken  bool          // the first failure was not a deadline: no interruption
-	stale   bool          // at At, bytes waited, or whether they did is unknown
-	settled chan struct{} // in.Settled, closed once Answered or Failed is set
+	mu     sync.Mutex // guards what follows
+	cut    *cut       // the last cut; nil before the first
+	broken bool       // a failure of another kind followed the last cut
+}
+
+// cut is one interruption.
+type cut struct {
+	in      runpool.Interruption      // Settled is done
+	done    chan runpool.Interruption // delivers in once settled
+	stale   bool                      // bytes waited at the cut, or whether they did is unknown
+	settled bool
 }
 
 func (w *watched) Read(b []byte) (int, error) {
 	n, err := w.Conn.Read(b)
-	if n > 0 || err != nil {
-		w.saw(n, err)
+	if err != nil {
+		w.failed(err)
+	} else if n > 0 {
+		w.heard()
 	}
 	return n, err
 }
@@ -83,17 +114,17 @@ func (w *watched) Read(b []byte) (int, error) {
 func (w *watched) Write(b []byte) (int, error) {
 	n, err := w.Conn.Write(b)
 	if err != nil {
-		w.saw(0, err)
+		w.failed(err)
 	}
 	return n, err
 }
 
 // Close is pgx's, once it has given up on the connection (or the pool's,
-// for one known dead): an interruption not answered by then failed.
+// for one known dead): a cut not answered by then failed.
 func (w *watched) Close() error {
 	w.mu.Lock()
-	if w.pending() {
-		w.settle(&w.in.Failed)
+	if c := w.cut; c != nil && !c.settled {
+		c.settle(&c.in.Failed)
 	}
 	w.mu.Unlock()
 	return w.Conn.Close()
@@ -111,51 +142,67 @@ func (w *watched) SyscallConn() (syscall.RawConn, error) {
 // NetConn returns the connection as dialled.
 func (w *watched) NetConn() net.Conn { return w.Conn }
 
-// saw notes one read of n bytes or one I/O error.
-func (w *watched) saw(n int, err error) {
+// heard notes bytes from the server.
+func (w *watched) heard() {
+	w.mu.Lock()
+	if c := w.cut; c != nil && !c.settled && !c.stale {
+		c.settle(&c.in.Answered)
+	}
+	w.mu.Unlock()
+}
+
+// failed notes an I/O error.
+func (w *watched) failed(err error) {
+	deadline := errors.Is(err, os.ErrDeadlineExceeded)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.broken {
-		return
-	}
-	if w.in.At.IsZero() {
-		switch {
-		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			look := sockpeek.Quiet
-			if w.sock.Bound() {
-				look = w.sock.Look()
-			}
-			if look == sockpeek.Closed {
-				w.broken = true // the server had closed it already
-				return
-			}
-			w.in.At = time.Now()
-			w.in.Settled = w.settled
-			w.stale = !w.sock.Bound() || look == sockpeek.Pending
-		default:
-			w.broken = true
-		}
-		return
-	}
-	if !w.pending() {
-		return
-	}
+	c := w.cut
 	switch {
-	case errors.Is(err, io.EOF) || (n > 0 && !w.stale):
-		w.settle(&w.in.Answered)
-	case err == nil, errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
-		// Silence is judged by the pool's grace; a close here by Close.
+	case c != nil && !c.settled:
+		switch {
+		case errors.Is(err, io.EOF):
+			c.settle(&c.in.Answered)
+		case deadline, errors.Is(err, net.ErrClosed):
+			// Silence is for the pool to judge; a close here, Close.
+		default:
+			c.settle(&c.in.Failed)
+		}
+	case deadline:
+		look := sockpeek.Quiet
+		if w.sock.Bound() {
+			look = w.sock.Look()
+		}
+		if look == sockpeek.Closed {
+			w.broken = true // the server had closed it already
+			return
+		}
+		done := make(chan runpool.Interruption, 1)
+		w.cut = &cut{in: runpool.Interruption{At: time.Now(), Settled: done}, done: done,
+			stale: !w.sock.Bound() || look == sockpeek.Pending}
+		w.broken = false
+	case c != nil && errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		// The server's close after its answer; the close on this side.
 	default:
-		w.settle(&w.in.Failed)
+		w.broken = true
 	}
 }
 
-func (w *watched) pending() bool {
-	return !w.in.At.IsZero() && w.in.Answered.IsZero() && w.in.Failed.IsZero()
+// fail notes that the server ended the session (a FATAL error).
+func (w *watched) fail() {
+	w.mu.Lock()
+	if c := w.cut; c != nil && !c.settled {
+		c.settle(&c.in.Failed)
+	} else {
+		w.broken = true
+	}
+	w.mu.Unlock()
 }
 
-func (w *watched) settle(at *time.Time) {
+// settle sets *at (c.in.Answered or c.in.Failed) and delivers c.in.
+func (c *cut) settle(at *time.Time) {
 	*at = time.Now()
-	close(w.settled)
+	c.settled = true
+	out := c.in
+	out.Settled = nil
+	c.done <- out
 }
