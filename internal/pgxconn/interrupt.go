@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,6 +88,9 @@ func watchedOf(pc *pgconn.PgConn) *watched {
 type watched struct {
 	net.Conn
 	sock sockpeek.Socket // to tell, at a cut, whether bytes already waited
+	// pending is set while the last cut awaits its answer: a read takes
+	// the lock only then.
+	pending atomic.Bool
 
 	mu     sync.Mutex // guards what follows
 	cut    *cut       // the last cut; nil before the first
@@ -124,7 +128,7 @@ func (w *watched) Write(b []byte) (int, error) {
 func (w *watched) Close() error {
 	w.mu.Lock()
 	if c := w.cut; c != nil && !c.settled {
-		c.settle(&c.in.Failed)
+		w.settle(c, &c.in.Failed)
 	}
 	w.mu.Unlock()
 	return w.Conn.Close()
@@ -144,9 +148,12 @@ func (w *watched) NetConn() net.Conn { return w.Conn }
 
 // heard notes bytes from the server.
 func (w *watched) heard() {
+	if !w.pending.Load() {
+		return
+	}
 	w.mu.Lock()
 	if c := w.cut; c != nil && !c.settled && !c.stale {
-		c.settle(&c.in.Answered)
+		w.settle(c, &c.in.Answered)
 	}
 	w.mu.Unlock()
 }
@@ -161,11 +168,11 @@ func (w *watched) failed(err error) {
 	case c != nil && !c.settled:
 		switch {
 		case errors.Is(err, io.EOF):
-			c.settle(&c.in.Answered)
+			w.settle(c, &c.in.Answered)
 		case deadline, errors.Is(err, net.ErrClosed):
 			// Silence is for the pool to judge; a close here, Close.
 		default:
-			c.settle(&c.in.Failed)
+			w.settle(c, &c.in.Failed)
 		}
 	case deadline:
 		look := sockpeek.Quiet
@@ -180,8 +187,10 @@ func (w *watched) failed(err error) {
 		w.cut = &cut{in: runpool.Interruption{At: time.Now(), Settled: done}, done: done,
 			stale: !w.sock.Bound() || look == sockpeek.Pending}
 		w.broken = false
-	case c != nil && errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		// The server's close after its answer; the close on this side.
+		w.pending.Store(true)
+	case c != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE)), errors.Is(err, net.ErrClosed):
+		// The server's close after its answer (its FIN read, or a TLS
+		// goodbye written after it); the close on this side.
 	default:
 		w.broken = true
 	}
@@ -191,7 +200,7 @@ func (w *watched) failed(err error) {
 func (w *watched) fail() {
 	w.mu.Lock()
 	if c := w.cut; c != nil && !c.settled {
-		c.settle(&c.in.Failed)
+		w.settle(c, &c.in.Failed)
 	} else {
 		w.broken = true
 	}
@@ -199,9 +208,10 @@ func (w *watched) fail() {
 }
 
 // settle sets *at (c.in.Answered or c.in.Failed) and delivers c.in.
-func (c *cut) settle(at *time.Time) {
+func (w *watched) settle(c *cut, at *time.Time) {
 	*at = time.Now()
 	c.settled = true
+	w.pending.Store(false)
 	out := c.in
 	out.Settled = nil
 	c.done <- out
