@@ -196,3 +196,50 @@ func TestSessionEndedAfterASurvivedDeadlineCondemnsSiblings(t *testing.T) {
 		t.Error("no idle connection was probed after the server ended a session under a query")
 	}
 }
+
+// Guards against: bytes the server sent before the path died, still
+// waiting in the socket when the caller's deadline cut its reading of a
+// result short, taken for the server's answer after the cut, which spares
+// the siblings on the dead path.
+func TestDeadPathUnderAResultCondemnsSiblings(t *testing.T) {
+	logs := &logRecorder{}
+	p, proxy, pids := interruptSetup(t, faultproxy.Blackhole, logs)
+	c, err := p.Acquire(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	rows, err := c.Query(ctx, "SELECT g, repeat('x', 1000) FROM generate_series(1, 100000) g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rows.Next() {
+		t.Fatalf("no first row: %v", rows.Err())
+	}
+	time.Sleep(100 * time.Millisecond) // the socket's buffers fill
+	proxy.Forget()
+	<-ctx.Done() // the deadline passes while the caller is not reading
+	for rows.Next() {
+	}
+	rows.Close()
+	if rows.Err() == nil {
+		t.Fatal("the result on a dead path was read to its end")
+	}
+	before := p.Stat().ProbeCount()
+	c.Release()
+	awaitVerdict(t, logs, 10*time.Second)
+	if got := logs.find("runpool: interrupted connection closed, the server answered"); len(got) != 0 {
+		t.Errorf("verdict %+v on a dead path", got)
+	}
+	for _, s := range checkoutSiblings(t, p) {
+		for _, old := range pids {
+			if s == old {
+				t.Errorf("backend %d, on the dead path, was handed out", s)
+			}
+		}
+	}
+	if n := p.Stat().ProbeCount() - before; n == 0 {
+		t.Error("no idle connection was probed after the path died under a result")
+	}
+}
