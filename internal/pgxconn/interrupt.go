@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,7 +36,11 @@ func Watch(cc *pgconn.Config) {
 	}
 	onErr := cc.OnPgError
 	cc.OnPgError = func(pc *pgconn.PgConn, e *pgconn.PgError) bool {
-		if e.Severity == "FATAL" || e.Severity == "PANIC" {
+		sev := e.SeverityUnlocalized
+		if sev == "" {
+			sev = e.Severity
+		}
+		if strings.EqualFold(sev, "FATAL") || strings.EqualFold(sev, "PANIC") {
 			if w := watchedOf(pc); w != nil {
 				w.fail()
 			}
@@ -79,7 +84,9 @@ func watchedOf(pc *pgconn.PgConn) *watched {
 // reads until the server closes it. Bytes from the server after the cut
 // answer (a healthy server sends the cancelled statement's error, then
 // closes), unless bytes already waited at the cut, which the server sent
-// before it: then only its close answers. A reset, a kernel timeout or a
+// before it: then only its close answers (beneath TLS its goodbye ends
+// pgx's reading before the close is read here, so such a cut fails when
+// pgx closes the socket: a conservative verdict). A reset, a kernel timeout or a
 // close on this side first fails the cut; silence is for the pool to
 // judge. pgx also goes on with a connection after some cuts (CheckConn,
 // a notification's wait): the last cut is the one reported, unless a
