@@ -40,3 +40,38 @@ type GoneChecker[C any] interface {
 // PeekAfterIdle: connections back in use within this long are not looked
 // at; the look costs a system call, a twentieth of a SELECT 1 round trip.
 const PeekAfterIdle = time.Millisecond
+
+// InterruptWitness is an optional interface for a Connector that can tell
+// a connection its caller gave up on from one that failed. When a
+// caller's context ends a statement mid-way (a deadline, a cancel), the
+// driver closes the connection, on a healthy path as on a dead one; the
+// pool asks Interruption of every connection that comes back unusable,
+// and instead of condemning the connection's idle siblings at once it
+// waits a little for the server's answer (see interruptVerdict).
+type InterruptWitness[C any] interface {
+	Interruption(c C) Interruption
+}
+
+// Interruption is what a connection's socket showed of its caller's
+// context cutting its I/O short. After the cut, pgx sends the server a
+// cancel request and a goodbye (Terminate) and reads until the server
+// closes the connection: a healthy server does so within a few round
+// trips, while on a path that died (a NAT that forgot the flow, a
+// failover) the answer never comes.
+type Interruption struct {
+	// At is when the context's deadline cut the connection's I/O short;
+	// zero when the connection broke otherwise (a reset, the server
+	// closing it, a FATAL error) or not at all.
+	At time.Time
+	// Answered is when the server then answered on the connection (sent
+	// bytes it had not sent before the cut, or closed it in an orderly
+	// way); zero while it has not.
+	Answered time.Time
+	// Failed is when, after At and before any answer, the connection
+	// was reset, timed out in the kernel, had its session ended by the
+	// server (a FATAL error) or was closed on this side; zero while not.
+	Failed time.Time
+	// Settled delivers, once, the Interruption with Answered or Failed
+	// set (and Settled nil).
+	Settled <-chan Interruption
+}

@@ -22,8 +22,9 @@ var ErrClosed = errors.New("runpool: pool closed")
 type Pool[C any] struct {
 	p         *puddle.Pool[*entry[C]]
 	connector Connector[C]
-	gone      GoneChecker[C] // the connector, when it can tell a dead connection without I/O
-	cfg       Config         // defaults applied, MaxConns resolved
+	gone      GoneChecker[C]      // the connector, when it can tell a dead connection without I/O
+	witness   InterruptWitness[C] // the connector, when it can tell an interrupted connection from a failed one
+	cfg       Config              // defaults applied, MaxConns resolved
 	hooks     Hooks[C]
 
 	// Read on every checkout.
@@ -33,6 +34,9 @@ type Pool[C any] struct {
 	// dead). A connection released in an earlier generation is not trusted
 	// without a probe: its siblings shared its path and its idle time.
 	gen atomic.Int64
+	// unsettled counts interrupted connections whose verdict is pending
+	// (settleInterrupted): meanwhile the path is in doubt.
+	unsettled atomic.Int32
 
 	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
 	spare   atomic.Pointer[C] // the connection Open dialled, for the construct that puts it in the pool
@@ -326,6 +330,7 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	}
 	p.p = pp
 	p.gone, _ = connector.(GoneChecker[C])
+	p.witness, _ = connector.(InterruptWitness[C])
 	if pk, ok := connector.(Parker); ok {
 		p.parking = pk.Parks()
 	}
@@ -571,6 +576,15 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 	e.borrowed.Store(false)
 	if !p.connector.Reusable(e.conn) {
 		p.counters.brokenOnRelease.Add(1)
+		if p.witness != nil {
+			if in := p.witness.Interruption(e.conn); !in.At.IsZero() {
+				// Closed without a goodbye of the pool's own: the
+				// driver's is under way, and its answer is the verdict.
+				p.settleInterrupted(e, in)
+				p.destroy(res)
+				return false
+			}
+		}
 		p.gen.Add(1) // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)

@@ -39,6 +39,7 @@ func (c *connector) Connect(ctx context.Context) (*pconn, error) {
 			return nil, fmt.Errorf("pgxadapter: BeforeConnect: %w", err)
 		}
 	}
+	pgxconn.Watch(&cc.Config)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		c.session.DialFailed(err)
@@ -95,6 +96,14 @@ func (c *connector) EndOrphans(ctx context.Context, via *pconn, orphans []runpoo
 }
 
 var _ runpool.OrphanEnder[*pconn] = (*connector)(nil)
+
+// Interruption tells the pool whether pc was closed by its caller's
+// context, and whether the server answered after (runpool.InterruptWitness).
+func (c *connector) Interruption(pc *pconn) runpool.Interruption {
+	return pgxconn.InterruptionOf(pc.conn.PgConn())
+}
+
+var _ runpool.InterruptWitness[*pconn] = (*connector)(nil)
 
 func (c *connector) Reusable(pc *pconn) bool {
 	p := pc.conn.PgConn()

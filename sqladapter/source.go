@@ -47,7 +47,9 @@ func (s *source) releaseIfIdle() {
 }
 
 func (s *source) Connect(ctx context.Context) (*pooled, error) {
-	dc, err := stdlib.GetConnector(*s.session.ConnConfig()).Connect(ctx)
+	cc := s.session.ConnConfig().Copy()
+	pgxconn.Watch(&cc.Config)
+	dc, err := stdlib.GetConnector(*cc).Connect(ctx)
 	if err != nil {
 		s.session.DialFailed(err)
 		return nil, err
@@ -110,6 +112,14 @@ func (s *source) EndOrphans(ctx context.Context, via *pooled, orphans []runpool.
 }
 
 var _ runpool.OrphanEnder[*pooled] = (*source)(nil)
+
+// Interruption tells the pool whether c was closed by its caller's
+// context, and whether the server answered after (runpool.InterruptWitness).
+func (s *source) Interruption(c *pooled) runpool.Interruption {
+	return pgxconn.InterruptionOf(c.pg.PgConn())
+}
+
+var _ runpool.InterruptWitness[*pooled] = (*source)(nil)
 
 // Parks tells runpool that the shells park connections (DriverConn).
 func (s *source) Parks() bool { return true }

@@ -76,3 +76,6 @@ func (s *Socket) Look() State {
 		return Pending
 	}
 }
+
+// Bound reports whether Init reached a socket: Look can tell only then.
+func (s *Socket) Bound() bool { return s.raw != nil }
