@@ -51,7 +51,7 @@ type Pool[C any] struct {
 	// connection must not keep waiting.
 	parking   bool
 	acquiring atomic.Int32
-	waiters   atomic.Int32  // callers waiting for a connection: out a 53300 (waitBackpressure) or for their turn (waitTurn)
+	waiters   atomic.Int32  // callers waiting for a connection (acquire counts them): out a 53300 (waitBackpressure) or for their turn (waitTurn)
 	released  chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
 
 	turnMu sync.Mutex    // guards turn
@@ -333,9 +333,24 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	var rejected int        // connections the PrepareConn hook rejected
+	// waiting: the caller is counted in p.waiters. It stays counted from
+	// its first wait until puddle hands it a connection or it gives up,
+	// across the retries between waits: a connection kept for it (a
+	// release during a drain, neededInDrain) is then not closed as kept
+	// for nobody while it is on its way from a wake to puddle's Acquire.
+	var waiting bool
 	for attempt := 0; ; {
 		res, err := p.p.Acquire(ctx)
+		if err == nil && waiting {
+			waiting = false
+			p.waiters.Add(-1)
+		}
 		if err != nil {
+			if !waiting && (errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) || tooManyConnections(err)) {
+				waiting = true
+				p.waiters.Add(1)
+				ctx = context.WithValue(ctx, counted{}, true)
+			}
 			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
 				var limit time.Duration
 				if errors.Is(err, errContended) {
@@ -355,7 +370,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
 						var err error
 						if woke, err = p.waitTurn(ctx, min(limit, waitRecheck)); err != nil {
-							return nil, 0, bp, p.acquireError(ctx, err)
+							return nil, 0, bp, p.acquireError(ctx, err, waiting)
 						}
 						if p.p.Stat().AcquiredResources() == 0 {
 							break
@@ -364,7 +379,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					continue
 				}
 				if _, err := p.waitTurn(ctx, limit); err != nil {
-					return nil, 0, bp, p.acquireError(ctx, err)
+					return nil, 0, bp, p.acquireError(ctx, err, waiting)
 				}
 				continue
 			}
@@ -389,7 +404,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					continue
 				}
 			}
-			return nil, 0, bp, p.acquireError(ctx, err)
+			return nil, 0, bp, p.acquireError(ctx, err, waiting)
 		}
 		e := res.Value()
 		now := nanotime()
@@ -409,12 +424,17 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, 0, bp, p.acquireError(ctx, err)
+			return nil, 0, bp, p.acquireError(ctx, err, false)
 		}
 	}
 }
 
-func (p *Pool[C]) acquireError(ctx context.Context, err error) error {
+// acquireError is the error an acquire fails with; waiting says the
+// caller is still counted in p.waiters, which it leaves here.
+func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool) error {
+	if waiting {
+		p.waiters.Add(-1)
+	}
 	if errors.Is(err, puddle.ErrClosedPool) {
 		return ErrClosed
 	}
@@ -661,6 +681,10 @@ func (p *Pool[C]) contendedFor() time.Duration {
 // dials' time for a returning connection in vain: its construct dials.
 type mustDial struct{}
 
+// counted marks the context of a caller counted in p.waiters (acquire),
+// so that comesBackSooner does not count it twice.
+type counted struct{}
+
 // comesBackPatience is how many dials' time a caller would rather wait
 // for a returning connection than dial: comesBackSooner holds a dial
 // back while the waiting callers' turns come within it, and a caller held
@@ -684,7 +708,7 @@ const comesBackPatience = 2
 // comesBackPatience dials' time: each borrowed one serves a caller every
 // useNanos, a dial takes dialNanos. A burst of short queries is then
 // served by a few connections instead of a dial per caller.
-func (p *Pool[C]) comesBackSooner() bool {
+func (p *Pool[C]) comesBackSooner(ctx context.Context) bool {
 	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
 	if use == 0 || dial == 0 || nanotime()-p.health.dialAt.Load() > int64(estimateFresh) {
 		return false
@@ -693,7 +717,10 @@ func (p *Pool[C]) comesBackSooner() bool {
 	if busy == 0 {
 		return false
 	}
-	waiting := int64(p.waiters.Load()) + 1
+	waiting := int64(p.waiters.Load())
+	if ctx.Value(counted{}) == nil {
+		waiting++
+	}
 	return use*waiting/busy < comesBackPatience*dial
 }
 
@@ -726,7 +753,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		var zero C
 		return zero, errContended
 	}
-	if ctx.Value(mustDial{}) == nil && p.comesBackSooner() {
+	if ctx.Value(mustDial{}) == nil && p.comesBackSooner(ctx) {
 		var zero C
 		return zero, errComesBack
 	}
@@ -768,8 +795,6 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 func (p *Pool[C]) waitBackpressure(ctx context.Context, attempt int) bool {
 	p.counters.backoffs.Add(1)
 	p.m.backoffs.Add(context.Background(), 1, p.m.add...)
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
 	t := time.NewTimer(backoff(attempt))
 	defer t.Stop()
 	select {
@@ -808,8 +833,6 @@ func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) (woke bool,
 	p.turnMu.Lock()
 	turn := p.turn
 	p.turnMu.Unlock()
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
 	// What came back or ended before the count went up woke nobody.
 	if (limit == 0 && len(p.dialSem) < cap(p.dialSem)) || p.p.Stat().IdleResources() > 0 {
 		return true, nil
