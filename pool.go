@@ -961,31 +961,6 @@ func (p *Pool[C]) Close() {
 	_, _ = p.Shutdown(ctx)
 }
 
-// maintain is the pool's one background goroutine: freeze detection, idle
-// and lifetime expiry, and the MinConns floor.
-func (p *Pool[C]) maintain() {
-	defer close(p.maintainerDone)
-	t := time.NewTicker(p.cfg.MaintainInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stopMaintainer:
-			return
-		case <-t.C:
-			p.tick(time.Now())
-		}
-	}
-}
-
-func (p *Pool[C]) tick(now time.Time) {
-	p.takeParked() // for the checks below
-	p.observeTick(now)
-	p.endOrphans()
-	p.sweepIdle()
-	p.ensureMinConns()
-	p.logStale(now, false)
-}
-
 // sweepIdle closes idle connections past their idle time (above the
 // MinConns floor) or past their lifetime.
 func (p *Pool[C]) sweepIdle() {
@@ -1008,20 +983,6 @@ func (p *Pool[C]) sweepIdle() {
 			res.Destroy()
 		default:
 			res.ReleaseUnused()
-		}
-	}
-}
-
-func (p *Pool[C]) ensureMinConns() {
-	for i := p.p.Stat().TotalResources(); i < p.cfg.MinConns; i++ {
-		if p.isDraining() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)
-		err := p.p.CreateResource(ctx)
-		cancel()
-		if err != nil {
-			return
 		}
 	}
 }
