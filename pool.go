@@ -408,6 +408,11 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		}
 		e := res.Value()
 		now := nanotime()
+		if now >= e.expiresAt { // the same clock read as the idle checks
+			p.counters.lifetimeExpired.Add(1)
+			p.destroy(res)
+			continue
+		}
 		idle := time.Duration(now - e.idleSince)
 		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
 			if p.looksOpen(e, idle) {
