@@ -410,6 +410,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		now := nanotime()
 		if now >= e.expiresAt { // the same clock read as the idle checks
 			p.counters.lifetimeExpired.Add(1)
+			p.counters.notLent.Add(1)
 			p.destroy(res)
 			continue
 		}
@@ -417,6 +418,9 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
 			if p.looksOpen(e, idle) {
 				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
+					if c == nil {
+						p.counters.notLent.Add(1)
+					}
 					return c, now, bp, err
 				}
 			} else {
@@ -425,9 +429,14 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		} else if p.check(ctx, res, e) {
 			now = nanotime()
 			if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
+				if c == nil {
+					p.counters.notLent.Add(1)
+				}
 				return c, now, bp, err
 			}
 		}
+		// puddle counted a checkout that the caller did not get.
+		p.counters.notLent.Add(1)
 		if err := ctx.Err(); err != nil {
 			return nil, 0, bp, p.acquireError(ctx, err, false)
 		}
@@ -444,6 +453,7 @@ func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool) err
 		return ErrClosed
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
+		p.counters.canceledAcquires.Add(1)
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
 			p.counters.timeouts.Add(1)
 			p.m.timeouts.Add(context.Background(), 1, p.m.add...)
@@ -1009,7 +1019,13 @@ type counters struct {
 	hedgedDials     atomic.Int64
 	orphansEnded    atomic.Int64
 	unparks         atomic.Int64 // Unpark's checkouts of connections closed since
-	staleBy         [numStaleReasons]atomic.Int64
+	// notLent counts puddle's checkouts that acquire did not hand out
+	// (closed on checkout, rejected), which puddle's AcquireCount counts.
+	notLent atomic.Int64
+	// canceledAcquires counts acquires that ended because their context
+	// did, wherever they waited (puddle, a dial turn, back-pressure).
+	canceledAcquires atomic.Int64
+	staleBy          [numStaleReasons]atomic.Int64
 }
 
 type counterSnapshot struct {
@@ -1017,23 +1033,26 @@ type counterSnapshot struct {
 	probes, probeFailures, staleDiscarded, freezes          int64
 	backoffs, borrowReturned, timeouts, dialFailures        int64
 	hedgedDials, orphansEnded                               int64
+	notLent, canceledAcquires                               int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
 	return counterSnapshot{
-		newConns:        c.newConns.Load(),
-		idleExpired:     c.idleExpired.Load(),
-		lifetimeExpired: c.lifetimeExpired.Load(),
-		brokenOnRelease: c.brokenOnRelease.Load(),
-		probes:          c.probes.Load(),
-		probeFailures:   c.probeFailures.Load(),
-		staleDiscarded:  c.staleDiscarded.Load(),
-		freezes:         c.freezes.Load(),
-		backoffs:        c.backoffs.Load(),
-		borrowReturned:  c.borrowReturned.Load(),
-		timeouts:        c.timeouts.Load(),
-		dialFailures:    c.dialFailures.Load(),
-		hedgedDials:     c.hedgedDials.Load(),
-		orphansEnded:    c.orphansEnded.Load(),
+		newConns:         c.newConns.Load(),
+		idleExpired:      c.idleExpired.Load(),
+		lifetimeExpired:  c.lifetimeExpired.Load(),
+		brokenOnRelease:  c.brokenOnRelease.Load(),
+		probes:           c.probes.Load(),
+		probeFailures:    c.probeFailures.Load(),
+		staleDiscarded:   c.staleDiscarded.Load(),
+		freezes:          c.freezes.Load(),
+		backoffs:         c.backoffs.Load(),
+		borrowReturned:   c.borrowReturned.Load(),
+		timeouts:         c.timeouts.Load(),
+		dialFailures:     c.dialFailures.Load(),
+		hedgedDials:      c.hedgedDials.Load(),
+		orphansEnded:     c.orphansEnded.Load(),
+		notLent:          c.notLent.Load(),
+		canceledAcquires: c.canceledAcquires.Load(),
 	}
 }
