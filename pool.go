@@ -330,6 +330,11 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		defer p.acquiring.Add(-1)
 		p.takeParked()
 	}
+	if p.cfg.AcquireTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, p.cfg.AcquireTimeout, errAcquireWait)
+		defer cancel()
+	}
 	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	var rejected int        // connections the PrepareConn hook rejected
@@ -370,7 +375,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
 						var err error
 						if woke, err = p.waitTurn(ctx, min(limit, waitRecheck)); err != nil {
-							return nil, 0, bp, p.acquireError(ctx, err, waiting)
+							return nil, 0, bp, p.acquireError(ctx, err, waiting, waitInUse)
 						}
 						if p.p.Stat().AcquiredResources() == 0 {
 							break
@@ -379,7 +384,11 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					continue
 				}
 				if _, err := p.waitTurn(ctx, limit); err != nil {
-					return nil, 0, bp, p.acquireError(ctx, err, waiting)
+					kind := waitDialTurn
+					if limit > 0 {
+						kind = waitInUse // errContended
+					}
+					return nil, 0, bp, p.acquireError(ctx, err, waiting, kind)
 				}
 				continue
 			}
@@ -404,7 +413,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					continue
 				}
 			}
-			return nil, 0, bp, p.acquireError(ctx, err, waiting)
+			return nil, 0, bp, p.acquireError(ctx, err, waiting, waitUnknown)
 		}
 		e := res.Value()
 		now := nanotime()
@@ -438,14 +447,15 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		// puddle counted a checkout that the caller did not get.
 		p.counters.notLent.Add(1)
 		if err := ctx.Err(); err != nil {
-			return nil, 0, bp, p.acquireError(ctx, err, false)
+			return nil, 0, bp, p.acquireError(ctx, err, false, waitProbe)
 		}
 	}
 }
 
 // acquireError is the error an acquire fails with; waiting says the
-// caller is still counted in p.waiters, which it leaves here.
-func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool) error {
+// caller is still counted in p.waiters, which it leaves here, and kind
+// what it waited for (waitUnknown: puddle's Acquire failed with err).
+func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool, kind waitKind) error {
 	if waiting {
 		p.waiters.Add(-1)
 	}
@@ -457,6 +467,12 @@ func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool) err
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
 			p.counters.timeouts.Add(1)
 			p.m.timeouts.Add(context.Background(), 1, p.m.add...)
+		}
+		if context.Cause(ctx) == errAcquireWait {
+			if kind == waitUnknown {
+				kind = p.waitedIn(err)
+			}
+			return &AcquireTimeoutError{Timeout: p.cfg.AcquireTimeout, WaitedFor: kind.String(), LastDialErr: p.health.lastDialError()}
 		}
 		if dialErr := p.health.lastDialError(); dialErr != nil {
 			return &AcquireError{Err: ctxErr, LastDialErr: dialErr}
