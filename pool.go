@@ -54,8 +54,9 @@ type Pool[C any] struct {
 	waiters   atomic.Int32  // callers waiting for a connection (acquire counts them): out a 53300 (waitBackpressure) or for their turn (waitTurn)
 	released  chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
 
-	turnMu sync.Mutex    // guards turn
-	turn   chan struct{} // closed (and replaced) when a connection comes back or a dial ends: wakes every waitTurn
+	// q holds the callers waiting for their turn (waitTurn), first come,
+	// first served: a connection that comes back is handed to the first.
+	q waitq[puddle.Resource[*entry[C]]]
 
 	health   health
 	counters counters
@@ -257,7 +258,6 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),
-		turn:           make(chan struct{}),
 		stopMaintainer: make(chan struct{}),
 		maintainerDone: make(chan struct{}),
 		shutdownDone:   make(chan struct{}),
@@ -344,8 +344,16 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 	// release during a drain, neededInDrain) is then not closed as kept
 	// for nobody while it is on its way from a wake to puddle's Acquire.
 	var waiting bool
+	var place *waiter[puddle.Resource[*entry[C]]] // its place among the callers waiting for their turn
+	var handed *puddle.Resource[*entry[C]]        // a connection that came back, handed to it in its turn
 	for attempt := 0; ; {
-		res, err := p.p.Acquire(ctx)
+		var res *puddle.Resource[*entry[C]]
+		var err error
+		if handed != nil {
+			res, handed = handed, nil
+		} else {
+			res, err = p.p.Acquire(ctx)
+		}
 		if err == nil && waiting {
 			waiting = false
 			p.waiters.Add(-1)
@@ -355,6 +363,9 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 				waiting = true
 				p.waiters.Add(1)
 				ctx = context.WithValue(ctx, counted{}, true)
+				if place == nil {
+					place = p.q.newWaiter()
+				}
 			}
 			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
 				var limit time.Duration
@@ -374,16 +385,16 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					// whether the connections it waits for are gone.
 					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
 						var err error
-						if woke, err = p.waitTurn(ctx, min(limit, waitRecheck)); err != nil {
+						if handed, woke, err = p.waitTurn(ctx, min(limit, waitRecheck), place); err != nil {
 							return nil, 0, bp, p.acquireError(ctx, err, waiting, waitInUse)
 						}
-						if p.p.Stat().AcquiredResources() == 0 {
+						if handed != nil || p.p.Stat().AcquiredResources() == 0 {
 							break
 						}
 					}
 					continue
 				}
-				if _, err := p.waitTurn(ctx, limit); err != nil {
+				if handed, _, err = p.waitTurn(ctx, limit, place); err != nil {
 					kind := waitDialTurn
 					if limit > 0 {
 						kind = waitInUse // errContended
@@ -548,10 +559,21 @@ func (c *Conn[C]) Release() {
 // callers waiting for one. ReleaseUnused: puddle's own last-used stamp
 // would cost a second clock read; idle times are measured from idleSince.
 func (p *Pool[C]) putIdle(res *puddle.Resource[*entry[C]]) {
+	if p.waiters.Load() > 0 && p.q.handTo(res) {
+		p.counters.handedOver.Add(1)
+		return
+	}
 	res.ReleaseUnused()
 	if p.waiters.Load() > 0 {
-		p.wakeAll()
+		p.wake() // a caller backing off, or between two waits
 	}
+}
+
+// passOn returns a connection handed to a caller that gave up meanwhile:
+// to the next caller in line, or to the idle list.
+func (p *Pool[C]) passOn(res *puddle.Resource[*entry[C]]) {
+	p.counters.notLent.Add(1)
+	p.returnIdle(res)
 }
 
 // checkIn is the bookkeeping of a connection coming back at now (Release,
@@ -845,28 +867,28 @@ func (p *Pool[C]) wake() {
 }
 
 // wakeAll wakes one caller backing off and every caller waiting for its
-// turn.
+// turn (a dial ended, slots freed, the pool closes): each tries again,
+// and keeps its place if it waits again.
 func (p *Pool[C]) wakeAll() {
 	p.wake()
-	p.turnMu.Lock()
-	close(p.turn)
-	p.turn = make(chan struct{})
-	p.turnMu.Unlock()
+	p.q.wakeAll()
 }
 
 // waitTurn parks a caller that found no idle connection and no free dial
-// token until a connection comes back, a dial ends or the pool closes;
-// the caller then tries again. With limit > 0 (errComesBack,
-// errContended) a free token does not end the wait, but limit does. It
-// reports whether it was woken (or found an idle connection or a free
-// token at once) rather than reaching limit.
-func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) (woke bool, _ error) {
-	p.turnMu.Lock()
-	turn := p.turn
-	p.turnMu.Unlock()
-	// What came back or ended before the count went up woke nobody.
+// token, at its place in the queue, until a connection comes back (handed
+// to it in its turn: returned as res), a dial ends or the pool closes; the
+// caller then tries again. With limit > 0 (errComesBack, errContended) a
+// free token does not end the wait, but limit does. It reports whether it
+// was woken (or found an idle connection or a free token at once) rather
+// than reaching limit.
+func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration, w *waiter[puddle.Resource[*entry[C]]]) (res *puddle.Resource[*entry[C]], woke bool, _ error) {
+	p.q.push(w)
+	// What came back or ended before it queued woke nobody.
 	if (limit == 0 && len(p.dialSem) < cap(p.dialSem)) || p.p.Stat().IdleResources() > 0 {
-		return true, nil
+		if p.q.remove(w) {
+			return nil, true, nil
+		}
+		return <-w.ch, true, nil
 	}
 	var expired <-chan time.Time
 	if limit > 0 {
@@ -875,12 +897,20 @@ func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) (woke bool,
 		expired = t.C
 	}
 	select {
-	case <-turn:
-		return true, nil
+	case res := <-w.ch:
+		return res, true, nil
 	case <-expired:
-		return false, nil
+		if p.q.remove(w) {
+			return nil, false, nil
+		}
+		return <-w.ch, true, nil
 	case <-ctx.Done():
-		return false, ctx.Err()
+		if !p.q.remove(w) {
+			if res := <-w.ch; res != nil {
+				p.passOn(res)
+			}
+		}
+		return nil, false, ctx.Err()
 	}
 }
 
@@ -1038,6 +1068,9 @@ type counters struct {
 	// notLent counts puddle's checkouts that acquire did not hand out
 	// (closed on checkout, rejected), which puddle's AcquireCount counts.
 	notLent atomic.Int64
+	// handedOver counts connections handed from a release to a waiting
+	// caller, checkouts that puddle does not see.
+	handedOver atomic.Int64
 	// canceledAcquires counts acquires that ended because their context
 	// did, wherever they waited (puddle, a dial turn, back-pressure).
 	canceledAcquires atomic.Int64
@@ -1049,7 +1082,7 @@ type counterSnapshot struct {
 	probes, probeFailures, staleDiscarded, freezes          int64
 	backoffs, borrowReturned, timeouts, dialFailures        int64
 	hedgedDials, orphansEnded                               int64
-	notLent, canceledAcquires                               int64
+	notLent, canceledAcquires, handedOver                   int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -1070,5 +1103,6 @@ func (c *counters) snapshot() counterSnapshot {
 		orphansEnded:     c.orphansEnded.Load(),
 		notLent:          c.notLent.Load(),
 		canceledAcquires: c.canceledAcquires.Load(),
+		handedOver:       c.handedOver.Load(),
 	}
 }

@@ -23,7 +23,9 @@ type Stat struct {
 // closed on checkout (stale, past its lifetime, failed its probe,
 // rejected by PrepareConn) while the caller waits for another does not
 // count. Checkouts by Conn.Unpark count too.
-func (s *Stat) AcquireCount() int64 { return s.ps.AcquireCount() - s.c.notLent + s.unparks }
+func (s *Stat) AcquireCount() int64 {
+	return s.ps.AcquireCount() + s.c.handedOver - s.c.notLent + s.unparks
+}
 
 // AcquireDuration is the total time spent in successful acquires.
 func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
