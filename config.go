@@ -43,6 +43,13 @@ type Config struct {
 	// with backoff; the caller's deadline comes first when sooner. Default
 	// 30s; negative: not at all (the first refused dial fails the caller).
 	ServerAwayTimeout time.Duration
+	// AcquireTimeout bounds the wait for a connection in Acquire, apart
+	// from the caller's deadline: past it Acquire fails with an
+	// *AcquireTimeoutError (errors.Is ErrAcquireTimeout) that says what
+	// the pool was waiting for. It bounds only the wait: the work done on
+	// the connection afterwards runs under the caller's context alone.
+	// Default 0: no bound beyond the caller's context.
+	AcquireTimeout time.Duration
 
 	// MaxConnIdleTime closes a connection idle this long. It must stay below
 	// the idle timeout of every middlebox on the path (Fly's proxy: about

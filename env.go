@@ -26,6 +26,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_MIN_IDLE_CONNS", "connections", "0", "idle connections kept open (pgxpool's MinIdleConns)", nil},
 	{"RUNPOOL_MAX_CONCURRENT_DIALS", "count", "2", "dials in flight at once", nil},
 	{"RUNPOOL_DIAL_TIMEOUT", "duration", "5s", "bound on one connection attempt", nil},
+	{"RUNPOOL_ACQUIRE_TIMEOUT", "duration", "unset", "bound on the wait for a connection, apart from the query's deadline; unset: the caller's context alone", nil},
 	{"RUNPOOL_SERVER_AWAY_TIMEOUT", "duration", "30s", "how long a caller waits for a server that refuses connections for a moment (restart, failover); off: not at all", nil},
 	{"RUNPOOL_MAX_CONN_IDLE_TIME", "duration", "45s", "close connections idle this long", nil},
 	{"RUNPOOL_MAX_CONN_LIFETIME", "duration", "30m", "close connections this old", nil},

@@ -171,8 +171,8 @@ func raise(v *atomic.Int64, x int64) {
 // trusted is the checkout fast path: a connection used recently and
 // released after the last sign of trouble is handed out as is, unless an
 // interrupted connection's verdict is pending. It costs one clock read
-// and two atomic loads. (Lifetime is checked on release and
-// by the maintainer, as pgxpool does, to keep this path short.)
+// and two atomic loads; acquire checks the lifetime with the same clock
+// read, on every checkout, as pgxpool does.
 func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
 	return idle < p.probeAfter && e.gen == p.gen.Load() && p.unsettled.Load() == 0
 }

@@ -52,6 +52,7 @@ var limits = []limit{
 	int32Limit("MinIdleConns", "RUNPOOL_MIN_IDLE_CONNS", 0, maxBackends, func(c *Config) *int32 { return &c.MinIdleConns }),
 	int32Limit("MaxConcurrentDials", "RUNPOOL_MAX_CONCURRENT_DIALS", 1, maxBackends, func(c *Config) *int32 { return &c.MaxConcurrentDials }),
 	durLimit("DialTimeout", "RUNPOOL_DIAL_TIMEOUT", 10*time.Millisecond, 10*time.Minute, false, func(c *Config) *time.Duration { return &c.DialTimeout }),
+	durLimit("AcquireTimeout", "RUNPOOL_ACQUIRE_TIMEOUT", time.Millisecond, time.Hour, false, func(c *Config) *time.Duration { return &c.AcquireTimeout }),
 	durLimit("ServerAwayTimeout", "RUNPOOL_SERVER_AWAY_TIMEOUT", 10*time.Millisecond, time.Hour, true, func(c *Config) *time.Duration { return &c.ServerAwayTimeout }),
 	durLimit("MaxConnIdleTime", "RUNPOOL_MAX_CONN_IDLE_TIME", 10*time.Millisecond, 24*time.Hour, false, func(c *Config) *time.Duration { return &c.MaxConnIdleTime }),
 	durLimit("MaxConnLifetime", "RUNPOOL_MAX_CONN_LIFETIME", 10*time.Millisecond, maxLifetime, false, func(c *Config) *time.Duration { return &c.MaxConnLifetime }),

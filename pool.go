@@ -55,11 +55,12 @@ type Pool[C any] struct {
 	// connection must not keep waiting.
 	parking   bool
 	acquiring atomic.Int32
-	waiters   atomic.Int32  // callers waiting for a connection: out a 53300 (waitBackpressure) or for their turn (waitTurn)
+	waiters   atomic.Int32  // callers waiting for a connection (acquire counts them): out a 53300 (waitBackpressure) or for their turn (waitTurn)
 	released  chan struct{} // wakes the drain, or a caller backing off, when a connection comes back
 
-	turnMu sync.Mutex    // guards turn
-	turn   chan struct{} // closed (and replaced) when a connection comes back or a dial ends: wakes every waitTurn
+	// q holds the callers waiting for their turn (waitTurn), first come,
+	// first served: a connection that comes back is handed to the first.
+	q waitq[puddle.Resource[*entry[C]]]
 
 	health   health
 	counters counters
@@ -313,7 +314,6 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),
-		turn:           make(chan struct{}),
 		stopMaintainer: make(chan struct{}),
 		maintainerDone: make(chan struct{}),
 		shutdownDone:   make(chan struct{}),
@@ -387,12 +387,43 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		defer p.acquiring.Add(-1)
 		p.takeParked()
 	}
+	if p.cfg.AcquireTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, p.cfg.AcquireTimeout, errAcquireWait)
+		defer cancel()
+	}
 	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	var rejected int        // connections the PrepareConn hook rejected
+	// waiting: the caller is counted in p.waiters. It stays counted from
+	// its first wait until puddle hands it a connection or it gives up,
+	// across the retries between waits: a connection kept for it (a
+	// release during a drain, neededInDrain) is then not closed as kept
+	// for nobody while it is on its way from a wake to puddle's Acquire.
+	var waiting bool
+	var place *waiter[puddle.Resource[*entry[C]]] // its place among the callers waiting for their turn
+	var handed *puddle.Resource[*entry[C]]        // a connection that came back, handed to it in its turn
 	for attempt := 0; ; {
-		res, err := p.p.Acquire(ctx)
+		var res *puddle.Resource[*entry[C]]
+		var err error
+		if handed != nil {
+			res, handed = handed, nil
+		} else {
+			res, err = p.p.Acquire(ctx)
+		}
+		if err == nil && waiting {
+			waiting = false
+			p.waiters.Add(-1)
+		}
 		if err != nil {
+			if !waiting && (errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) || tooManyConnections(err)) {
+				waiting = true
+				p.waiters.Add(1)
+				ctx = context.WithValue(ctx, counted{}, true)
+				if place == nil {
+					place = p.q.newWaiter()
+				}
+			}
 			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
 				var limit time.Duration
 				if errors.Is(err, errContended) {
@@ -411,17 +442,21 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					// whether the connections it waits for are gone.
 					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
 						var err error
-						if woke, err = p.waitTurn(ctx, min(limit, waitRecheck)); err != nil {
-							return nil, 0, bp, p.acquireError(ctx, err)
+						if handed, woke, err = p.waitTurn(ctx, min(limit, waitRecheck), place); err != nil {
+							return nil, 0, bp, p.acquireError(ctx, err, waiting, waitInUse)
 						}
-						if p.p.Stat().AcquiredResources() == 0 {
+						if handed != nil || p.p.Stat().AcquiredResources() == 0 {
 							break
 						}
 					}
 					continue
 				}
-				if _, err := p.waitTurn(ctx, limit); err != nil {
-					return nil, 0, bp, p.acquireError(ctx, err)
+				if handed, _, err = p.waitTurn(ctx, limit, place); err != nil {
+					kind := waitDialTurn
+					if limit > 0 {
+						kind = waitInUse // errContended
+					}
+					return nil, 0, bp, p.acquireError(ctx, err, waiting, kind)
 				}
 				continue
 			}
@@ -446,14 +481,23 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					continue
 				}
 			}
-			return nil, 0, bp, p.acquireError(ctx, err)
+			return nil, 0, bp, p.acquireError(ctx, err, waiting, waitUnknown)
 		}
 		e := res.Value()
 		now := nanotime()
+		if now >= e.expiresAt { // the same clock read as the idle checks
+			p.counters.lifetimeExpired.Add(1)
+			p.counters.notLent.Add(1)
+			p.destroy(res)
+			continue
+		}
 		idle := time.Duration(now - e.idleSince)
-		if now < e.expiresAt && p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
+		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
 			if p.looksOpen(e, idle) {
 				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
+					if c == nil {
+						p.counters.notLent.Add(1)
+					}
 					return c, now, bp, err
 				}
 			} else {
@@ -462,23 +506,41 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		} else if p.check(ctx, res, e) {
 			now = nanotime()
 			if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
+				if c == nil {
+					p.counters.notLent.Add(1)
+				}
 				return c, now, bp, err
 			}
 		}
+		// puddle counted a checkout that the caller did not get.
+		p.counters.notLent.Add(1)
 		if err := ctx.Err(); err != nil {
-			return nil, 0, bp, p.acquireError(ctx, err)
+			return nil, 0, bp, p.acquireError(ctx, err, false, waitProbe)
 		}
 	}
 }
 
-func (p *Pool[C]) acquireError(ctx context.Context, err error) error {
+// acquireError is the error an acquire fails with; waiting says the
+// caller is still counted in p.waiters, which it leaves here, and kind
+// what it waited for (waitUnknown: puddle's Acquire failed with err).
+func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool, kind waitKind) error {
+	if waiting {
+		p.waiters.Add(-1)
+	}
 	if errors.Is(err, puddle.ErrClosedPool) {
 		return ErrClosed
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
+		p.counters.canceledAcquires.Add(1)
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
 			p.counters.timeouts.Add(1)
 			p.m.timeouts.Add(context.Background(), 1, p.m.add...)
+		}
+		if context.Cause(ctx) == errAcquireWait {
+			if kind == waitUnknown {
+				kind = p.waitedIn(err)
+			}
+			return &AcquireTimeoutError{Timeout: p.cfg.AcquireTimeout, WaitedFor: kind.String(), LastDialErr: p.health.lastDialError()}
 		}
 		if dialErr := p.health.lastDialError(); dialErr != nil {
 			return &AcquireError{Err: ctxErr, LastDialErr: dialErr}
@@ -554,10 +616,21 @@ func (c *Conn[C]) Release() {
 // callers waiting for one. ReleaseUnused: puddle's own last-used stamp
 // would cost a second clock read; idle times are measured from idleSince.
 func (p *Pool[C]) putIdle(res *puddle.Resource[*entry[C]]) {
+	if p.waiters.Load() > 0 && p.q.handTo(res) {
+		p.counters.handedOver.Add(1)
+		return
+	}
 	res.ReleaseUnused()
 	if p.waiters.Load() > 0 {
-		p.wakeAll()
+		p.wake() // a caller backing off, or between two waits
 	}
+}
+
+// passOn returns a connection handed to a caller that gave up meanwhile:
+// to the next caller in line, or to the idle list.
+func (p *Pool[C]) passOn(res *puddle.Resource[*entry[C]]) {
+	p.counters.notLent.Add(1)
+	p.returnIdle(res)
 }
 
 // checkIn is the bookkeeping of a connection coming back at now (Release,
@@ -727,6 +800,10 @@ func (p *Pool[C]) contendedFor() time.Duration {
 // dials' time for a returning connection in vain: its construct dials.
 type mustDial struct{}
 
+// counted marks the context of a caller counted in p.waiters (acquire),
+// so that comesBackSooner does not count it twice.
+type counted struct{}
+
 // comesBackPatience is how many dials' time a caller would rather wait
 // for a returning connection than dial: comesBackSooner holds a dial
 // back while the waiting callers' turns come within it, and a caller held
@@ -750,7 +827,7 @@ const comesBackPatience = 2
 // comesBackPatience dials' time: each borrowed one serves a caller every
 // useNanos, a dial takes dialNanos. A burst of short queries is then
 // served by a few connections instead of a dial per caller.
-func (p *Pool[C]) comesBackSooner() bool {
+func (p *Pool[C]) comesBackSooner(ctx context.Context) bool {
 	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
 	if use == 0 || dial == 0 || nanotime()-p.health.dialAt.Load() > int64(estimateFresh) {
 		return false
@@ -759,7 +836,10 @@ func (p *Pool[C]) comesBackSooner() bool {
 	if busy == 0 {
 		return false
 	}
-	waiting := int64(p.waiters.Load()) + 1
+	waiting := int64(p.waiters.Load())
+	if ctx.Value(counted{}) == nil {
+		waiting++
+	}
 	return use*waiting/busy < comesBackPatience*dial
 }
 
@@ -792,7 +872,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		var zero C
 		return zero, errContended
 	}
-	if ctx.Value(mustDial{}) == nil && p.comesBackSooner() {
+	if ctx.Value(mustDial{}) == nil && p.comesBackSooner(ctx) {
 		var zero C
 		return zero, errComesBack
 	}
@@ -834,8 +914,6 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 func (p *Pool[C]) waitBackpressure(ctx context.Context, attempt int) bool {
 	p.counters.backoffs.Add(1)
 	p.m.backoffs.Add(context.Background(), 1, p.m.add...)
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
 	t := time.NewTimer(backoff(attempt))
 	defer t.Stop()
 	select {
@@ -855,30 +933,28 @@ func (p *Pool[C]) wake() {
 }
 
 // wakeAll wakes one caller backing off and every caller waiting for its
-// turn.
+// turn (a dial ended, slots freed, the pool closes): each tries again,
+// and keeps its place if it waits again.
 func (p *Pool[C]) wakeAll() {
 	p.wake()
-	p.turnMu.Lock()
-	close(p.turn)
-	p.turn = make(chan struct{})
-	p.turnMu.Unlock()
+	p.q.wakeAll()
 }
 
 // waitTurn parks a caller that found no idle connection and no free dial
-// token until a connection comes back, a dial ends or the pool closes;
-// the caller then tries again. With limit > 0 (errComesBack,
-// errContended) a free token does not end the wait, but limit does. It
-// reports whether it was woken (or found an idle connection or a free
-// token at once) rather than reaching limit.
-func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) (woke bool, _ error) {
-	p.turnMu.Lock()
-	turn := p.turn
-	p.turnMu.Unlock()
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
-	// What came back or ended before the count went up woke nobody.
+// token, at its place in the queue, until a connection comes back (handed
+// to it in its turn: returned as res), a dial ends or the pool closes; the
+// caller then tries again. With limit > 0 (errComesBack, errContended) a
+// free token does not end the wait, but limit does. It reports whether it
+// was woken (or found an idle connection or a free token at once) rather
+// than reaching limit.
+func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration, w *waiter[puddle.Resource[*entry[C]]]) (res *puddle.Resource[*entry[C]], woke bool, _ error) {
+	p.q.push(w)
+	// What came back or ended before it queued woke nobody.
 	if (limit == 0 && len(p.dialSem) < cap(p.dialSem)) || p.p.Stat().IdleResources() > 0 {
-		return true, nil
+		if p.q.remove(w) {
+			return nil, true, nil
+		}
+		return <-w.ch, true, nil
 	}
 	var expired <-chan time.Time
 	if limit > 0 {
@@ -887,12 +963,20 @@ func (p *Pool[C]) waitTurn(ctx context.Context, limit time.Duration) (woke bool,
 		expired = t.C
 	}
 	select {
-	case <-turn:
-		return true, nil
+	case res := <-w.ch:
+		return res, true, nil
 	case <-expired:
-		return false, nil
+		if p.q.remove(w) {
+			return nil, false, nil
+		}
+		return <-w.ch, true, nil
 	case <-ctx.Done():
-		return false, ctx.Err()
+		if !p.q.remove(w) {
+			if res := <-w.ch; res != nil {
+				p.passOn(res)
+			}
+		}
+		return nil, false, ctx.Err()
 	}
 }
 
@@ -1004,34 +1088,6 @@ func (p *Pool[C]) Close() {
 	_, _ = p.Shutdown(ctx)
 }
 
-// maintain is the pool's one background goroutine: freeze detection, idle
-// and lifetime expiry, and the MinConns floor.
-func (p *Pool[C]) maintain(fillNow bool) {
-	defer close(p.maintainerDone)
-	if fillNow {
-		p.ensureMinConns() // the floors from the start, as pgxpool opens them
-	}
-	t := time.NewTicker(p.cfg.MaintainInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stopMaintainer:
-			return
-		case <-t.C:
-			p.tick(time.Now())
-		}
-	}
-}
-
-func (p *Pool[C]) tick(now time.Time) {
-	p.takeParked() // for the checks below
-	p.observeTick(now)
-	p.endOrphans()
-	p.sweepIdle()
-	p.ensureMinConns()
-	p.logStale(now, false)
-}
-
 // sweepIdle closes idle connections past their idle time (above the
 // MinConns floor) or past their lifetime.
 func (p *Pool[C]) sweepIdle() {
@@ -1058,27 +1114,6 @@ func (p *Pool[C]) sweepIdle() {
 	}
 }
 
-// ensureMinConns opens connections, one at a time, while the pool holds
-// fewer than MinConns or fewer than MinIdleConns are idle, until one
-// fails or the pool is full.
-func (p *Pool[C]) ensureMinConns() {
-	if p.cfg.MinConns == 0 && p.cfg.MinIdleConns == 0 {
-		return
-	}
-	for !p.isDraining() {
-		st := p.p.Stat()
-		if st.TotalResources() >= p.cfg.MinConns && st.IdleResources() >= p.cfg.MinIdleConns {
-			return
-		}
-		ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)
-		err := p.p.CreateResource(ctx)
-		cancel()
-		if err != nil {
-			return
-		}
-	}
-}
-
 // counters are the pool's own event counts, beyond puddle's.
 type counters struct {
 	newConns        atomic.Int64
@@ -1096,7 +1131,16 @@ type counters struct {
 	hedgedDials     atomic.Int64
 	orphansEnded    atomic.Int64
 	unparks         atomic.Int64 // Unpark's checkouts of connections closed since
-	staleBy         [numStaleReasons]atomic.Int64
+	// notLent counts puddle's checkouts that acquire did not hand out
+	// (closed on checkout, rejected), which puddle's AcquireCount counts.
+	notLent atomic.Int64
+	// handedOver counts connections handed from a release to a waiting
+	// caller, checkouts that puddle does not see.
+	handedOver atomic.Int64
+	// canceledAcquires counts acquires that ended because their context
+	// did, wherever they waited (puddle, a dial turn, back-pressure).
+	canceledAcquires atomic.Int64
+	staleBy          [numStaleReasons]atomic.Int64
 }
 
 type counterSnapshot struct {
@@ -1104,23 +1148,27 @@ type counterSnapshot struct {
 	probes, probeFailures, staleDiscarded, freezes          int64
 	backoffs, borrowReturned, timeouts, dialFailures        int64
 	hedgedDials, orphansEnded                               int64
+	notLent, canceledAcquires, handedOver                   int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
 	return counterSnapshot{
-		newConns:        c.newConns.Load(),
-		idleExpired:     c.idleExpired.Load(),
-		lifetimeExpired: c.lifetimeExpired.Load(),
-		brokenOnRelease: c.brokenOnRelease.Load(),
-		probes:          c.probes.Load(),
-		probeFailures:   c.probeFailures.Load(),
-		staleDiscarded:  c.staleDiscarded.Load(),
-		freezes:         c.freezes.Load(),
-		backoffs:        c.backoffs.Load(),
-		borrowReturned:  c.borrowReturned.Load(),
-		timeouts:        c.timeouts.Load(),
-		dialFailures:    c.dialFailures.Load(),
-		hedgedDials:     c.hedgedDials.Load(),
-		orphansEnded:    c.orphansEnded.Load(),
+		newConns:         c.newConns.Load(),
+		idleExpired:      c.idleExpired.Load(),
+		lifetimeExpired:  c.lifetimeExpired.Load(),
+		brokenOnRelease:  c.brokenOnRelease.Load(),
+		probes:           c.probes.Load(),
+		probeFailures:    c.probeFailures.Load(),
+		staleDiscarded:   c.staleDiscarded.Load(),
+		freezes:          c.freezes.Load(),
+		backoffs:         c.backoffs.Load(),
+		borrowReturned:   c.borrowReturned.Load(),
+		timeouts:         c.timeouts.Load(),
+		dialFailures:     c.dialFailures.Load(),
+		hedgedDials:      c.hedgedDials.Load(),
+		orphansEnded:     c.orphansEnded.Load(),
+		notLent:          c.notLent.Load(),
+		canceledAcquires: c.canceledAcquires.Load(),
+		handedOver:       c.handedOver.Load(),
 	}
 }

@@ -18,9 +18,14 @@ type Stat struct {
 	unparks int64
 }
 
-// AcquireCount is the number of successful acquires from the pool.
-// Checkouts by Conn.Unpark count too.
-func (s *Stat) AcquireCount() int64 { return s.ps.AcquireCount() + s.unparks }
+// AcquireCount is the number of successful acquires from the pool, as
+// pgxpool counts them: connections handed to a caller. A connection
+// closed on checkout (stale, past its lifetime, failed its probe,
+// rejected by PrepareConn) while the caller waits for another does not
+// count. Checkouts by Conn.Unpark count too.
+func (s *Stat) AcquireCount() int64 {
+	return s.ps.AcquireCount() + s.c.handedOver - s.c.notLent + s.unparks
+}
 
 // AcquireDuration is the total time spent in successful acquires.
 func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
@@ -28,8 +33,11 @@ func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
 // AcquiredConns is the number of connections borrowed now.
 func (s *Stat) AcquiredConns() int32 { return s.ps.AcquiredResources() - s.parked }
 
-// CanceledAcquireCount is the number of acquires whose context ended first.
-func (s *Stat) CanceledAcquireCount() int64 { return s.ps.CanceledAcquireCount() }
+// CanceledAcquireCount is the number of acquires that failed because
+// their context ended while they waited: for a free connection, a dial,
+// their turn to dial, a connection coming back, or a server that refused
+// connections (53300) to take more.
+func (s *Stat) CanceledAcquireCount() int64 { return s.c.canceledAcquires }
 
 // ConstructingConns is the number of connections being opened now.
 func (s *Stat) ConstructingConns() int32 { return s.ps.ConstructingResources() }
