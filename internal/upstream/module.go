@@ -356,8 +356,16 @@ func Check(r *Result, exp []Expectation) []string {
 	}
 	var expectedFail func(name string) bool
 	expectedFail = func(name string) bool {
-		if e, ok := want[name]; ok && e.Outcome == Fail {
-			return true
+		// A test expected to fail covers its subtests.
+		for p := name; ; {
+			if e, ok := want[p]; ok && e.Outcome == Fail {
+				return true
+			}
+			i := strings.LastIndex(p, "/")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
 		}
 		subs := 0
 		for sub := range r.Failures {
