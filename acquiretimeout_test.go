@@ -81,7 +81,11 @@ func TestAcquireTimeoutBoundsTheWaitForADialTurn(t *testing.T) {
 // on a connection acquired at once completes.
 func TestAcquireTimeoutDoesNotCutTheQuery(t *testing.T) {
 	const timeout = 100 * time.Millisecond
-	p, _, _ := openPool(t, runpool.Config{MaxConns: 2, AcquireTimeout: timeout})
+	// The MinConns floor opens the connection beforehand: a dial on a busy
+	// machine may take longer than the timeout, which would rightly end
+	// the wait.
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 2, MinConns: 1, AcquireTimeout: timeout})
+	waitFor(t, 10*time.Second, "the MinConns floor never opened", func() bool { return p.Stat().IdleConns() == 1 })
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := p.Exec(ctx, "SELECT pg_sleep(0.5)"); err != nil {
 		t.Fatalf("a 500 ms query with AcquireTimeout %v: %v", timeout, err)
