@@ -114,6 +114,25 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	return false
 }
 
+// Ref returns a reference to the connection c holds, which outlives c's
+// release: a parker whose Unpark failed learns from it whether the pool
+// closed that connection as dead, as a driver whose own check found it
+// dead would drop its record of it (sqladapter has database/sql discard
+// such a shell). Taking one costs no allocation; it keeps the pool's
+// record of the connection reachable, so do not keep it long.
+func (c *Conn[C]) Ref() ConnRef[C] { return ConnRef[C]{c.e} }
+
+// ConnRef refers to a connection a Conn held (Conn.Ref).
+type ConnRef[C any] struct{ e *entry[C] }
+
+// Dead reports whether the pool has closed the connection as unusable: the
+// server ended it, a look at its socket or a probe failed, it came back
+// broken or its holder destroyed it, or it was condemned with its siblings
+// after such a failure or a freeze. One closed for another reason (its
+// lifetime, its idle time, the drain) is not dead. The zero ConnRef is
+// not dead.
+func (r ConnRef[C]) Dead() bool { return r.e != nil && r.e.dead.Load() }
+
 // returnIdle puts a connection taken back from its parker in the idle
 // list, as it was parked, or closes it when the pool drains.
 func (p *Pool[C]) returnIdle(res *puddle.Resource[*entry[C]]) {

@@ -173,6 +173,58 @@ func TestUnparkChecksLikeACheckout(t *testing.T) {
 	}
 }
 
+// TestConnRefDead: a parker whose Unpark failed learns from Conn.Ref
+// whether the pool closed its connection as dead (a failed probe here),
+// not merely took it back for another caller.
+func TestConnRefDead(t *testing.T) {
+	p, _, srv, user := openParking(t, runpool.Config{MaxConns: 1, ProbeAfterIdle: 20 * time.Millisecond, MaintainInterval: time.Hour})
+	ctx := ctxT(t, 10*time.Second)
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Park() {
+		t.Fatal("not parked")
+	}
+	ref := c.Ref()
+	other, err := p.Acquire(ctx) // takes the parked connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Unpark(ctx) {
+		t.Fatal("Unpark took back a connection another caller holds")
+	}
+	if ref.Dead() {
+		t.Error("a connection taken back for another caller is reported dead")
+	}
+	backendPID(t, ctx, other.Value())
+	if !other.Park() {
+		t.Fatal("not parked")
+	}
+	ref = other.Ref()
+	if n := srv.TerminateBackends(t, user); n != 1 {
+		t.Fatalf("terminated %d backends, want 1", n)
+	}
+	time.Sleep(50 * time.Millisecond) // past ProbeAfterIdle: Unpark leaves it to a probe
+	if other.Unpark(ctx) {
+		t.Fatal("Unpark handed back a connection parked past ProbeAfterIdle")
+	}
+	if ref.Dead() {
+		t.Error("reported dead before anything looked at it")
+	}
+	c2, err := p.Acquire(ctx) // probes it, fails, dials
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Release()
+	if !ref.Dead() {
+		t.Error("a connection whose probe failed is not reported dead")
+	}
+	if (runpool.ConnRef[*pgx.Conn]{}).Dead() {
+		t.Error("the zero ConnRef is dead")
+	}
+}
+
 // TestMaintainerTakesParkedConnectionsBack: at its tick the maintainer
 // takes parked connections back, so idle expiry closes them like any
 // other idle connection.

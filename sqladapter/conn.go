@@ -90,10 +90,35 @@ func (c *DriverConn) conn(ctx context.Context) (*pooled, error) {
 // ResetSession takes the shell's connection back, or checks one out of
 // runpool, within ctx, the context of the database/sql call that reuses
 // the shell. A failure is returned by that call's first use of the shell.
+//
+// When runpool closed the shell's parked connection as dead (found before
+// this call, or by the checkout it made), ResetSession reports
+// driver.ErrBadConn, as pgx's stdlib driver does for its dead idle
+// connection: database/sql discards the shell and retries on another, so
+// db.Stats counts no shell for a connection the server ended. A parked
+// connection the pool merely took back (another caller needed it, the
+// maintainer's tick) does not end the shell: it checks one out instead.
 func (c *DriverConn) ResetSession(ctx context.Context) error {
 	c.failed = nil
+	var was runpool.ConnRef[*pooled]
+	if h := c.held; h != nil && c.parked {
+		was = h.Ref()
+		c.parked = false
+		if h.Unpark(ctx) {
+			return nil
+		}
+		c.held = nil
+		if was.Dead() {
+			return driver.ErrBadConn
+		}
+	}
 	if _, err := c.conn(ctx); err != nil {
 		c.failed = err
+		return nil
+	}
+	if was.Dead() {
+		c.release()
+		return driver.ErrBadConn
 	}
 	return nil
 }

@@ -68,7 +68,10 @@
 // runpool on checkout, before database/sql sees it: a checkout after at
 // least 1 ms idle looks at the socket without blocking or sending
 // (runpool.GoneChecker), and runpool then probes the dead one's idle
-// siblings. A statement that fails before any byte reached the server
+// siblings. A shell whose parked connection runpool closed as dead
+// reports driver.ErrBadConn from ResetSession, as pgx's stdlib driver
+// does for a dead idle connection, so database/sql discards it and
+// db.Stats counts it no more. A statement that fails before any byte reached the server
 // returns driver.ErrBadConn, so database/sql retries it on another
 // connection (pgx's stdlib driver does that for most such failures; this
 // package for all, including a cached statement whose send failure shows

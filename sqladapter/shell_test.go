@@ -2,6 +2,7 @@ package sqladapter_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -113,4 +114,52 @@ func TestStmtAcrossShellsAndConns(t *testing.T) {
 	srv.TerminateBackends(t, user)
 	run()
 	wantNoneHeld(t, db)
+}
+
+// TestDeadConnsDiscardShells: a shell whose server connection was
+// terminated while idle is kept by database/sql (pgx's stdlib driver has it
+// discarded), so db.Stats counts shells of dead connections. As pgx's
+// TestCheckIdleConn: three connections, two shells kept idle, the backends
+// terminated; after a Ping, database/sql holds the one connection it opened.
+// The parked case has the shells find their own connections dead; in the
+// taken case the maintainer took them back into runpool's idle list first.
+func TestDeadConnsDiscardShells(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maintain time.Duration
+	}{
+		{"parked", time.Hour},
+		{"taken", 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, srv, user := openDB(t, runpool.Config{MaxConns: 4, MaintainInterval: tc.maintain})
+			db.SetMaxIdleConns(2) // database/sql's default, as in pgx's test
+			ctx := ctxT(t, 20*time.Second)
+			var conns []*sql.Conn
+			for range 3 {
+				c, err := db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				queryInt(t, ctx, c, "select 1")
+				conns = append(conns, c)
+			}
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			if n := srv.TerminateBackends(t, user); n != 3 {
+				t.Fatalf("terminated %d backends, want 3", n)
+			}
+			if tc.maintain < time.Second {
+				time.Sleep(10 * tc.maintain) // ticks take the parked connections back
+			}
+			if err := db.PingContext(ctx); err != nil {
+				t.Fatalf("Ping after the backends were terminated: %v", err)
+			}
+			if n := db.Stats().OpenConnections; n != 1 {
+				t.Errorf("database/sql holds %d connections after the Ping, want 1", n)
+			}
+			wantNoneHeld(t, db)
+		})
+	}
 }
