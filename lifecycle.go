@@ -163,9 +163,7 @@ func (p *Pool[C]) isDraining() bool { return p.draining.Load() }
 // wait for their turn, or the pool is full, so that callers may wait in
 // puddle for a free slot. They are requests in flight; handing them a
 // connection that is already open frees the server slot no later than
-// closing it and dialing them a new one would, and spares them the dial
-// (in the simulator's SIGTERM scenario, callers waiting when the drain
-// began were each dialed a connection after the first queries ended).
+// closing it and dialing them a new one would, and spares them the dial.
 // A connection kept for nobody is closed by the drain's next poll (at
 // most 10 ms later).
 func (p *Pool[C]) neededInDrain() bool {

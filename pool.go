@@ -814,12 +814,8 @@ type counted struct{}
 // A dial costs more than its time: the server starts a backend, whose
 // CPU the queries in flight need, and the new connection's first query
 // warms its catalog caches. Counted at one dial's time, a burst after a
-// freeze in the simulator (16 callers, 5 ms queries, the server on the
-// same two cores) opened 4-6 connections, and its slowest request came
-// past 3x a fresh dial plus the query in 18 of 176 bursts; counted at
-// two, 2-3 connections and 3 of 192 (the patience was two dials' time in
-// both). One dial's patience was too short for the same reason: the last
-// callers of a burst lost the race for returning connections and dialed.
+// freeze opens more connections than it needs and its slowest requests
+// wait for them.
 const comesBackPatience = 2
 
 // comesBackSooner estimates whether the callers waiting, this one
@@ -857,8 +853,8 @@ const waitRecheck = 50 * time.Millisecond
 
 // estimateFresh is how recent the dial time must be for comesBackSooner
 // to hold back a dial on it. The dials that set it may have run under
-// other conditions (a cold start beside other instances' took 80-240 ms
-// in the simulator, against 25 ms a few seconds later), and an estimate
+// other conditions (a cold start beside other instances' dials takes
+// several times as long as one a few seconds later), and an estimate
 // that holds back every dial is never refreshed.
 const estimateFresh = time.Second
 
