@@ -443,7 +443,8 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 				if nat.Dropped() == 0 {
 					t.Fatal("the NAT forgot no flow: the scenario did not happen")
 				}
-				checkBurst(t, r, freshDialPooler(t, a, dsn))
+				ref := startInstance(t, a.Name, dsn, cfg).burst(t, burstN, query, deadline)
+				checkBurst(t, r, ref, freshDialPooler(t, a, dsn))
 			})
 		}
 	}
