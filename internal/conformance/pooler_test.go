@@ -435,8 +435,9 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 				dsn = strings.Replace(dsn, b.Addr(), nat.Addr(), 1)
 				cfg := runpool.Config{Pooler: runpool.PoolerPgBouncer, MaxConns: 8}
 				inst := startInstance(t, a.Name, dsn, cfg)
-				if r := inst.burst(t, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
-					t.Fatalf("warm-up: %v", r)
+				warm := inst.burst(t, 8, 20*time.Millisecond, deadline)
+				if warm.Failed > 0 {
+					t.Fatalf("warm-up: %v", warm)
 				}
 				inst.freeze(t, frozen)
 				r := inst.burst(t, burstN, query, deadline)
@@ -444,7 +445,7 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 					t.Fatal("the NAT forgot no flow: the scenario did not happen")
 				}
 				ref := startInstance(t, a.Name, dsn, cfg).burst(t, burstN, query, deadline)
-				checkBurst(t, r, ref, freshDialPooler(t, a, dsn))
+				checkBurst(t, r, warm, ref, freshDialPooler(t, a, dsn))
 			})
 		}
 	}
