@@ -426,7 +426,7 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 			t.Run(a.Name+"/"+mode.String(), func(t *testing.T) {
 				t.Parallel() // each has its own PgBouncer, NAT and instance; freezes overlap
 				_, b, user, _ := behindBouncer(t)
-				nat, err := faultproxy.Start(faultproxy.Config{Target: b.Addr(), Mode: mode, IdleTimeout: natIdle})
+				nat, err := faultproxy.Start(faultproxy.Config{Target: b.Addr(), Mode: mode})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -439,7 +439,7 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 				if warm.Failed > 0 {
 					t.Fatalf("warm-up: %v", warm)
 				}
-				inst.freeze(t, frozen)
+				inst.freeze(t, frozen, nat.Expire)
 				r := inst.burst(t, burstN, query, deadline)
 				if nat.Dropped() == 0 {
 					t.Fatal("the NAT forgot no flow: the scenario did not happen")
