@@ -54,7 +54,8 @@ type OrphanEnder[C any] interface {
 // reclaim (idle_session_timeout, its keepalives) has ended it.
 const orphanKeep = 5 * time.Minute
 
-// orphansTimeout bounds the query that ends orphaned sessions.
+// orphansTimeout bounds the query that ends orphaned sessions, in time
+// the process ran (withRunningTimeout).
 const orphansTimeout = time.Second
 
 // maxOrphans bounds the list between ticks; a wave larger than this keeps
@@ -144,7 +145,7 @@ func (p *Pool[C]) endOrphans() {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), orphansTimeout)
+	ctx, cancel := withRunningTimeout(context.Background(), orphansTimeout)
 	n, err := p.ender.EndOrphans(ctx, via.Value().conn, mine)
 	cancel()
 	if p.connector.Reusable(via.Value().conn) {

@@ -1,8 +1,12 @@
 package runpool_test
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,3 +110,85 @@ func TestOrphanEndingStaysOnItsServer(t *testing.T) {
 		t.Fatalf("the other instance's session on B was ended: %v", err)
 	}
 }
+
+// A freeze while the maintainer ends orphaned sessions does not cost the
+// connection it ends them through: the query's deadline counts the time
+// the process ran, not the freeze, so at the thaw its answer, waiting in
+// the socket, is read. Before, the deadline passed during the freeze, pgx
+// closed the connection at the thaw, and the pool lost a healthy idle
+// connection (and noted it as one more orphan), so the next checkout
+// dialled. Here the proxy's latency keeps the query in flight while the
+// test freezes its own process.
+func TestOrphanEndingSurvivesAFreeze(t *testing.T) {
+	const latency = 200 * time.Millisecond // each way: the query is in flight 400 ms
+	srv := pgtest.Shared(t)
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	logs := &logRecorder{}
+	p, _, _ := openPoolVia(t, runpool.Config{
+		MaxConns: 2, MaintainInterval: 100 * time.Millisecond, Logger: slog.New(logs),
+		ProbeAfterIdle: time.Minute, MaxConnIdleTime: time.Minute,
+	}, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
+	ctx := ctxT(t, 30*time.Second)
+	cs := acquireAll(t, ctx, p.Acquire, 2)
+
+	// The first connection comes back broken: its session is noted as an
+	// orphan; the second, released after it, is trusted, so the next
+	// tick ends the orphan through it.
+	proxy.SetLatency(latency)
+	cs[0].Conn().Close(ctx)
+	cs[0].Release()
+	cs[1].Release()
+	held := func() bool { s := p.Stat(); return s.IdleConns() == 0 && s.AcquiredConns() == 1 }
+	waitFor(t, 5*time.Second, "the maintainer never took the idle connection to end the orphan", func() bool {
+		if !held() {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond) // not a sweep's glance: the query is under way
+		return held()
+	})
+	// Frozen past the query's bound, with the query still in flight.
+	cont := exec.Command("sh", "-c", fmt.Sprintf("sleep %.3f; kill -CONT %d", (2*orphansTimeoutForTest).Seconds(), os.Getpid()))
+	if err := cont.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !held() {
+		cont.Wait()
+		t.Fatal("the orphan query ended before the freeze: the scenario did not happen")
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := cont.Wait(); err != nil {
+		t.Fatalf("the process that thaws this one: %v", err)
+	}
+
+	waitFor(t, 10*time.Second, "the maintainer never gave the connection back", func() bool {
+		s := p.Stat()
+		return s.AcquiredConns() == 0 && s.ConstructingConns() == 0
+	})
+	var order []string
+	logs.mu.Lock()
+	for _, r := range logs.recs {
+		switch {
+		case strings.HasPrefix(r.msg, "runpool: freeze detected"), strings.Contains(r.msg, "orphaned sessions"):
+			order = append(order, r.msg)
+		}
+	}
+	logs.mu.Unlock()
+	if s := p.Stat(); s.TotalConns() != 1 || s.NewConnsCount() != 2 || len(order) == 0 || order[0] != "runpool: ended orphaned sessions" {
+		t.Fatalf("after the freeze: %d connections, %d dialled in all (%q); want the one the orphans were ended through, and no new dial",
+			s.TotalConns(), s.NewConnsCount(), order)
+	}
+	proxy.SetLatency(0)
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// orphansTimeoutForTest is the bound on the maintainer's orphan query
+// (orphans.go): the freeze above outlasts it.
+const orphansTimeoutForTest = time.Second

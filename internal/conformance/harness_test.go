@@ -211,12 +211,16 @@ func (i *instance) burst(t *testing.T, n int, query, deadline time.Duration) bur
 	return r
 }
 
-func (i *instance) freeze(t *testing.T, d time.Duration) {
+// freeze stops the instance for d; past natIdle into it, during runs
+// (the NAT forgetting the flows the instance left idle).
+func (i *instance) freeze(t *testing.T, d time.Duration, during func()) {
 	t.Helper()
 	if err := i.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(d)
+	time.Sleep(natIdle)
+	during()
+	time.Sleep(d - natIdle)
 	if err := i.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

@@ -431,7 +431,7 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 			t.Run(a.Name+"/"+mode.String(), func(t *testing.T) {
 				t.Parallel() // each has its own PgBouncer, NAT and instance; freezes overlap
 				_, b, user, _ := behindBouncer(t)
-				nat, err := faultproxy.Start(faultproxy.Config{Target: b.Addr(), Mode: mode, IdleTimeout: natIdle})
+				nat, err := faultproxy.Start(faultproxy.Config{Target: b.Addr(), Mode: mode})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -440,15 +440,17 @@ func TestPgBouncerFreezeBehindNAT(t *testing.T) {
 				dsn = strings.Replace(dsn, b.Addr(), nat.Addr(), 1)
 				cfg := runpool.Config{Pooler: runpool.PoolerPgBouncer, MaxConns: 8}
 				inst := startInstance(t, a.Name, dsn, cfg)
-				if r := inst.burst(t, 8, 20*time.Millisecond, deadline); r.Failed > 0 {
-					t.Fatalf("warm-up: %v", r)
+				warm := inst.burst(t, 8, 20*time.Millisecond, deadline)
+				if warm.Failed > 0 {
+					t.Fatalf("warm-up: %v", warm)
 				}
-				inst.freeze(t, frozen)
+				inst.freeze(t, frozen, nat.Expire)
 				r := inst.burst(t, burstN, query, deadline)
 				if nat.Dropped() == 0 {
 					t.Fatal("the NAT forgot no flow: the scenario did not happen")
 				}
-				checkBurst(t, r, freshDialPooler(t, a, dsn))
+				ref := startInstance(t, a.Name, dsn, cfg).burst(t, burstN, query, deadline)
+				checkBurst(t, r, warm, ref, freshDialPooler(t, a, dsn))
 			})
 		}
 	}

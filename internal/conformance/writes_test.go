@@ -23,7 +23,7 @@ func TestNoDoubledWrites(t *testing.T) {
 	for _, a := range adaptertest.Adapters {
 		t.Run(a.Name, func(t *testing.T) {
 			user := srv.CreateRole(t, -1)
-			nat := natProxy(t, srv, faultproxy.Reset)
+			nat := natProxy(t, srv, faultproxy.Reset, natIdle)
 			dsn := dsnVia(srv, user, nat.Addr())
 			db := open(t, a, dsn, runpool.Config{MaxConns: 4})
 			ctx := context.Background()
