@@ -4,44 +4,19 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/adaptertest"
 	"github.com/runpool/runpool/sqladapter"
 )
-
-// verdicts records the pool's verdicts on interrupted connections.
-type verdicts struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (v *verdicts) Enabled(context.Context, slog.Level) bool { return true }
-func (v *verdicts) WithAttrs([]slog.Attr) slog.Handler       { return v }
-func (v *verdicts) WithGroup(string) slog.Handler            { return v }
-func (v *verdicts) Handle(_ context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "runpool: interrupted connection") {
-		v.mu.Lock()
-		v.msgs = append(v.msgs, r.Message)
-		v.mu.Unlock()
-	}
-	return nil
-}
-
-func (v *verdicts) list() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]string(nil), v.msgs...)
-}
 
 // Guards against: a query its caller's deadline cut short through
 // database/sql condemning the pool's idle connections to a probe each on
 // a healthy path.
 func TestCancelledQueryCostsNoProbes(t *testing.T) {
-	v := &verdicts{}
+	v := &adaptertest.Verdicts{}
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 3, ProbeAfterIdle: time.Minute, Logger: slog.New(v)})
 	ctx := ctxT(t, 30*time.Second)
 	var held []interface{ Close() error }
@@ -64,10 +39,10 @@ func TestCancelledQueryCostsNoProbes(t *testing.T) {
 		t.Fatalf("slow query: %v, want the caller's deadline", err)
 	}
 	// A pool that judges at once logs no verdict.
-	for end := time.Now().Add(10 * time.Second); len(v.list()) == 0 && time.Now().Before(end); {
+	for end := time.Now().Add(10 * time.Second); len(v.List()) == 0 && time.Now().Before(end); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("verdicts: %q", v.list())
+	t.Logf("verdicts: %q", v.List())
 	for range 2 {
 		c, err := db.Conn(ctx)
 		if err != nil {

@@ -1,0 +1,103 @@
+package adaptertest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runpool/runpool/pgxadapter"
+)
+
+// Verdicts is a slog.Handler that records the pool's verdicts on
+// connections whose statement the caller's context cut short.
+type Verdicts struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+// Enabled implements slog.Handler: every level.
+func (v *Verdicts) Enabled(context.Context, slog.Level) bool { return true }
+
+// WithAttrs implements slog.Handler.
+func (v *Verdicts) WithAttrs([]slog.Attr) slog.Handler { return v }
+
+// WithGroup implements slog.Handler.
+func (v *Verdicts) WithGroup(string) slog.Handler { return v }
+
+// Handle implements slog.Handler, keeping the verdicts' messages.
+func (v *Verdicts) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "runpool: interrupted connection") {
+		v.mu.Lock()
+		v.msgs = append(v.msgs, r.Message)
+		v.mu.Unlock()
+	}
+	return nil
+}
+
+// List returns the verdicts so far.
+func (v *Verdicts) List() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.msgs...)
+}
+
+// ProbesAfterACutQuery opens three connections in p and returns them,
+// cuts a 30 s query short with a 300 ms deadline, waits for the pool's
+// verdict (logged to v), checks two connections out and pings on them,
+// and returns how many checkout probes that cost. On a healthy path the
+// answer is 0: the cut alone is no sign of trouble.
+func ProbesAfterACutQuery(t *testing.T, ctx context.Context, p *pgxadapter.Pool, v *Verdicts) int64 {
+	t.Helper()
+	var held []*pgxadapter.Conn
+	for range 3 {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	for _, c := range held {
+		c.Release()
+	}
+	before := p.Stat().ProbeCount()
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := p.Exec(qctx, "SELECT pg_sleep(30)")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow query: %v, want the caller's deadline", err)
+	}
+	for end := time.Now().Add(10 * time.Second); len(v.List()) == 0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("verdicts: %q", v.List())
+	for range 2 {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		if err := c.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p.Stat().ProbeCount() - before
+}
+
+// AwaitNoActiveQuery waits up to 10 s until count reports no active
+// query, and fails the test if it never does: the server must stop a
+// query its caller cut short.
+func AwaitNoActiveQuery(t *testing.T, count func() int64) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if count() == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatal("the server still runs the cancelled query")
+		}
+	}
+}
