@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,7 +180,10 @@ func TestOrphanEndingSurvivesAFreeze(t *testing.T) {
 		}
 	}
 	logs.mu.Unlock()
-	if s := p.Stat(); s.TotalConns() != 1 || s.NewConnsCount() != 2 || len(order) == 0 || order[0] != "runpool: ended orphaned sessions" {
+	// The ticker may log the freeze before or after the worker's query
+	// returns; what counts is that the query ended the orphan and kept
+	// its connection.
+	if s := p.Stat(); s.TotalConns() != 1 || s.NewConnsCount() != 2 || !slices.Contains(order, "runpool: ended orphaned sessions") {
 		t.Fatalf("after the freeze: %d connections, %d dialled in all (%q); want the one the orphans were ended through, and no new dial",
 			s.TotalConns(), s.NewConnsCount(), order)
 	}
