@@ -17,6 +17,33 @@ import (
 type pconn struct {
 	conn *pgx.Conn
 	sock sockpeek.Socket
+	// rowBuf and rowsBuf hold the wrappers Pool.QueryRow and Pool.Query
+	// hand out on this connection, allocated 64 at a time as pgxpool's
+	// are; only the caller holding the connection touches them.
+	rowBuf  []poolRow
+	rowsBuf []poolRows
+}
+
+// newRow returns a poolRow from pc's buffer.
+func (pc *pconn) newRow(rows pgx.Rows, c *runpool.Conn[*pconn]) *poolRow {
+	if len(pc.rowBuf) == 0 {
+		pc.rowBuf = make([]poolRow, 64)
+	}
+	r := &pc.rowBuf[0]
+	pc.rowBuf = pc.rowBuf[1:]
+	*r = poolRow{rows: rows, c: c}
+	return r
+}
+
+// newRows returns a poolRows from pc's buffer.
+func (pc *pconn) newRows(rows pgx.Rows, c *runpool.Conn[*pconn]) *poolRows {
+	if len(pc.rowsBuf) == 0 {
+		pc.rowsBuf = make([]poolRows, 64)
+	}
+	r := &pc.rowsBuf[0]
+	pc.rowsBuf = pc.rowsBuf[1:]
+	*r = poolRows{Rows: rows, c: c}
+	return r
 }
 
 // connector opens and closes connections for runpool.Pool.

@@ -126,7 +126,7 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 		}
 		rows, err := c.Value().conn.Query(ctx, sql, args...)
 		if err == nil {
-			return &poolRows{Rows: rows, c: c}, nil
+			return c.Value().newRows(rows, c), nil
 		}
 		c.Release()
 		if !retryable(ctx, err, attempt) {
@@ -151,7 +151,7 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 			c.Release()
 			continue
 		}
-		return &poolRow{rows: rows, c: c}
+		return c.Value().newRow(rows, c)
 	}
 }
 
