@@ -68,7 +68,10 @@ func TestSlowProbeHedgesADial(t *testing.T) {
 	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * natIdle) // the NAT forgets the idle connection's flow
+	// The NAT forgets the idle connection's flow; and the connection is
+	// older than any probe deadline (at most ProbeTimeout), since one
+	// dialled within its probe's deadline gets no hedge.
+	time.Sleep(2*time.Second + 100*time.Millisecond)
 	before := p.Stat()
 	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
