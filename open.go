@@ -1,0 +1,212 @@
+package runpool
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/jackc/puddle/v2"
+)
+
+// Open creates a pool and checks it against the server before returning:
+// it opens one connection (so an unreachable server or a wrong password
+// fails here, at start, not on the first request), reads the server's
+// limits when the connector can (LimitReader), derives MaxConns from the
+// budget and runs the start-up check (budget.go). The connection it opened
+// becomes the pool's first.
+func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
+	cfg = cfg.withDefaults()
+	platform := DetectPlatform(lookupWith(cfg.Platform))
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = platform.Concurrency
+	}
+	m := newMetrics(cfg)
+	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1), m: m}
+	first, err := boot.dialBackoff(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
+	}
+	var server *ServerLimits
+	// Behind a pooler the server's limits describe the pooler's server
+	// side, not this service's share (pooler.go): they are not read.
+	if lr, ok := connector.(LimitReader[C]); ok && cfg.BudgetCheck != BudgetCheckOff && !cfg.BehindPooler() {
+		if sl, err := lr.ServerLimits(ctx, first); err == nil {
+			server = &sl
+		} else {
+			cfg.Logger.Warn("runpool: cannot read the server's connection limits", "pool", cfg.Name, "err", err)
+		}
+	}
+	if err := settleMaxConns(&cfg, server, platform, instancesKnown, explicitMax); err != nil {
+		connector.Close(first, false)
+		return nil, err
+	}
+	p, err := newPool(cfg, connector, hooks, m, false) // the maintainer's first tick fills the floors, the first connection counted
+	if err != nil {
+		connector.Close(first, false)
+		return nil, err
+	}
+	// The first connection goes into the pool idle now, not at the first
+	// checkout: from here its idle time counts, so a first request that
+	// comes after a long quiet start (a warm instance, a NAT that forgot
+	// the flow meanwhile) finds it peeked at or probed, or closed by the
+	// maintainer, like any other idle connection.
+	p.spare.Store(&first)
+	if err := p.p.CreateResource(ctx); err != nil {
+		if spare := p.spare.Swap(nil); spare != nil {
+			connector.Close(*spare, false)
+		}
+	}
+	p.health.dialTook(boot.health.dialNanosOrZero())
+	return p, nil
+}
+
+// settleMaxConns settles cfg.MaxConns from the configuration and, when
+// read, the server's limits (planLimits), then pgxpool's default and the
+// platform's concurrency, and logs where the number came from.
+func settleMaxConns(cfg *Config, server *ServerLimits, platform Platform, instancesKnown, explicitMax bool) error {
+	if err := planLimits(cfg, server, platform, instancesKnown); err != nil {
+		return err
+	}
+	derived := !explicitMax && cfg.MaxConns != 0 // planLimits logged where it came from
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = int32(defaultMaxConns())
+	}
+	if c := int32(cfg.Concurrency); !explicitMax && c > 0 && c < cfg.MaxConns {
+		cfg.MaxConns = c // more connections than concurrent requests would only idle
+	}
+	if !derived {
+		source := "default"
+		if explicitMax {
+			source = "MaxConns"
+		}
+		cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", 0, "source", source,
+			"max_conns", cfg.MaxConns, "concurrency", cfg.Concurrency, "platform", platform.Name)
+	}
+	return nil
+}
+
+// Start creates a pool as pgxpool.NewWithConfig does, without I/O, when
+// the server's limits are needed neither to size the pool nor for the
+// start-up check: MaxConns is set or MaxInstances is not (then the
+// server's limits would only cap pgxpool's default size), no Budget is
+// set for the check to compare with the server's, or the limits are not
+// to be read at all (BudgetCheck off, a pooler in front). The pool then
+// opens the MinConns and MinIdleConns floors in the background at once,
+// and its first connection when a caller first needs one, so an
+// unreachable server fails that caller, not Start. Otherwise Start is
+// Open: it dials once within ctx and reads the server's limits.
+func Start[C any](ctx context.Context, cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
+	if cfg.needsServerToStart() {
+		return Open(ctx, cfg, connector, hooks)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
+	cfg = cfg.withDefaults()
+	platform := DetectPlatform(lookupWith(cfg.Platform))
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = platform.Concurrency
+	}
+	if err := settleMaxConns(&cfg, nil, platform, instancesKnown, explicitMax); err != nil {
+		return nil, err
+	}
+	return newPool(cfg, connector, hooks, nil, true)
+}
+
+// needsServerToStart reports whether sizing the pool or its start-up
+// check needs the server's limits (see Start).
+func (c Config) needsServerToStart() bool {
+	switch {
+	case c.BudgetCheck == BudgetCheckOff || c.BehindPooler():
+		return false
+	case c.BudgetCheck == BudgetCheckError, c.Budget > 0:
+		return true
+	}
+	return c.MaxConns == 0 && c.MaxInstances > 0
+}
+
+// lookupWith is os.LookupEnv, with RUNPOOL_PLATFORM answered by an
+// explicit Config.Platform when set.
+func lookupWith(platform string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		if k == "RUNPOOL_PLATFORM" && platform != "" {
+			return platform, true
+		}
+		return os.LookupEnv(k)
+	}
+}
+
+// New creates a pool that opens connections through connector. Unlike
+// Open it does no I/O: it opens no connection before returning (the
+// MinConns and MinIdleConns floors open in the background at once), and
+// reads no server limits.
+func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newPool(cfg.withDefaults(), connector, hooks, nil, true)
+}
+
+// newPool is New with cfg's defaults applied and, from Open, the
+// instruments its first dial was recorded with.
+func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metrics, fillNow bool) (*Pool[C], error) {
+	if m == nil {
+		m = newMetrics(cfg)
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = int32(defaultMaxConns())
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DetectPlatform(lookupWith(cfg.Platform)).DrainTimeout()
+	}
+	if cfg.MinConns > cfg.MaxConns {
+		return nil, fieldError("MinConns", cfg.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", cfg.MaxConns))
+	}
+	ender, _ := connector.(OrphanEnder[C])
+	if cfg.BehindPooler() {
+		ender = nil // the pooler's sessions are not ours to end (pooler.go)
+	}
+	p := &Pool[C]{
+		ender:          ender,
+		connector:      connector,
+		cfg:            cfg,
+		hooks:          hooks,
+		probeAfter:     cfg.ProbeAfterIdle,
+		maxIdle:        cfg.MaxConnIdleTime,
+		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
+		entries:        make(map[*entry[C]]struct{}),
+		released:       make(chan struct{}, 1),
+		stopMaintainer: make(chan struct{}),
+		maintainerDone: make(chan struct{}),
+		shutdownDone:   make(chan struct{}),
+		m:              m,
+	}
+	p.bg, p.stopBg = context.WithCancel(context.Background())
+	pp, err := puddle.NewPool(&puddle.Config[*entry[C]]{
+		Constructor: p.construct,
+		Destructor:  p.destruct,
+		MaxSize:     cfg.MaxConns,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.p = pp
+	p.gone, _ = connector.(GoneChecker[C])
+	p.witness, _ = connector.(InterruptWitness[C])
+	if pk, ok := connector.(Parker); ok {
+		p.parking = pk.Parks()
+	}
+	p.health.init(nanotime())
+	p.registerGauges()
+	go p.maintain(fillNow)
+	return p, nil
+}
+
+// defaultMaxConns is pgxpool's default size, for pools with no budget.
+func defaultMaxConns() int { return max(4, runtime.GOMAXPROCS(0)) }
