@@ -21,7 +21,7 @@ type Pool[C any] struct {
 	connector Connector[C]
 	gone      GoneChecker[C]      // the connector, when it can tell a dead connection without I/O
 	witness   InterruptWitness[C] // the connector, when it can tell an interrupted connection from a failed one
-	cfg       Config              // defaults applied, MaxConns resolved
+	cfg       settings            // resolved once, at start (resolve.go)
 	hooks     Hooks[C]
 
 	// Read on every checkout.
@@ -139,7 +139,7 @@ type Conn[C any] struct {
 }
 
 // Config returns the pool's configuration with defaults applied.
-func (p *Pool[C]) Config() Config { return p.cfg }
+func (p *Pool[C]) Config() Config { return p.cfg.Config }
 
 // Acquire borrows a connection, waiting for one within ctx. A connection
 // that may have gone stale is probed first (see health.go); the caller
@@ -570,7 +570,7 @@ func (p *Pool[C]) destruct(e *entry[C]) {
 
 // Stat returns a snapshot of the pool's counters.
 func (p *Pool[C]) Stat() *Stat {
-	s := &Stat{ps: p.p.Stat(), c: p.counters.snapshot()}
+	s := &Stat{ps: p.p.Stat(), c: p.counters.snapshot(), fairShare: p.cfg.fairShare}
 	s.parked, s.unparks = p.parkedNow()
 	return s
 }
