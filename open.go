@@ -164,7 +164,7 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 	p.p = pp
 	p.gone, _ = connector.(GoneChecker[C])
 	p.witness, _ = connector.(InterruptWitness[C])
-	if pk, ok := connector.(Parker); ok {
+	if pk, ok := connector.(parker); ok {
 		p.parking = pk.Parks()
 	}
 	p.health.init(nanotime())

@@ -124,7 +124,7 @@ var _ runpool.InterruptWitness[*pooled] = (*source)(nil)
 // Parks tells runpool that the shells park connections (DriverConn).
 func (s *source) Parks() bool { return true }
 
-var _ runpool.Parker = (*source)(nil)
+var _ interface{ Parks() bool } = (*source)(nil) // runpool's parking method
 
 func (s *source) Reusable(c *pooled) bool { return reusable(c.pg) }
 
