@@ -136,7 +136,7 @@ type Config struct {
 	BudgetCheck string
 
 	// DrainTimeout bounds the drain that Close runs and the whole shutdown
-	// that ServeHTTP runs. Default: the platform's grace period less a
+	// that serve.HTTP runs. Default: the platform's grace period less a
 	// fifth (at least 100ms) for the process to exit (Cloud Run: 10s ->
 	// 8s); 8s where no platform is detected.
 	DrainTimeout time.Duration

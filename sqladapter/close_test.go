@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/serve"
 	"github.com/runpool/runpool/sqladapter"
 )
 
@@ -62,7 +63,7 @@ func TestCloseWithLeakedRowsAndTx(t *testing.T) {
 	waitFor(t, 5*time.Second, "no backend left", func() bool { return srv.Backends(t, user) == 0 })
 }
 
-// TestDrainer: sqladapter.Drainer(db), the form runpool.ServeHTTP takes,
+// TestDrainer: sqladapter.Drainer(db), the form serve.HTTP takes,
 // must drain as Shutdown does, waiting for the transaction under way,
 // then close db.
 func TestDrainer(t *testing.T) {
@@ -84,7 +85,7 @@ func TestDrainer(t *testing.T) {
 		err error
 	}
 	done := make(chan result, 1)
-	var d runpool.Drainer = sqladapter.Drainer(db)
+	var d serve.Drainer = sqladapter.Drainer(db)
 	go func() {
 		rep, err := d.Shutdown(ctx)
 		done <- result{rep, err}
