@@ -16,6 +16,18 @@
 //
 // Most users want one of the adapters: package pgxadapter (a drop-in for
 // the query methods of pgxpool.Pool) or package sqladapter (a *sql.DB).
+// Package serve runs an HTTP server and, on SIGTERM, shuts it down and
+// drains the pools.
+//
+// # Using the pool directly
+//
+// A driver plugs in through a [Connector]. The zero [Config] is usable;
+// [ConfigFromEnv] fills one from the RUNPOOL_* variables ([EnvVars] lists
+// them). [Open] dials once and reads the server's limits to size the pool,
+// [Start] does so only when the size or the start-up check needs them,
+// and [New] does no I/O. [Pool.Acquire] lends a [Conn], given back with
+// [Conn.Release]; [Pool.Stat] counts what the pool did, and
+// [Pool.Shutdown] drains it.
 //
 // # Why the pool is generic
 //

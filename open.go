@@ -115,7 +115,9 @@ func lookupWith(platform string) func(string) (string, bool) {
 // New creates a pool that opens connections through connector. Unlike
 // Open it does no I/O: it opens no connection before returning (the
 // MinConns and MinIdleConns floors open in the background at once), and
-// reads no server limits.
+// reads no server limits. It sizes the pool by MaxConns, else pgxpool's
+// default: it neither divides a budget nor caps the size at the
+// platform's concurrency, as Start does without I/O when it can.
 func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
