@@ -25,7 +25,7 @@ import (
 // no-op provider, or the global one before an SDK is installed, they read
 // no clock at all. Everything else is recorded where it happens, off the
 // hot path: dials, stale discards, freezes, probes, back-offs, the drain
-// (events.go holds those the pool also counts or logs).
+// (most of it through events.go).
 
 // meterName is the instrumentation scope of the pool's instruments.
 const meterName = "github.com/runpool/runpool"
