@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/pgxconn"
 )
 
 // CloudSQL selects a Cloud SQL instance reached through the Cloud SQL Go
@@ -50,7 +51,7 @@ func cloudSQLFromEnv() (*CloudSQL, error) {
 // wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
 // connector Dialer (see cloudsqldial.Wire).
 func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
-	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), cfg.Pool)
+	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), pgxconn.Dialer(cfg.Pool))
 }
 
 // serverName names the server in errors: the Cloud SQL instance, or the

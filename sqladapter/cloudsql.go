@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/pgxadapter"
 )
 
@@ -17,7 +18,7 @@ type CloudSQL = pgxadapter.CloudSQL
 // wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
 // connector Dialer, as pgxadapter does (see cloudsqldial.Wire).
 func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
-	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), cfg.Pool)
+	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), pgxconn.Dialer(cfg.Pool))
 }
 
 // serverName names the server in errors: the Cloud SQL instance, or the

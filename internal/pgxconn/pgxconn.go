@@ -1,6 +1,6 @@
 // Package pgxconn prepares pgx connection settings for runpool, the same
 // way for both adapters: runpool's dialer (keepalives, TCP_USER_TIMEOUT)
-// and the server-side reclaim settings (see the root package's reclaim.go).
+// and the server-side reclaim settings (settings.go).
 package pgxconn
 
 import (
@@ -41,13 +41,13 @@ func Setup(cc *pgx.ConnConfig, pool runpool.Config) *Session {
 	cc = cc.Copy()
 	forPooler(cc, pool)
 	if isNetDialer(cc.DialFunc) {
-		cc.DialFunc = pool.NetDialer().DialContext
+		cc.DialFunc = Dialer(pool).DialContext
 	}
 	user := make(map[string]bool, len(cc.RuntimeParams))
 	for k := range cc.RuntimeParams {
 		user[k] = true
 	}
-	startup, _ := pool.ServerSettings(0)
+	startup, _ := serverSettings(pool, 0)
 	for k, v := range startup {
 		if !user[k] {
 			cc.RuntimeParams[k] = v
@@ -83,7 +83,7 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 // hides the server sessions, reads what identifies the session exactly
 // (SessionOf), in the same round trip.
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
-	_, set := s.pool.ServerSettings(ServerMajor(conn))
+	_, set := serverSettings(s.pool, ServerMajor(conn))
 	sent := conn.Config().RuntimeParams
 	batch := &pgconn.Batch{}
 	sets := 0

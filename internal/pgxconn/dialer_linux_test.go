@@ -1,6 +1,6 @@
 //go:build linux
 
-package runpool
+package pgxconn
 
 import (
 	"context"
@@ -9,18 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runpool/runpool"
 	"golang.org/x/sys/unix"
 )
 
 // The dialer's sockets carry the keepalive and TCP_USER_TIMEOUT settings.
-func TestNetDialerSocketOptions(t *testing.T) {
+func TestDialerSocketOptions(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := Config{TCPKeepAliveIdle: 7 * time.Second, TCPKeepAliveInterval: 3 * time.Second, TCPKeepAliveCount: 4, TCPUserTimeout: 9 * time.Second}
-	c, err := cfg.NetDialer().DialContext(context.Background(), "tcp", ln.Addr().String())
+	cfg := runpool.Config{TCPKeepAliveIdle: 7 * time.Second, TCPKeepAliveInterval: 3 * time.Second, TCPKeepAliveCount: 4, TCPUserTimeout: 9 * time.Second}
+	c, err := Dialer(cfg).DialContext(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
