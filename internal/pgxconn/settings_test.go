@@ -2,6 +2,7 @@ package pgxconn
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -69,26 +70,19 @@ func TestSessionSettings(t *testing.T) {
 // The defaults this package fills in before the pool resolves its
 // Config are the pool's own.
 func TestDefaultsAreThePools(t *testing.T) {
-	p, err := runpool.New(runpool.Config{}, nopConnector{}, runpool.Hooks[struct{}]{})
+	p, err := runpool.New(runpool.Config{Logger: slog.New(slog.DiscardHandler)}, nopConnector{}, runpool.Hooks[struct{}]{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	pool, ours := p.Config(), withDefaults(runpool.Config{})
-	for _, f := range []struct {
-		name       string
-		pool, ours any
-	}{
-		{"DialTimeout", pool.DialTimeout, ours.DialTimeout},
-		{"TCPKeepAliveIdle", pool.TCPKeepAliveIdle, ours.TCPKeepAliveIdle},
-		{"TCPKeepAliveInterval", pool.TCPKeepAliveInterval, ours.TCPKeepAliveInterval},
-		{"TCPKeepAliveCount", pool.TCPKeepAliveCount, ours.TCPKeepAliveCount},
-		{"TCPUserTimeout", pool.TCPUserTimeout, ours.TCPUserTimeout},
-		{"ServerKeepAliveIdle", pool.ServerKeepAliveIdle, ours.ServerKeepAliveIdle},
-	} {
-		if f.pool != f.ours {
-			t.Errorf("default %s: the pool's %v, this package's %v", f.name, f.pool, f.ours)
-		}
+	// the fields withDefaults fills
+	read := func(c runpool.Config) runpool.Config {
+		return runpool.Config{DialTimeout: c.DialTimeout, TCPKeepAliveIdle: c.TCPKeepAliveIdle, TCPKeepAliveInterval: c.TCPKeepAliveInterval,
+			TCPKeepAliveCount: c.TCPKeepAliveCount, TCPUserTimeout: c.TCPUserTimeout, ServerKeepAliveIdle: c.ServerKeepAliveIdle}
+	}
+	pool := p.Config()
+	if ours, theirs := read(withDefaults(runpool.Config{})), read(pool); ours != theirs {
+		t.Errorf("defaults: this package's %+v, the pool's %+v", ours, theirs)
 	}
 	if withDefaults(pool) != pool {
 		t.Errorf("withDefaults changed a resolved Config")
