@@ -25,8 +25,8 @@ type Pooled interface{ pooled() *Conn }
 
 func (c *Conn) pooled() *Conn { return c }
 
-// ErrClosedByServer: the checkout probe found the session already ended.
-var ErrClosedByServer = errors.New("runpool: connection closed by the server")
+// errClosedByServer: the checkout probe found the session already ended.
+var errClosedByServer = errors.New("runpool: connection closed by the server")
 
 // gone reports, without sending anything, that the server closed the
 // connection or ended its session. A few pending messages (notices
@@ -53,7 +53,7 @@ func (c *Conn) gone() bool {
 // closes the socket at once.
 func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
-		return ErrClosedByServer
+		return errClosedByServer
 	}
 	return c.Pgx.PgConn().Ping(ctx)
 }
@@ -81,5 +81,5 @@ func (c *Conn) close(dead bool) {
 }
 
 // interruption is what c's socket showed of the last interruption by its
-// caller's context (InterruptionOf).
-func (c *Conn) interruption() runpool.Interruption { return InterruptionOf(c.Pgx.PgConn()) }
+// caller's context (interruptionOf).
+func (c *Conn) interruption() runpool.Interruption { return interruptionOf(c.Pgx.PgConn()) }

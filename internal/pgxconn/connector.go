@@ -45,7 +45,7 @@ type Options[C Pooled] struct {
 // New returns the Connector for o: runpool's dialer and session settings
 // (Setup), the Cloud SQL wiring, checked within ctx when ctx is not nil,
 // and a warning in the log when the settings do not protect the password
-// and the data (WarnTransport). It dials nothing.
+// and the data (warnTransport). It dials nothing.
 func New[C Pooled](ctx context.Context, o Options[C]) (*Connector[C], error) {
 	session := Setup(o.ConnConfig, o.Pool)
 	cc := session.ConnConfig()
@@ -53,7 +53,7 @@ func New[C Pooled](ctx context.Context, o Options[C]) (*Connector[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	WarnTransport(&cc.Config, o.Pool, o.CloudSQL != nil)
+	warnTransport(&cc.Config, o.Pool, o.CloudSQL != nil)
 	return &Connector[C]{session: session, open: o.Open, before: o.BeforeConnect, onClose: o.BeforeClose,
 		server: ServerName(o.ConnConfig, o.CloudSQL), cloudSQL: h}, nil
 }
@@ -71,7 +71,7 @@ func ServerName(cc *pgx.ConnConfig, s *cloudsqldial.Settings) string {
 func (k *Connector[C]) ServerName() string { return k.server }
 
 // Connect dials a connection with the settings of the moment, watched
-// for interruptions (Watch), and sends the session settings the startup
+// for interruptions (watch), and sends the session settings the startup
 // packet did not carry (Session.AfterConnect).
 func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	var zero C
@@ -81,7 +81,7 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 			return zero, err
 		}
 	}
-	Watch(&cc.Config)
+	watch(&cc.Config)
 	c, err := k.open(ctx, cc)
 	if err != nil {
 		k.session.DialFailed(err)
@@ -129,16 +129,16 @@ func (k *Connector[C]) Close(c C, dead bool) {
 // ServerLimits reads what the server allows the connection's role
 // (runpool.LimitReader).
 func (k *Connector[C]) ServerLimits(ctx context.Context, c C) (runpool.ServerLimits, error) {
-	return ReadLimits(ctx, c.pooled().Pgx)
+	return readLimits(ctx, c.pooled().Pgx)
 }
 
 // Session and EndOrphans let the pool end sessions it gave up as dead
 // (runpool.OrphanEnder).
-func (k *Connector[C]) Session(c C) (runpool.Orphan, bool) { return SessionOf(c.pooled().Pgx) }
+func (k *Connector[C]) Session(c C) (runpool.Orphan, bool) { return sessionOf(c.pooled().Pgx) }
 
-// EndOrphans ends orphans through via (see the function EndOrphans).
+// EndOrphans ends orphans through via (see endOrphans).
 func (k *Connector[C]) EndOrphans(ctx context.Context, via C, orphans []runpool.Orphan) (int, error) {
-	return EndOrphans(ctx, via.pooled().Pgx, orphans)
+	return endOrphans(ctx, via.pooled().Pgx, orphans)
 }
 
 // Interruption tells the pool whether c was closed by its caller's
