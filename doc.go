@@ -8,11 +8,10 @@
 // overruns the server's max_connections; they stop instances with SIGTERM
 // and a short grace period; and nothing tells the operator which of these
 // is happening. runpool's pool checks each connection on checkout with a
-// bounded probe and notices freezes (health.go), derives its size from a
-// budget shared by all instances (budget.go), waits out a server that is
-// away for a moment, a restart or a failover (serveraway.go), drains inside
-// the grace period (lifecycle.go) and reports what it does (Stat, metrics,
-// slog).
+// bounded probe and notices freezes, derives its size from a budget shared
+// by all instances, waits out a server that is away for a moment (a
+// restart, a failover), drains inside the grace period and reports what it
+// does ([Stat], OpenTelemetry metrics, slog).
 //
 // Most users want one of the adapters: package pgxadapter (a drop-in for
 // the query methods of pgxpool.Pool) or package sqladapter (a *sql.DB).
