@@ -105,10 +105,8 @@ type LimitReader[C any] interface {
 
 // budgetShare is what the budget yields for one instance.
 type budgetShare struct {
-	budget      int    // connections for the whole service
-	source      string // where the budget came from: "RUNPOOL_BUDGET" or "server"
-	instances   int    // MaxInstances with the surge margin
-	perInstance int32  // this instance's MaxConns
+	instances   int   // MaxInstances with the surge margin
+	perInstance int32 // this instance's share of the budget
 }
 
 // surgeMargin is how far platforms overshoot max instances during surges
@@ -128,7 +126,7 @@ func deriveLimits(budget, reserve, maxInstances int) (budgetShare, error) {
 				"then RUNPOOL_POOLER=pgbouncer and RUNPOOL_BUDGET=its max_client_conn; docs/poolers.md)",
 			maxInstances, n, n, reserve, max(budget-reserve, 1))}
 	}
-	return budgetShare{budget: budget, instances: n, perInstance: int32(per)}, nil
+	return budgetShare{instances: n, perInstance: int32(per)}, nil
 }
 
 // BudgetCheck says what the start-up check does when the budget cannot
@@ -184,7 +182,6 @@ func planLimits(s *settings, server *ServerLimits, platform Platform, instancesK
 	if err != nil {
 		return events, err
 	}
-	lim.source = source
 	if advice := poolerAdvice(budget, s.Reserve, s.MaxInstances, lim.perInstance); advice != "" && !s.BehindPooler() {
 		events = append(events, s.warn(advice))
 	}
