@@ -10,6 +10,7 @@ import (
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/internal/sockpeek"
+	"github.com/runpool/runpool/rdsiam"
 )
 
 // pconn is what the pool holds: a pgx connection and what it takes to look
@@ -51,12 +52,13 @@ type connector struct {
 	session       *pgxconn.Session // dialer and per-session settings
 	beforeConnect func(context.Context, *pgx.ConnConfig) error
 	beforeClose   func(*pgx.Conn)
+	iam           *rdsiam.Auth // nil: the password as configured
 }
 
 // newConnector returns the connector for session with cfg's BeforeConnect
 // and BeforeClose hooks.
 func newConnector(session *pgxconn.Session, cfg *Config) *connector {
-	return &connector{session: session, beforeConnect: cfg.BeforeConnect, beforeClose: cfg.BeforeClose}
+	return &connector{session: session, beforeConnect: cfg.BeforeConnect, beforeClose: cfg.BeforeClose, iam: cfg.RDSIAM}
 }
 
 func (c *connector) Connect(ctx context.Context) (*pconn, error) {
@@ -67,7 +69,7 @@ func (c *connector) Connect(ctx context.Context) (*pconn, error) {
 		}
 	}
 	pgxconn.Watch(&cc.Config)
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := rdsiam.Connect(ctx, c.iam, cc, pgx.ConnectConfig)
 	if err != nil {
 		c.session.DialFailed(err)
 		return nil, err

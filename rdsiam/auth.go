@@ -206,10 +206,15 @@ func (a *Auth) signFor(ctx context.Context, k key) (*token, error) {
 func (a *Auth) refused(host string, port uint16, user string, t *token) {
 	k := key{net.JoinHostPort(host, strconv.Itoa(int(port))), user}
 	a.mu.Lock()
+	renew := false
 	if e := a.entries[k]; e != nil && e.cur == t {
 		e.cur = nil
+		renew = true
 	}
 	a.mu.Unlock()
+	if c, ok := a.creds.(*aws.CredentialsCache); ok && renew {
+		c.Invalidate()
+	}
 }
 
 // wall is the time of day without the monotonic reading (see token).

@@ -25,8 +25,12 @@ func (a *Auth) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
 
 // Connect dials with connect, cc's password set to the token for its host,
 // port and user. When the server refuses the token (SQLSTATE 28000 or
-// 28P01, "PAM authentication failed"), it renews the token once and dials
-// once more. A nil a dials with cc as it is.
+// 28P01, "PAM authentication failed"), it renews the token once, with
+// credentials retrieved afresh when they come from an aws.CredentialsCache
+// (the role session behind them may have ended), and dials once more,
+// even when the new token is the old one (signed in the same second with
+// the same credentials): RDS also refuses IAM logins under bursts. A nil
+// a dials with cc as it is.
 //
 // Its errors do not hold the token: their text is connect's with any
 // trace of it removed, and they unwrap to what pgx's *pgconn.ConnectError
@@ -48,7 +52,7 @@ func Connect[C any](ctx context.Context, a *Auth, cc *pgx.ConnConfig, connect fu
 	}
 	a.refused(cc.Host, cc.Port, cc.User, t)
 	t2, err2 := a.token(ctx, cc.Host, cc.Port, cc.User)
-	if err2 != nil || t2.value == t.value {
+	if err2 != nil {
 		return zero, redact(err, t.value)
 	}
 	cc.Password = t2.value

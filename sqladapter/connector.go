@@ -93,7 +93,7 @@ func prepare(ctx context.Context, cfg *Config) (*Connector, error) {
 		return nil, err
 	}
 	pgxconn.WarnTransport(&session.ConnConfig().Config, rc, cfg.CloudSQL != nil)
-	c := &Connector{cfg: cfg, rc: rc, dialer: dialer, src: &source{session: session, described: rc.BehindPooler()}, opening: make(chan struct{}, 1)}
+	c := &Connector{cfg: cfg, rc: rc, dialer: dialer, src: &source{session: session, described: rc.BehindPooler(), iam: cfg.RDSIAM}, opening: make(chan struct{}, 1)}
 	ac := cfg.AfterConnect
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.

@@ -12,6 +12,7 @@ import (
 	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/internal/sockpeek"
+	"github.com/runpool/runpool/rdsiam"
 )
 
 // source opens and closes the connections runpool pools: pgx's stdlib
@@ -21,6 +22,7 @@ type source struct {
 	// described: behind a transaction-mode pooler, statements are
 	// described, never prepared by name (pooler.go)
 	described bool
+	iam       *rdsiam.Auth // Config.RDSIAM: each dial's password is its token
 	live      atomic.Int64 // connections open
 	// retired holds, once the Connector closed, the Cloud SQL dialer
 	// share to release when the last connection closes.
@@ -49,7 +51,7 @@ func (s *source) releaseIfIdle() {
 func (s *source) Connect(ctx context.Context) (*pooled, error) {
 	cc := s.session.ConnConfig().Copy()
 	pgxconn.Watch(&cc.Config)
-	dc, err := stdlib.GetConnector(*cc).Connect(ctx)
+	dc, err := rdsiam.Connect(ctx, s.iam, cc, connectStdlib)
 	if err != nil {
 		s.session.DialFailed(err)
 		return nil, err
