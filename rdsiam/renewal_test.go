@@ -44,7 +44,7 @@ func TestStandInRefusesATokenPastItsValidity(t *testing.T) {
 	s := startRDSStandIn(t)
 	user := s.srv.CreateRole(t, -1)
 	a := s.newAuth(t, staticCredentials())
-	rdsiam.SetSchedule(a, 400*time.Millisecond, 300*time.Millisecond, 0)
+	rdsiam.SetSchedule(a, 1500*time.Millisecond, time.Second, 0)
 	cc, err := pgx.ParseConfig(s.dsn(user, "verify-full"))
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestStandInRefusesATokenPastItsValidity(t *testing.T) {
 		t.Fatalf("a fresh token: %v", err)
 	}
 	conn.Close(ctx)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(1700 * time.Millisecond)
 	_, err = pgx.ConnectConfig(ctx, cc) // the same token, now past its validity
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "28P01" {
@@ -72,7 +72,8 @@ func TestTokenRenewedBeforeItExpires(t *testing.T) {
 	s := startRDSStandIn(t)
 	user := s.srv.CreateRole(t, -1)
 	a := s.newAuth(t, staticCredentials())
-	rdsiam.SetSchedule(a, 1500*time.Millisecond, time.Second, 0)
+	// Two seconds of validity left at renewal: room for a dial under load.
+	rdsiam.SetSchedule(a, 3*time.Second, time.Second, 0)
 	var c counter
 	dials := 0
 	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); dials++ {
@@ -96,9 +97,9 @@ func TestTokenRenewedBeforeItExpires(t *testing.T) {
 func TestTokenRenewedBeforeItsCredentialsExpire(t *testing.T) {
 	s := startRDSStandIn(t)
 	user := s.srv.CreateRole(t, -1)
-	creds := &roleCredentials{ttl: 1500 * time.Millisecond, window: 600 * time.Millisecond}
+	creds := &roleCredentials{ttl: 2 * time.Second, window: time.Second}
 	a := s.newAuth(t, creds)
-	rdsiam.SetSchedule(a, rdsiam.TokenLifetime, rdsiam.RenewAfter, 300*time.Millisecond)
+	rdsiam.SetSchedule(a, rdsiam.TokenLifetime, rdsiam.RenewAfter, 700*time.Millisecond)
 	var c counter
 	dials := 0
 	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); dials++ {
