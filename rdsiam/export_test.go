@@ -23,4 +23,3 @@ func SetSigner(a *Auth, sign func(ctx context.Context, endpoint, region, user st
 func SetIssued(a *Auth, issued func(ctx context.Context, user, token string, validUntil time.Time) error) {
 	a.issued = issued
 }
-
