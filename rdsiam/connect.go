@@ -30,7 +30,9 @@ func (a *Auth) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
 // (the role session behind them may have ended), and dials once more,
 // even when the new token is the old one (signed in the same second with
 // the same credentials): RDS also refuses IAM logins under bursts. A nil
-// a dials with cc as it is.
+// a dials with cc as it is. The token is signed for cc's first host: a
+// connection string naming several hosts gets a token only the first
+// accepts.
 //
 // Its errors do not hold the token: their text is connect's with any
 // trace of it removed, and they unwrap to what pgx's *pgconn.ConnectError

@@ -97,12 +97,13 @@ func TestTokenRenewedBeforeItExpires(t *testing.T) {
 func TestTokenRenewedBeforeItsCredentialsExpire(t *testing.T) {
 	s := startRDSStandIn(t)
 	user := s.srv.CreateRole(t, -1)
-	creds := &roleCredentials{ttl: 2 * time.Second, window: time.Second}
+	creds := &roleCredentials{ttl: 3 * time.Second, window: 2 * time.Second}
 	a := s.newAuth(t, creds)
-	rdsiam.SetSchedule(a, rdsiam.TokenLifetime, rdsiam.RenewAfter, 700*time.Millisecond)
+	// Renewal 1.5 s before the credentials end: room for a dial under load.
+	rdsiam.SetSchedule(a, rdsiam.TokenLifetime, rdsiam.RenewAfter, 1500*time.Millisecond)
 	var c counter
 	dials := 0
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); dials++ {
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); dials++ {
 		if err := s.dial(t, a, user, &c); err != nil {
 			t.Fatalf("dial %d: %v", dials, err)
 		}
