@@ -14,11 +14,18 @@ import (
 	"github.com/runpool/runpool/rdsiam"
 )
 
-// counter counts the dials that reached the server, retries included.
-type counter struct{ n atomic.Int64 }
+// counter counts the dials that reached the server, retries included,
+// and those that carried a token past its validity.
+type counter struct {
+	s        *rdsStandIn
+	n, stale atomic.Int64
+}
 
 func (c *counter) connect(ctx context.Context, cc *pgx.ConnConfig) (*pgx.Conn, error) {
 	c.n.Add(1)
+	if c.s != nil && c.s.stale(cc.Password) {
+		c.stale.Add(1)
+	}
 	return pgx.ConnectConfig(ctx, cc)
 }
 
@@ -74,7 +81,7 @@ func TestTokenRenewedBeforeItExpires(t *testing.T) {
 	a := s.newAuth(t, staticCredentials())
 	// Two seconds of validity left at renewal: room for a dial under load.
 	rdsiam.SetSchedule(a, 3*time.Second, time.Second, 0)
-	var c counter
+	c := counter{s: s}
 	dials := 0
 	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); dials++ {
 		if err := s.dial(t, a, user, &c); err != nil {
@@ -82,8 +89,8 @@ func TestTokenRenewedBeforeItExpires(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if c.n.Load() != int64(dials) {
-		t.Errorf("%d attempts for %d dials: a token was refused", c.n.Load(), dials)
+	if c.n.Load() != int64(dials) || c.stale.Load() != 0 {
+		t.Errorf("%d attempts for %d dials, %d with a token past its validity", c.n.Load(), dials, c.stale.Load())
 	}
 	if n := a.Signings(); n < 3 || n > 5 {
 		t.Errorf("%d signings over 3.5 s of tokens renewed after 1 s, want 3 to 5", n)
@@ -101,7 +108,7 @@ func TestTokenRenewedBeforeItsCredentialsExpire(t *testing.T) {
 	a := s.newAuth(t, creds)
 	// Renewal 1.5 s before the credentials end: room for a dial under load.
 	rdsiam.SetSchedule(a, rdsiam.TokenLifetime, rdsiam.RenewAfter, 1500*time.Millisecond)
-	var c counter
+	c := counter{s: s}
 	dials := 0
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); dials++ {
 		if err := s.dial(t, a, user, &c); err != nil {
@@ -109,8 +116,8 @@ func TestTokenRenewedBeforeItsCredentialsExpire(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if c.n.Load() != int64(dials) {
-		t.Errorf("%d attempts for %d dials: a token was refused", c.n.Load(), dials)
+	if c.n.Load() != int64(dials) || c.stale.Load() != 0 {
+		t.Errorf("%d attempts for %d dials, %d with a token past its validity", c.n.Load(), dials, c.stale.Load())
 	}
 	creds.mu.Lock()
 	sessions := creds.sessions

@@ -38,8 +38,9 @@ type rdsStandIn struct {
 	srv      *pgtest.Server
 	rootCert string // the CA's certificate, for sslrootcert
 	admin    *pgx.Conn
-	mu       sync.Mutex // admin
+	mu       sync.Mutex // admin, valid
 	rotate   atomic.Bool
+	valid    map[string]time.Time // each token signed: the end of its validity
 }
 
 var (
@@ -71,7 +72,7 @@ func configure(srv *pgtest.Server) (*rdsStandIn, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &rdsStandIn{srv: srv, rootCert: filepath.Join(dir, "root.crt")}
+	s := &rdsStandIn{srv: srv, rootCert: filepath.Join(dir, "root.crt"), valid: map[string]time.Time{}}
 	if err := os.WriteFile(s.rootCert, caPEM, 0o644); err != nil {
 		return nil, err
 	}
@@ -140,10 +141,22 @@ func (s *rdsStandIn) setPassword(ctx context.Context, user, password string, val
 // issued is the Auth's hook: it rotates the role's password to each new
 // token, unless rotation is off (a server that refuses every token).
 func (s *rdsStandIn) issued(ctx context.Context, user, token string, validUntil time.Time) error {
+	s.mu.Lock()
+	s.valid[token] = validUntil
+	s.mu.Unlock()
 	if !s.rotate.Load() {
 		return nil
 	}
 	return s.setPassword(ctx, user, token, validUntil)
+}
+
+// stale reports whether password is a token signed here whose validity
+// has ended.
+func (s *rdsStandIn) stale(password string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end, ok := s.valid[password]
+	return ok && !time.Now().Before(end)
 }
 
 // newAuth returns an Auth signing with creds, its tokens rotated into the
