@@ -178,9 +178,9 @@ func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
 }
 
 // looksOpen is the look a trusted connection gets on checkout: none when
-// it was back in use within PeekAfterIdle, else the connector's Gone.
+// it was back in use within peekAfterIdle, else the connector's Gone.
 func (p *Pool[C]) looksOpen(e *entry[C], idle time.Duration) bool {
-	return idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn)
+	return idle < peekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn)
 }
 
 // discardGone closes a connection the server already ended, found by the

@@ -25,3 +25,11 @@ func rdsIAMFromEnv(cc *pgx.ConnConfig, cloudSQL bool) (*rdsiam.Auth, error) {
 	}
 	return a, err
 }
+
+// connectWith returns connect, dialling with a's tokens when a is set
+// (rdsiam.Connect: a refused token is renewed and the dial made again).
+func connectWith(a *rdsiam.Auth) func(context.Context, *pgx.ConnConfig) (*pconn, error) {
+	return func(ctx context.Context, cc *pgx.ConnConfig) (*pconn, error) {
+		return rdsiam.Connect(ctx, a, cc, connect)
+	}
+}
