@@ -10,37 +10,17 @@ import (
 	"github.com/jackc/puddle/v2"
 )
 
-// health holds what the pool knows about the path to the server: when the
-// process last ran (freeze detection) and the last dial failure.
+// health is what the pool observed of its path for the freeze detector
+// (the clocks at the last observation) and for the logs (the last
+// failures, a run of failed dials). What the checkouts decide on is the
+// policy's (policy.go).
 type health struct {
 	mu       sync.Mutex // guards lastMono and lastWall
 	lastMono int64      // nanotime of the last observation
 	lastWall int64      // wall clock (Unix ns) of the last observation
 
-	// A connection is closed on checkout without a probe when it was
-	// released before discardGen (a freeze longer than the path's idle
-	// timeout condemned it) or released before discardBefore (nanotime,
-	// entry.idleSince): a sibling that idled less failed its probe.
-	discardGen    atomic.Int64
-	discardBefore atomic.Int64
-
 	dialErr  atomic.Pointer[error] // last dial failure, nil after a success
 	probeErr atomic.Pointer[error] // last failed probe's error, for the log
-	// dialNanos is a moving average of how long a successful dial takes. A
-	// probe slower than a fresh dial is not worth waiting for: the probe
-	// deadline follows it (see probeTimeout).
-	dialNanos atomic.Int64
-	// dialAt is the nanotime of the last dial folded into dialNanos: an
-	// estimate not refreshed for estimateFresh holds back no dial
-	// (comesBackSooner).
-	dialAt atomic.Int64
-	// rttNanos is a moving average of how long a successful probe takes,
-	// one round trip of the path; 0 when none was measured since the last
-	// failed probe (see roundTrip).
-	rttNanos atomic.Int64
-	// useNanos is a moving average of how long a borrower keeps a
-	// connection, timed while callers wait (see comesBackSooner).
-	useNanos atomic.Int64
 
 	// A run of failed dials (53300 aside), for its two log lines:
 	// failingSince is the nanotime of its first failure, 0 when the last
@@ -48,89 +28,6 @@ type health struct {
 	failingSince atomic.Int64
 	failedInRun  atomic.Int64
 }
-
-func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNanos.Load()) }
-
-// minProbeTimeout keeps a probe from failing a healthy connection on a
-// scheduling hiccup when dials are very fast (loopback, a warm proxy).
-const minProbeTimeout = 5 * time.Millisecond
-
-// dialTook folds one dial's duration into the moving average (1/4
-// weight), or starts it afresh when the last dial is older than
-// estimateFresh: dials seconds apart ran under other conditions.
-func (h *health) dialTook(d time.Duration) {
-	now := nanotime()
-	if now-h.dialAt.Swap(now) > int64(estimateFresh) {
-		h.dialNanos.Store(int64(d))
-		return
-	}
-	ewma(&h.dialNanos, d)
-}
-
-// useTook folds one borrow's duration into useNanos (1/4 weight).
-func (h *health) useTook(d time.Duration) { ewma(&h.useNanos, d) }
-
-// ewma folds d into the moving average v with weight 1/4 (the first
-// sample is taken as is). Concurrent updates may lose one; an estimate
-// does not need them all.
-func ewma(v *atomic.Int64, d time.Duration) {
-	old := v.Load()
-	if old == 0 {
-		v.Store(int64(d))
-		return
-	}
-	v.Store(old + (int64(d)-old)/4)
-}
-
-// probeTimeout is the probe's deadline: the typical dial time within
-// [minProbeTimeout, limit], and at least probeRoundTrips round trips of
-// this path. On a nearby server a connection that cannot answer a ping
-// in the time a fresh one takes to open is replaced by a fresh one, and
-// a false alarm costs one dial, never a failed request; on a distant one,
-// where a single round trip may exceed limit, a healthy connection still
-// answers in time, and a dead one is found within a few of the path's
-// own round trips.
-func (h *health) probeTimeout(limit time.Duration) time.Duration {
-	d := time.Duration(h.dialNanos.Load())
-	if d == 0 {
-		return limit
-	}
-	return max(min(max(d, minProbeTimeout), limit), probeRoundTrips*h.roundTrip())
-}
-
-// hedgeDelay is how long a probe with deadline timeout may go
-// unanswered before a fresh connection is started for its caller: a
-// fraction of the deadline, and never before a healthy connection on
-// this path would have answered.
-func (h *health) hedgeDelay(timeout time.Duration) time.Duration {
-	return max(timeout/hedgeAfter, hedgeRoundTrips*h.roundTrip())
-}
-
-// roundTrip is the path's round-trip time as the probes measure it (a
-// ping is one round trip). Until a probe has, or after one failed, a
-// dial stands in: it takes at least one round trip and usually several,
-// so half of it errs on the long side when a dial is a single round trip.
-func (h *health) roundTrip() time.Duration {
-	if r := h.rttNanos.Load(); r != 0 {
-		return time.Duration(r)
-	}
-	return time.Duration(h.dialNanos.Load() / 2)
-}
-
-// probeAnswered folds a successful probe's duration into the round-trip
-// estimate; probeUnanswered forgets it, so that after a path grew slower
-// (a failover to a distant replica) the next dials set the deadline again
-// instead of the old path's round trip failing every probe.
-func (h *health) probeAnswered(d time.Duration) { ewma(&h.rttNanos, d) }
-func (h *health) probeUnanswered()              { h.rttNanos.Store(0) }
-
-// probeRoundTrips and hedgeRoundTrips: a probe's deadline and its hedge
-// in round trips of the path, so that a scheduling delay or a queued
-// packet does not fail a healthy connection.
-const (
-	probeRoundTrips = 4
-	hedgeRoundTrips = 2
-)
 
 func (h *health) init(now int64) {
 	h.lastMono = now
@@ -158,23 +55,13 @@ func (h *health) lastDialError() error {
 	return nil
 }
 
-// raise sets v to at least x.
-func raise(v *atomic.Int64, x int64) {
-	for {
-		old := v.Load()
-		if old >= x || v.CompareAndSwap(old, x) {
-			return
-		}
-	}
-}
-
 // trusted is the checkout fast path: a connection used recently and
 // released after the last sign of trouble is handed out as is, unless an
 // interrupted connection's verdict is pending. It costs one clock read
 // and two atomic loads; acquire checks the lifetime with the same clock
 // read, on every checkout, as pgxpool does.
 func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
-	return idle < p.probeAfter && e.gen == p.gen.Load() && p.unsettled.Load() == 0
+	return p.policy.trusted(idle, &e.stamps, p.probeAfter)
 }
 
 // looksOpen is the look a trusted connection gets on checkout: none when
@@ -191,7 +78,7 @@ func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
 	p.discarded(staleClosedByServer)
 	e.dead.Store(true)
 	res.Destroy()
-	p.gen.Add(1)
+	p.policy.distrust()
 }
 
 // check is the checkout slow path. It reports whether the connection may
@@ -213,12 +100,12 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 		p.counters.idleExpired.Add(1)
 		res.Destroy()
 		return false
-	case e.gen < p.health.discardGen.Load():
+	case e.epoch < p.policy.discardEpoch.Load():
 		p.discarded(staleFreeze)
 		e.dead.Store(true)
 		res.Destroy()
 		return false
-	case last < p.health.discardBefore.Load():
+	case last < p.policy.cohortCut.Load():
 		p.discarded(staleCohort)
 		e.dead.Store(true)
 		res.Destroy()
@@ -233,7 +120,7 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	}
 
 	p.counters.probes.Add(1)
-	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
+	timeout := p.policy.probeTimeout(p.cfg.ProbeTimeout)
 	if pt := p.cfg.PingTimeout; pt > 0 {
 		timeout = min(timeout, pt)
 	}
@@ -243,7 +130,7 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	// which the hedge's delay may not cover.
 	var hedge *time.Timer
 	if now-e.created >= int64(timeout) {
-		hedge = time.AfterFunc(p.health.hedgeDelay(timeout), p.hedgeDial)
+		hedge = time.AfterFunc(p.policy.hedgeDelay(timeout), p.hedgeDial)
 	}
 	start := time.Now()
 	if ctx.Done() == nil {
@@ -288,18 +175,17 @@ func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err er
 	}
 	if err == nil {
 		p.probed(took, probeOK)
-		p.health.probeAnswered(took)
+		p.policy.probeAnswered(took)
 		return true
 	}
-	p.health.probeUnanswered()
+	p.policy.probeUnanswered()
 	e.dead.Store(true)
 	res.Destroy()
 	p.probed(took, probeFailed)
 	p.counters.probeFailures.Add(1)
 	p.health.probeErr.Store(&err)
 	p.discarded(staleProbeFailed)
-	raise(&p.health.discardBefore, last)
-	p.gen.Add(1)
+	p.policy.condemnCohort(last)
 	return false
 }
 
@@ -310,16 +196,10 @@ func (p *Pool[C]) returnProbed(res *puddle.Resource[*entry[C]], e *entry[C]) {
 		p.destroy(res)
 		return
 	}
-	e.gen = p.gen.Load()
+	e.epoch = p.policy.epoch.Load()
 	e.idleSince = nanotime()
 	p.putIdle(res)
 }
-
-// hedgeAfter: a probe still unanswered after this fraction of its
-// deadline (a healthy one takes one round trip, far less) starts a fresh
-// connection in the background, so that when the probe fails the caller
-// finds one open or opening instead of starting its dial only then.
-const hedgeAfter = 4
 
 // hedgeDial opens one connection into the pool for a slow probe's caller,
 // if a dial token is free and the pool has room; otherwise the dials
@@ -362,11 +242,7 @@ func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
 	// that no checkout prompted by the count changes the figure logged.
 	idle := p.p.Stat().IdleResources()
 	p.counters.freezes.Add(1)
-	g := p.gen.Add(1) // every connection idle now must prove itself
-	discard := p.cfg.PathIdleTimeout > 0 && frozen >= p.cfg.PathIdleTimeout
-	if discard {
-		raise(&h.discardGen, g)
-	}
+	discard := p.policy.froze(frozen, p.cfg.PathIdleTimeout)
 	p.m.freeze.Record(context.Background(), frozen.Seconds(), p.m.rec...)
 	// Info when it condemns idle connections to a probe or a discard;
 	// with none idle there is nothing to decide (and an idle instance on

@@ -58,7 +58,7 @@ func (c *Conn[C]) Park() bool {
 		c.e = nil
 		return false
 	}
-	e.gen = p.gen.Load()
+	e.epoch = p.policy.epoch.Load()
 	e.idleSince = now
 	c.parked = true
 	e.parkedBy.Store(c)

@@ -27,13 +27,9 @@ type Pool[C any] struct {
 	// Read on every checkout.
 	probeAfter time.Duration
 	maxIdle    time.Duration
-	// gen counts signs of trouble on the path (a freeze, a connection found
-	// dead). A connection released in an earlier generation is not trusted
-	// without a probe: its siblings shared its path and its idle time.
-	gen atomic.Int64
-	// unsettled counts interrupted connections whose verdict is pending
-	// (settleInterrupted): meanwhile the path is in doubt.
-	unsettled atomic.Int32
+	// policy holds the trust signals and estimates, and decides what a
+	// checkout does (policy.go).
+	policy policy
 
 	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
 	spare   atomic.Pointer[C] // the connection Open dialled, for the construct that puts it in the pool
@@ -64,10 +60,7 @@ type Pool[C any] struct {
 	m        *metrics     // instruments (metrics.go)
 	bp       backpressure // the current 53300 episode, for its log lines
 	lentOpen atomic.Int64 // open connections beyond the fair share
-	// contendedUntil (nanotime) is when the last 53300 a dial met stops
-	// holding the pool to its fair share (see contended).
-	contendedUntil atomic.Int64
-	staleLog       staleLog // what the maintainer last logged of stale discards
+	staleLog staleLog     // what the maintainer last logged of stale discards
 
 	// bg bounds the dials no caller waits for (hedges, the MinConns
 	// floor): Shutdown cancels it, so none holds up the drain.
@@ -109,19 +102,16 @@ type Hooks[C any] struct {
 
 // entry is the pool's record of one connection, the puddle resource value.
 type entry[C any] struct {
-	conn      C
-	expiresAt int64       // nanotime at which its (jittered) lifetime ends
-	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
-	created   int64       // nanotime when opened
-	idleSince int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
-	lent      bool        // opened beyond the fair share: on a lease (budget.go)
-	borrowed  atomic.Bool // between checkout and release
-	dead      atomic.Bool // known unusable: close without a goodbye
-	since     int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
-	lentAt    int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
-	out       int64       // nanotime of the checkout (the borrower's): Park's stamp
-	pool      *Pool[C]
-	res       *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
+	conn C
+	stamps
+	lent     bool        // opened beyond the fair share: on a lease (budget.go)
+	borrowed atomic.Bool // between checkout and release
+	dead     atomic.Bool // known unusable: close without a goodbye
+	since    int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
+	lentAt   int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
+	out      int64       // nanotime of the checkout (the borrower's): Park's stamp
+	pool     *Pool[C]
+	res      *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
 	// parkedBy is the handle that parked the connection, while it is
 	// parked; whoever swaps it to nil (Unpark, Release, the pool taking it
 	// back) owns the connection.
@@ -227,7 +217,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 					}
 				} else if errors.Is(err, errComesBack) {
 					if dialBy.IsZero() {
-						dialBy = time.Now().Add(comesBackPatience * p.health.dialNanosOrZero())
+						dialBy = time.Now().Add(comesBackPatience * p.policy.dialNanosOrZero())
 					}
 					if limit = time.Until(dialBy); limit <= 0 {
 						ctx = context.WithValue(ctx, mustDial{}, true)
@@ -398,7 +388,7 @@ func (c *Conn[C]) Release() {
 	if !p.checkIn(res, e, now) {
 		return
 	}
-	e.gen = p.gen.Load()
+	e.epoch = p.policy.epoch.Load()
 	e.idleSince = now
 	if p.hooks.AfterRelease != nil {
 		go p.afterRelease(res, e)
@@ -438,7 +428,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		e.since = 0
 	}
 	if e.lentAt != 0 {
-		p.health.useTook(time.Duration(now - e.lentAt))
+		p.policy.useTook(time.Duration(now - e.lentAt))
 		e.lentAt = 0
 	}
 	e.borrowed.Store(false)
@@ -453,7 +443,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 				return false
 			}
 		}
-		p.gen.Add(1) // its siblings may be dead too
+		p.policy.distrust() // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)
 		return false
@@ -463,7 +453,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.destroy(res)
 		return false
 	}
-	if e.lent && (now-e.created >= int64(borrowLease) || now < p.contendedUntil.Load()) {
+	if e.lent && (now-e.created >= int64(borrowLease) || p.policy.contended(now)) {
 		p.counters.borrowReturned.Add(1)
 		p.destroy(res)
 		return false
@@ -520,7 +510,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.counters.newConns.Add(1)
 	now := nanotime()
-	e := &entry[C]{pool: p, conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now}
+	e := &entry[C]{pool: p, conn: c, stamps: stamps{expiresAt: now + p.lifetime(), epoch: p.policy.epoch.Load(), created: now, idleSince: now}}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
 		e.lent = true
 		p.lentOpen.Add(1)

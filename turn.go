@@ -29,10 +29,6 @@ var errComesBack = errors.New("runpool: a connection comes back sooner than a di
 // the contention ends.
 var errContended = errors.New("runpool: the server is full and the pool holds its fair share")
 
-// contentionHold is how long a dial's 53300 holds the pool to its fair
-// share, as long as a borrowed connection's lease.
-const contentionHold = borrowLease
-
 // contended reports that a dial now would take the pool beyond its fair
 // share while a recent 53300 says the server is full. Borrowing then
 // stops, and borrowed connections are closed as they come back, so that
@@ -43,12 +39,12 @@ const contentionHold = borrowLease
 // budget each while the last ones waited out 53300.)
 func (p *Pool[C]) contended() bool {
 	fs := p.cfg.fairShare
-	return fs > 0 && nanotime() < p.contendedUntil.Load() && p.p.Stat().TotalResources() > fs
+	return fs > 0 && p.policy.contended(nanotime()) && p.p.Stat().TotalResources() > fs
 }
 
 // contendedFor is how long the contention lasts from now.
 func (p *Pool[C]) contendedFor() time.Duration {
-	return time.Duration(p.contendedUntil.Load() - nanotime())
+	return time.Duration(p.policy.contendedUntil.Load() - nanotime())
 }
 
 // mustDial marks the context of a caller that waited comesBackPatience
@@ -79,8 +75,8 @@ const comesBackPatience = 2
 // useNanos, a dial takes dialNanos. A burst of short queries is then
 // served by a few connections instead of a dial per caller.
 func (p *Pool[C]) comesBackSooner(ctx context.Context) bool {
-	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
-	if use == 0 || dial == 0 || nanotime()-p.health.dialAt.Load() > int64(estimateFresh) {
+	use, dial := p.policy.useNanos.Load(), p.policy.dialNanos.Load()
+	if use == 0 || dial == 0 || nanotime()-p.policy.dialAt.Load() > int64(estimateFresh) {
 		return false
 	}
 	busy := int64(p.p.Stat().AcquiredResources())
@@ -105,13 +101,6 @@ func (p *Pool[C]) comesBackSooner(ctx context.Context) bool {
 // borrowed: re-estimating between wakes made it dial mid-burst, where a
 // wake would have handed it a returned connection.
 const waitRecheck = 50 * time.Millisecond
-
-// estimateFresh is how recent the dial time must be for comesBackSooner
-// to hold back a dial on it. The dials that set it may have run under
-// other conditions (a cold start beside other instances' dials takes
-// several times as long as one a few seconds later), and an estimate
-// that holds back every dial is never refreshed.
-const estimateFresh = time.Second
 
 // dialOnce dials holding one of MaxConcurrentDials tokens, or fails with
 // errDialBusy at once when none is free: a caller waiting for a token
@@ -148,11 +137,11 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		p.health.dialFailed(err)
 		p.dialsFailing(err)
 		if tooManyConnections(err) && p.cfg.fairShare > 0 {
-			p.contendedUntil.Store(nanotime() + int64(contentionHold))
+			p.policy.serverFull(nanotime())
 		}
 		return c, err
 	}
-	p.health.dialTook(took)
+	p.policy.dialTook(took)
 	p.health.dialSucceeded()
 	p.dialsSucceedAgain()
 	return c, nil
@@ -256,7 +245,7 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 		took := time.Since(start)
 		p.m.dialed(took, err)
 		if err == nil {
-			p.health.dialTook(took)
+			p.policy.dialTook(took)
 			p.health.dialSucceeded()
 			ended(true)
 			return c, nil

@@ -72,9 +72,9 @@ func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*pgx.Conn], *Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.health.useNanos.Store(int64(use))
-	p.health.dialNanos.Store(int64(dial))
-	p.health.dialAt.Store(nanotime())
+	p.policy.useNanos.Store(int64(use))
+	p.policy.dialNanos.Store(int64(dial))
+	p.policy.dialAt.Store(nanotime())
 	return p, held
 }
 
