@@ -55,19 +55,54 @@ func (h *health) lastDialError() error {
 	return nil
 }
 
-// trusted is the checkout fast path: a connection used recently and
-// released after the last sign of trouble is handed out as is, unless an
-// interrupted connection's verdict is pending. It costs one clock read
-// and two atomic loads; acquire checks the lifetime with the same clock
-// read, on every checkout, as pgxpool does.
-func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
-	return p.policy.trusted(idle, &e.stamps, p.probeAfter)
+// idleRules are the settings policy.idle reads.
+func (p *Pool[C]) idleRules() idleRules {
+	return idleRules{probeAfter: p.probeAfter, maxIdle: p.maxIdle, probeTimeout: p.cfg.ProbeTimeout, pingTimeout: p.cfg.PingTimeout}
 }
 
-// looksOpen is the look a trusted connection gets on checkout: none when
-// it was back in use within PeekAfterIdle, else the connector's Gone.
-func (p *Pool[C]) looksOpen(e *entry[C], idle time.Duration) bool {
-	return idle < PeekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn)
+// inspect puts the idle connection res, just checked out, through the
+// checks the policy calls for (policy.idle) and reports whether it may be
+// lent, with the clock read to lend it at; when not, it has closed res
+// or, when ctx ended before its probe, put it back. With shouldPing the
+// ShouldPing hook may ask for a probe of a connection the policy trusts.
+// A trusted connection costs one clock read and two atomic loads; the
+// lifetime is checked with the same clock read, on every checkout, as
+// pgxpool does.
+func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], shouldPing bool) (now int64, ok bool) {
+	now = nanotime()
+	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	if a.do <= idlePeek && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
+		a.do = idleDoubt
+	}
+	if a.do == idleDoubt {
+		// A checkout in doubt is the freeze detector's look at the clock
+		// too: a freeze it reveals moves the epochs before the policy
+		// answers again, and may condemn this connection.
+		now = nanotime()
+		p.observeClock(now, time.Now())
+		a = p.policy.idle(now, &e.stamps, p.idleRules(), true)
+	}
+	switch a.do {
+	case idleHandOut:
+		return now, true
+	case idlePeek:
+		if p.looksOpen(e) {
+			return now, true
+		}
+		p.discardGone(res, e)
+	case idleProbe:
+		if p.probe(ctx, res, e, a) {
+			return nanotime(), true
+		}
+	case idleDiscard:
+		p.discardIdle(res, e, a.why)
+	}
+	return 0, false
+}
+
+// looksOpen is the peek (idlePeek): the connector's Gone, when it has one.
+func (p *Pool[C]) looksOpen(e *entry[C]) bool {
+	return p.gone == nil || !p.gone.Gone(e.conn)
 }
 
 // discardGone closes a connection the server already ended, found by the
@@ -81,37 +116,33 @@ func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
 	p.policy.distrust()
 }
 
-// check is the checkout slow path. It reports whether the connection may
-// be handed out; when not, it has already been destroyed. A probe never
-// outlasts ProbeTimeout, so a caller pays at most one probe per stale
-// connection, and a failed probe condemns the connections that idled
-// longer than the one that failed, so it pays one probe per stale cohort.
-func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C]) bool {
-	now := nanotime()
-	p.observeClock(now, time.Now())
-	last := e.idleSince
-	idle := time.Duration(now - last)
-	switch {
-	case now >= e.expiresAt:
+// discardIdle closes an idle connection the policy condemned unprobed,
+// counting it by why.
+func (p *Pool[C]) discardIdle(res *puddle.Resource[*entry[C]], e *entry[C], why discardReason) {
+	switch why {
+	case discardLifetime:
 		p.counters.lifetimeExpired.Add(1)
-		res.Destroy()
-		return false
-	case idle >= p.maxIdle:
+	case discardIdle:
 		p.counters.idleExpired.Add(1)
-		res.Destroy()
-		return false
-	case e.epoch < p.policy.discardEpoch.Load():
+	case discardFreeze:
 		p.discarded(staleFreeze)
 		e.dead.Store(true)
-		res.Destroy()
-		return false
-	case last < p.policy.cohortCut.Load():
+	case discardCohort:
 		p.discarded(staleCohort)
 		e.dead.Store(true)
-		res.Destroy()
-		return false
 	}
+	p.destroy(res)
+}
 
+// probe pings an idle connection in doubt (idleProbe) within a's
+// deadline, hedged as a says. It reports whether the connection may be
+// handed out; when not, it has already been destroyed, or put back
+// unprobed when ctx ended first. A probe never outlasts ProbeTimeout, so
+// a caller pays at most one probe per stale connection, and a failed
+// probe condemns the connections that idled longer than the one that
+// failed, so it pays one probe per stale cohort.
+func (p *Pool[C]) probe(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], a idleAnswer) bool {
+	last := e.idleSince
 	if ctx.Err() != nil {
 		// The caller gave up before the probe: the connection goes back
 		// as it was, still due for a probe.
@@ -120,17 +151,10 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	}
 
 	p.counters.probes.Add(1)
-	timeout := p.policy.probeTimeout(p.cfg.ProbeTimeout)
-	if pt := p.cfg.PingTimeout; pt > 0 {
-		timeout = min(timeout, pt)
-	}
-	// A connection opened within a probe's deadline (a hedged one, probed
-	// because a sibling's probe failed as it opened) gets no hedge of its
-	// own: it was dialled a moment ago, and its probe takes a round trip,
-	// which the hedge's delay may not cover.
+	timeout := a.timeout
 	var hedge *time.Timer
-	if now-e.created >= int64(timeout) {
-		hedge = time.AfterFunc(p.policy.hedgeDelay(timeout), p.hedgeDial)
+	if a.hedge > 0 {
+		hedge = time.AfterFunc(a.hedge, p.hedgeDial)
 	}
 	start := time.Now()
 	if ctx.Done() == nil {

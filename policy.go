@@ -56,10 +56,107 @@ type stamps struct {
 	idleSince int64 // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
 }
 
+// idleAction is what a checkout does with an idle connection.
+type idleAction uint8
+
+const (
+	// idleHandOut: trusted and back in use within PeekAfterIdle: hand
+	// it out as is.
+	idleHandOut idleAction = iota
+	// idlePeek: trusted, idle a little longer: hand it out once a look
+	// at its socket (the connector's Gone) finds it open.
+	idlePeek
+	// idleDoubt: not trusted. The caller observes the clock (a freeze it
+	// reveals moves the epochs) and asks again, doubting: the answer is
+	// then probe or discard.
+	idleDoubt
+	// idleProbe: ping it within timeout first; hedge with a dial after
+	// hedge (0: no hedge).
+	idleProbe
+	// idleDiscard: close it unprobed, for why.
+	idleDiscard
+)
+
+// discardReason is why an idle connection is closed unprobed.
+type discardReason uint8
+
+const (
+	discardLifetime discardReason = iota // past its lifetime
+	discardIdle                          // idle past MaxConnIdleTime
+	discardFreeze                        // released before a freeze that outlasted the path's idle timeout
+	discardCohort                        // idle since before a sibling that failed its probe
+)
+
+// idleAnswer is the policy's answer on an idle connection.
+type idleAnswer struct {
+	do      idleAction
+	why     discardReason // for idleDiscard
+	timeout time.Duration // for idleProbe: the probe's deadline
+	hedge   time.Duration // for idleProbe: when a dial starts beside it, 0 for never
+}
+
+// idleRules are the settings the idle question reads.
+type idleRules struct {
+	probeAfter   time.Duration // ProbeAfterIdle
+	maxIdle      time.Duration // MaxConnIdleTime
+	probeTimeout time.Duration // ProbeTimeout
+	pingTimeout  time.Duration // PingTimeout, 0 for none
+}
+
+// idle decides at now what a checkout does with the idle connection
+// stamped c. A connection past its lifetime is discarded; a trusted one
+// is handed out, after a peek once idle PeekAfterIdle. Doubting (the
+// caller's first answer was idleDoubt, or the ShouldPing hook wants a
+// probe), one idle past MaxConnIdleTime or condemned (by a freeze, by
+// its cohort) is discarded, any other probed. The trusted path costs a
+// compare and two atomic loads.
+func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
+	if now >= c.expiresAt {
+		return idleAnswer{do: idleDiscard, why: discardLifetime}
+	}
+	idle := time.Duration(now - c.idleSince)
+	switch {
+	case doubting:
+		return pl.doubted(now, c, r)
+	case !pl.trusted(idle, c, r.probeAfter):
+		return idleAnswer{do: idleDoubt}
+	case idle < PeekAfterIdle:
+		return idleAnswer{do: idleHandOut}
+	}
+	return idleAnswer{do: idlePeek}
+}
+
+// doubted is idle's answer on a connection in doubt that is within its
+// lifetime: discard it when it idled past maxIdle or was condemned,
+// else probe it. The probe's deadline follows the path's estimates
+// within ProbeTimeout, capped by PingTimeout. A connection opened within
+// that deadline (a hedged one, probed because a sibling's probe failed
+// as it opened) gets no hedge of its own: it was dialled a moment ago,
+// and its probe takes a round trip, which the hedge's delay may not
+// cover.
+func (pl *policy) doubted(now int64, c *stamps, r idleRules) idleAnswer {
+	switch {
+	case time.Duration(now-c.idleSince) >= r.maxIdle:
+		return idleAnswer{do: idleDiscard, why: discardIdle}
+	case c.epoch < pl.discardEpoch.Load():
+		return idleAnswer{do: idleDiscard, why: discardFreeze}
+	case c.idleSince < pl.cohortCut.Load():
+		return idleAnswer{do: idleDiscard, why: discardCohort}
+	}
+	timeout := pl.probeTimeout(r.probeTimeout)
+	if r.pingTimeout > 0 {
+		timeout = min(timeout, r.pingTimeout)
+	}
+	a := idleAnswer{do: idleProbe, timeout: timeout}
+	if now-c.created >= int64(timeout) {
+		a.hedge = pl.hedgeDelay(timeout)
+	}
+	return a
+}
+
 // trusted reports whether a connection idle for idle, stamped c, may be
 // handed out without a probe: used within probeAfter, released in the
-// current epoch, and no interrupted connection's verdict pending. It
-// costs two atomic loads.
+// current epoch, and no interrupted connection's verdict pending.
 func (pl *policy) trusted(idle time.Duration, c *stamps, probeAfter time.Duration) bool {
 	return idle < probeAfter && c.epoch == pl.epoch.Load() && pl.unsettled.Load() == 0
 }

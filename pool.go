@@ -269,27 +269,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 			return nil, 0, bp, p.acquireError(ctx, err, waiting, waitUnknown)
 		}
 		e := res.Value()
-		now := nanotime()
-		if now >= e.expiresAt { // the same clock read as the idle checks
-			p.counters.lifetimeExpired.Add(1)
-			p.counters.notLent.Add(1)
-			p.destroy(res)
-			continue
-		}
-		idle := time.Duration(now - e.idleSince)
-		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
-			if p.looksOpen(e, idle) {
-				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
-					if c == nil {
-						p.counters.notLent.Add(1)
-					}
-					return c, now, bp, err
-				}
-			} else {
-				p.discardGone(res, e)
-			}
-		} else if p.check(ctx, res, e) {
-			now = nanotime()
+		if now, ok := p.inspect(ctx, res, e, true); ok {
 			if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
 				if c == nil {
 					p.counters.notLent.Add(1)
