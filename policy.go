@@ -161,6 +161,96 @@ func (pl *policy) trusted(idle time.Duration, c *stamps, probeAfter time.Duratio
 	return idle < probeAfter && c.epoch == pl.epoch.Load() && pl.unsettled.Load() == 0
 }
 
+// dialAction is what a caller that found no idle connection does.
+type dialAction uint8
+
+const (
+	// dialNow: open a connection.
+	dialNow dialAction = iota
+	// awaitContention: the server is full and a dial would take the pool
+	// beyond its fair share: wait for one of the pool's own connections
+	// to come back, until the contention ends (until).
+	awaitContention
+	// awaitReturn: a borrowed connection comes back sooner than a dial
+	// would serve: wait for one, and dial once until passes.
+	awaitReturn
+	// awaitDialSlot: every dial slot (MaxConcurrentDials) is taken: wait
+	// for a turn, or for a connection coming back meanwhile.
+	awaitDialSlot
+)
+
+// dialAnswer is the policy's answer to a caller that found no idle
+// connection.
+type dialAnswer struct {
+	do    dialAction
+	until int64 // nanotime, for awaitContention and awaitReturn
+}
+
+// dialFacts are what dialOrWait weighs, read just before it is asked.
+type dialFacts struct {
+	total     int32 // connections open or opening, the caller's own included
+	busy      int32 // connections borrowed
+	waiting   int32 // callers waiting for a connection, the caller included
+	fairShare int32 // the pool's share of the server's budget, 0 for none
+	// patienceSpent: the caller waited returnPatience dials' time for a
+	// returning connection in vain.
+	patienceSpent bool
+	slotFree      bool // a dial slot is free
+}
+
+// dialOrWait decides at now whether a caller that found no idle
+// connection dials, and what it waits for if not.
+//
+// While a recent 53300 says the server is full, a pool beyond its fair
+// share dials no more: borrowing stops, and borrowed connections are
+// closed as they come back, so that the slots go to the instances below
+// their share, which back off between dials, instead of back to the
+// borrower, whose callers would dial again the moment a lease ended.
+//
+// Otherwise a caller waits for a returning connection when that beats a
+// dial (returnBeatsDial), unless it has waited its patience out; then it
+// dials when a dial slot is free.
+func (pl *policy) dialOrWait(now int64, f dialFacts) dialAnswer {
+	if until := pl.contendedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare {
+		return dialAnswer{do: awaitContention, until: until}
+	}
+	if !f.patienceSpent && pl.returnBeatsDial(now, f.busy, f.waiting) {
+		return dialAnswer{do: awaitReturn, until: now + returnPatience*pl.dialNanos.Load()}
+	}
+	if !f.slotFree {
+		return dialAnswer{do: awaitDialSlot}
+	}
+	return dialAnswer{do: dialNow}
+}
+
+// returnPatience is how many dials' time a caller would rather wait for
+// a returning connection than dial: returnBeatsDial holds a dial back
+// while the waiting callers' turns come within it, and a caller held back
+// dials anyway once it has waited that long. Both use the same figure, so
+// that a caller does not give up just before the turn it was held back
+// for.
+//
+// A dial costs more than its time: the server starts a backend, whose
+// CPU the queries in flight need, and the new connection's first query
+// warms its catalog caches. Counted at one dial's time, a burst after a
+// freeze opens more connections than it needs and its slowest requests
+// wait for them.
+const returnPatience = 2
+
+// returnBeatsDial estimates whether the waiting callers are served by
+// the busy borrowed connections coming back within returnPatience dials'
+// time: each borrowed one serves a caller every useNanos, a dial takes
+// dialNanos. A burst of short queries is then served by a few
+// connections instead of a dial per caller. A dial estimate older than
+// estimateFresh holds back no dial.
+func (pl *policy) returnBeatsDial(now int64, busy, waiting int32) bool {
+	use, dial := pl.useNanos.Load(), pl.dialNanos.Load()
+	if use == 0 || dial == 0 || now-pl.dialAt.Load() > int64(estimateFresh) || busy == 0 {
+		return false
+	}
+	return use*int64(waiting)/int64(busy) < returnPatience*dial
+}
+
 // distrust begins a new trust epoch on a sign of trouble on the path (a
 // connection found dead or broken, an interrupted one the server did not
 // answer): every connection idle now must prove itself.

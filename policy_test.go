@@ -155,3 +155,72 @@ func TestPolicyTroubleMovesEpochs(t *testing.T) {
 		t.Error("with no path idle timeout known, a freeze discards")
 	}
 }
+
+func TestPolicyDialOrWait(t *testing.T) {
+	const ms = time.Millisecond
+	fresh := signals{dial: 200 * ms, use: 100 * ms, dialAt: at(-100 * ms)} // a borrower serves a caller in half a dial
+	contended := fresh
+	contended.contendedUntil = at(time.Second)
+	free := dialFacts{total: 2, busy: 1, waiting: 1, slotFree: true}
+	with := func(f func(*dialFacts)) dialFacts { d := free; f(&d); return d }
+	dial := dialAnswer{do: dialNow}
+	for _, c := range []struct {
+		name string
+		s    signals
+		f    dialFacts
+		want dialAnswer
+	}{
+		// The server is full: a pool beyond its fair share waits for its own.
+		{"beyond the fair share while contended", contended, with(func(f *dialFacts) { f.fairShare, f.total = 4, 5 }),
+			dialAnswer{do: awaitContention, until: at(time.Second)}},
+		{"beyond the fair share, patience spent, no slot", contended, with(func(f *dialFacts) { f.fairShare, f.total, f.patienceSpent, f.slotFree = 4, 5, true, false }),
+			dialAnswer{do: awaitContention, until: at(time.Second)}},
+		{"at the fair share while contended: the return beats a dial", contended, with(func(f *dialFacts) { f.fairShare, f.total = 4, 4 }),
+			dialAnswer{do: awaitReturn, until: at(400 * ms)}},
+		{"beyond the fair share once the contention ended", signals{contendedUntil: t0}, with(func(f *dialFacts) { f.fairShare, f.total = 4, 5 }), dial},
+		{"no fair share: never contended", signals{contendedUntil: at(time.Second)}, with(func(f *dialFacts) { f.total = 50 }), dial},
+
+		// A borrowed connection comes back within two dials' time.
+		{"one caller, one borrower, half a dial each", fresh, free, dialAnswer{do: awaitReturn, until: at(400 * ms)}},
+		{"the return beats a dial, no slot free", fresh, with(func(f *dialFacts) { f.slotFree = false }), dialAnswer{do: awaitReturn, until: at(400 * ms)}},
+		{"just within two dials", fresh, with(func(f *dialFacts) { f.busy, f.waiting = 2, 7 }), dialAnswer{do: awaitReturn, until: at(400 * ms)}},
+		{"exactly two dials: dial", fresh, with(func(f *dialFacts) { f.busy, f.waiting = 2, 8 }), dial},
+		{"four callers per borrower: dial", fresh, with(func(f *dialFacts) { f.waiting = 4 }), dial},
+		{"patience spent: dial", fresh, with(func(f *dialFacts) { f.patienceSpent = true }), dial},
+		{"none borrowed: dial", fresh, with(func(f *dialFacts) { f.busy = 0 }), dial},
+		{"no use measured: dial", signals{dial: 200 * ms, dialAt: at(-100 * ms)}, free, dial},
+		{"no dial measured: dial", signals{use: 100 * ms}, free, dial},
+		{"the dial estimate is stale: dial", signals{dial: 200 * ms, use: 100 * ms, dialAt: at(-estimateFresh - ms)}, free, dial},
+		{"the dial estimate is estimateFresh old: wait", signals{dial: 200 * ms, use: 100 * ms, dialAt: at(-estimateFresh)}, free, dialAnswer{do: awaitReturn, until: at(400 * ms)}},
+
+		// Every dial slot is taken.
+		{"no slot free", signals{}, with(func(f *dialFacts) { f.slotFree = false }), dialAnswer{do: awaitDialSlot}},
+		{"patience spent, no slot free", fresh, with(func(f *dialFacts) { f.patienceSpent, f.slotFree = true, false }), dialAnswer{do: awaitDialSlot}},
+	} {
+		if got := c.s.policy().dialOrWait(t0, c.f); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
+
+// A 53300 holds a pool with a fair share to it for contentionHold.
+func TestPolicyServerFullHoldsTheFairShare(t *testing.T) {
+	pl := signals{}.policy()
+	beyond := dialFacts{total: 5, fairShare: 4, slotFree: true}
+	pl.serverFull(t0)
+	for _, c := range []struct {
+		now  int64
+		want dialAction
+	}{
+		{t0, awaitContention},
+		{at(contentionHold - 1), awaitContention},
+		{at(contentionHold), dialNow},
+	} {
+		if got := pl.dialOrWait(c.now, beyond).do; got != c.want {
+			t.Errorf("%v after the 53300: %d, want %d", time.Duration(c.now-t0), got, c.want)
+		}
+		if got := pl.contended(c.now); got != (c.want == awaitContention) {
+			t.Errorf("%v after the 53300: contended %v", time.Duration(c.now-t0), got)
+		}
+	}
+}

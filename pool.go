@@ -177,7 +177,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		ctx, cancel = context.WithTimeoutCause(ctx, p.cfg.AcquireTimeout, errAcquireWait)
 		defer cancel()
 	}
-	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
+	var dialBy int64        // nanotime when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	var rejected int        // connections the PrepareConn hook rejected
 	// waiting: the caller is counted in p.waiters. It stays counted from
@@ -201,47 +201,28 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 			p.waiters.Add(-1)
 		}
 		if err != nil {
-			if !waiting && (errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) || tooManyConnections(err)) {
+			var held dialHeld
+			isHeld := errors.As(err, &held)
+			if !waiting && (isHeld || tooManyConnections(err)) {
 				waiting = true
 				p.waiters.Add(1)
-				ctx = context.WithValue(ctx, counted{}, true)
+				ctx = context.WithValue(ctx, waitingCaller{}, true)
 				if place == nil {
 					place = p.q.newWaiter()
 				}
 			}
-			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
-				var limit time.Duration
-				if errors.Is(err, errContended) {
-					if limit = min(p.contendedFor(), waitRecheck); limit <= 0 {
+			if isHeld {
+				if held.do == awaitReturn {
+					if dialBy == 0 {
+						dialBy = held.until
+					}
+					if nanotime() >= dialBy {
+						ctx = context.WithValue(ctx, patienceSpent{}, true)
 						continue
 					}
-				} else if errors.Is(err, errComesBack) {
-					if dialBy.IsZero() {
-						dialBy = time.Now().Add(comesBackPatience * p.policy.dialNanosOrZero())
-					}
-					if limit = time.Until(dialBy); limit <= 0 {
-						ctx = context.WithValue(ctx, mustDial{}, true)
-						continue
-					}
-					// Woken, it tries again; between wakes it looks only
-					// whether the connections it waits for are gone.
-					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
-						var err error
-						if handed, woke, err = p.waitTurn(ctx, min(limit, waitRecheck), place); err != nil {
-							return nil, 0, bp, p.acquireError(ctx, err, waiting, waitInUse)
-						}
-						if handed != nil || p.p.Stat().AcquiredResources() == 0 {
-							break
-						}
-					}
-					continue
 				}
-				if handed, _, err = p.waitTurn(ctx, limit, place); err != nil {
-					kind := waitDialTurn
-					if limit > 0 {
-						kind = waitInUse // errContended
-					}
-					return nil, 0, bp, p.acquireError(ctx, err, waiting, kind)
+				if handed, err = p.waitInsteadOfDial(ctx, dialAnswer(held), dialBy, place); err != nil {
+					return nil, 0, bp, p.acquireError(ctx, err, waiting, held.do.waitKind())
 				}
 				continue
 			}
