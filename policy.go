@@ -111,31 +111,30 @@ type idleRules struct {
 // its cohort) is discarded, any other probed. The trusted path costs a
 // compare and two atomic loads.
 func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
-	if now >= c.expiresAt {
-		return idleAnswer{do: idleDiscard, why: discardLifetime}
-	}
 	idle := time.Duration(now - c.idleSince)
-	switch {
-	case doubting:
-		return pl.doubted(now, c, r)
-	case !pl.trusted(idle, c, r.probeAfter):
-		return idleAnswer{do: idleDoubt}
-	case idle < PeekAfterIdle:
-		return idleAnswer{do: idleHandOut}
+	if now < c.expiresAt && !doubting && pl.trusted(idle, c, r.probeAfter) {
+		if idle < PeekAfterIdle {
+			return idleAnswer{do: idleHandOut}
+		}
+		return idleAnswer{do: idlePeek}
 	}
-	return idleAnswer{do: idlePeek}
+	return pl.untrusted(now, c, r, doubting)
 }
 
-// doubted is idle's answer on a connection in doubt that is within its
-// lifetime: discard it when it idled past maxIdle or was condemned,
-// else probe it. The probe's deadline follows the path's estimates
-// within ProbeTimeout, capped by PingTimeout. A connection opened within
-// that deadline (a hedged one, probed because a sibling's probe failed
-// as it opened) gets no hedge of its own: it was dialled a moment ago,
-// and its probe takes a round trip, which the hedge's delay may not
-// cover.
-func (pl *policy) doubted(now int64, c *stamps, r idleRules) idleAnswer {
+// untrusted is idle's answer on a connection it does not hand out as
+// is: discard it past its lifetime; not yet doubting, doubt it; else
+// discard it when it idled past maxIdle or was condemned, and probe it
+// otherwise. The probe's deadline follows the path's estimates within
+// ProbeTimeout, capped by PingTimeout. A connection opened within that
+// deadline (a hedged one, probed because a sibling's probe failed as it
+// opened) gets no hedge of its own: it was dialled a moment ago, and its
+// probe takes a round trip, which the hedge's delay may not cover.
+func (pl *policy) untrusted(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
 	switch {
+	case now >= c.expiresAt:
+		return idleAnswer{do: idleDiscard, why: discardLifetime}
+	case !doubting:
+		return idleAnswer{do: idleDoubt}
 	case time.Duration(now-c.idleSince) >= r.maxIdle:
 		return idleAnswer{do: idleDiscard, why: discardIdle}
 	case c.epoch < pl.discardEpoch.Load():

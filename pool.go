@@ -484,7 +484,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 
 // lend hands a checked connection to its caller. While callers wait for
 // a connection it notes when, so that Release can time the use
-// (health.useNanos) that tells whether waiting beats dialing.
+// (the policy's useNanos) that tells whether waiting beats dialing.
 func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
 	e.res = res
 	p.markLent(e, now)
