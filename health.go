@@ -71,7 +71,7 @@ func (p *Pool[C]) idleRules() idleRules {
 func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], shouldPing bool) (now int64, ok bool) {
 	now = nanotime()
 	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
-	if a.do <= idlePeek && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
+	if a.do.unprobed() && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
 		a.do = idleDoubt
 	}
 	if a.do == idleDoubt {

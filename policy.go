@@ -77,6 +77,10 @@ const (
 	idleDiscard
 )
 
+// unprobed reports whether the answer hands the connection out without
+// a probe (idleHandOut, idlePeek): the pool trusts it.
+func (d idleAction) unprobed() bool { return d <= idlePeek }
+
 // discardReason is why an idle connection is closed unprobed.
 type discardReason uint8
 
