@@ -61,14 +61,14 @@ func (p *Pool[C]) dialFacts(ctx context.Context) dialFacts {
 }
 
 // waitRecheck bounds a caller's wait between looks when it waits for a
-// connection to come back (awaitReturn, awaitContention) rather than for a
-// dial token: a connection closed instead of returned (a failed probe,
+// connection to come back (awaitReturn, awaitContention) rather than for
+// a dial slot: a connection closed instead of returned (a failed probe,
 // broken, past its lifetime) wakes nobody, and the caller may then be
 // free to dial. Without the look, a caller told one comes back would
 // sleep out its whole patience, which a slow dial under load stretches.
-// It looks only whether any connection is still
-// borrowed: re-estimating between wakes made it dial mid-burst, where a
-// wake would have handed it a returned connection.
+// It looks only whether any connection is still borrowed: re-estimating
+// between wakes would have it dial mid-burst, where a wake would hand it
+// a returned connection.
 const waitRecheck = 50 * time.Millisecond
 
 // dialOnce dials holding one of MaxConcurrentDials slots, unless the
