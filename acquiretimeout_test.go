@@ -58,12 +58,12 @@ func TestAcquireTimeoutBoundsTheWaitForAConnectionInUse(t *testing.T) {
 func TestAcquireTimeoutBoundsTheWaitForADialTurn(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	var slow atomic.Bool
-	p := openPoolHooked(t, runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, AcquireTimeout: timeout}, func(ctx context.Context, _ *pgx.Conn) error {
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, AcquireTimeout: timeout}, afterConnect(func(ctx context.Context, _ *pgx.Conn) error {
 		if slow.Load() {
 			time.Sleep(2 * time.Second)
 		}
 		return nil
-	})
+	}))
 	ctx := ctxT(t, 20*time.Second)
 	held := acquireAll(t, ctx, p.Acquire, 1)[0]
 	defer held.Release()

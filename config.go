@@ -105,7 +105,7 @@ type Config struct {
 	// ServerKeepAliveIdle asks the server's kernel to probe an idle client
 	// after this long and end the session when three probes (a third of it
 	// apart) go unanswered, so a backend whose client vanished behind a NAT
-	// frees its slot. Default 30s; negative disables. See reclaim.go.
+	// frees its slot. Default 30s; negative disables. See docs/server-reclaim.md.
 	ServerKeepAliveIdle time.Duration
 	// ServerIdleSessionTimeout asks the server (PostgreSQL 14+) to end a
 	// session idle this long. It must exceed MaxConnIdleTime. Default 0:

@@ -29,7 +29,7 @@ type Connector[C any] interface {
 // GoneChecker is an optional interface for a Connector: Gone reports,
 // without sending anything, that the server already closed c or ended its
 // session (it wrote a FATAL error unasked). The pool asks it on checkout of
-// a connection idle at least PeekAfterIdle, so a session the server ended a
+// a connection idle a millisecond or more, so a session the server ended a
 // moment ago is replaced before a statement is sent on it, where its
 // outcome would be unknowable. It must be cheap: one non-blocking system
 // call.
@@ -37,9 +37,10 @@ type GoneChecker[C any] interface {
 	Gone(c C) bool
 }
 
-// PeekAfterIdle: connections back in use within this long are not looked
-// at; the look costs a system call, a twentieth of a SELECT 1 round trip.
-const PeekAfterIdle = time.Millisecond
+// peekAfterIdle: connections back in use within this long are not looked
+// at (GoneChecker); the look costs a system call, a twentieth of a SELECT
+// 1 round trip.
+const peekAfterIdle = time.Millisecond
 
 // InterruptWitness is an optional interface for a Connector that can tell
 // a connection its caller gave up on from one that failed. When a

@@ -1,15 +1,67 @@
 package runpool_test
 
 import (
+	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/pgtest"
-	"github.com/runpool/runpool/pgxadapter"
 	"go.opentelemetry.io/otel/attribute"
 )
+
+// logRecorder is a slog.Handler that keeps every record.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []logRec
+}
+
+type logRec struct {
+	level slog.Level
+	msg   string
+	attrs map[string]slog.Value
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	rec := logRec{level: r.Level, msg: r.Message, attrs: map[string]slog.Value{}}
+	r.Attrs(func(a slog.Attr) bool { rec.attrs[a.Key] = a.Value.Resolve(); return true })
+	h.mu.Lock()
+	h.recs = append(h.recs, rec)
+	h.mu.Unlock()
+	return nil
+}
+
+// find returns the records whose message begins with prefix.
+func (h *logRecorder) find(prefix string) []logRec {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []logRec
+	for _, r := range h.recs {
+		if strings.HasPrefix(r.msg, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// atLeast returns the records at level or above.
+func (h *logRecorder) atLeast(level slog.Level) []logRec {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []logRec
+	for _, r := range h.recs {
+		if r.level >= level {
+			out = append(out, r)
+		}
+	}
+	return out
+}
 
 // The start-up line says where the maximum came from, with or without a
 // budget.
@@ -74,17 +126,8 @@ func TestEventsBackpressure(t *testing.T) {
 	user := srv.CreateRole(t, 2)
 	rd := newReader(t)
 	logs := &logRecorder{}
-	pc, err := pgxadapter.ParseConfig(srv.URLFor(user, "pw", user))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = runpool.Config{Name: pool, MaxConns: 3, Logger: slog.New(logs), MeterProvider: rd.mp}
+	p, _, _ := openPool(t, runpool.Config{Name: pool, MaxConns: 3, Logger: slog.New(logs), MeterProvider: rd.mp}, onServer(srv, user))
 	ctx := ctxT(t, 30*time.Second)
-	p, err := pgxadapter.NewWithConfig(ctx, pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 
 	held := acquireAll(t, ctx, p.Acquire, 2)
 	a, b := held[0], held[1]

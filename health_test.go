@@ -4,30 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 )
-
-// openProxied opens a pgx pool for a fresh role through a fault proxy
-// with px's settings, and returns the proxy and the role too.
-func openProxied(t *testing.T, px faultproxy.Config, cfg runpool.Config) (*pgxadapter.Pool, *faultproxy.Proxy, string) {
-	t.Helper()
-	srv := pgtest.Shared(t)
-	px.Target = srv.Addr()
-	proxy, err := faultproxy.Start(px)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	p, _, user := openPoolVia(t, cfg, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
-	return p, proxy, user
-}
 
 // sessionPID borrows a connection within ctx and returns its backend PID.
 func sessionPID(t *testing.T, ctx context.Context, p *pgxadapter.Pool) uint32 {
@@ -46,9 +29,9 @@ func sessionPID(t *testing.T, ctx context.Context, p *pgxadapter.Pool) uint32 {
 // 10 ms deadline; the connection must stay in the pool.
 func TestProbeOutlivesTheCallersDeadline(t *testing.T) {
 	logs := &logRecorder{}
-	p, _, _ := openProxied(t, faultproxy.Config{Latency: 20 * time.Millisecond},
-		runpool.Config{MaxConns: 2, ProbeAfterIdle: 50 * time.Millisecond, MaintainInterval: 50 * time.Millisecond,
-			Logger: slog.New(logs)})
+	proxy := startProxy(t, faultproxy.Config{Latency: 20 * time.Millisecond})
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 2, ProbeAfterIdle: 50 * time.Millisecond, MaintainInterval: 50 * time.Millisecond,
+		Logger: slog.New(logs)}, through(proxy))
 	ctx := ctxT(t, 20*time.Second)
 	pid := sessionPID(t, ctx, p)
 	time.Sleep(100 * time.Millisecond) // idle past ProbeAfterIdle: due for a probe
@@ -85,8 +68,9 @@ func TestProbeOutlivesTheCallersDeadline(t *testing.T) {
 // black-holed one is still discarded by its probe.
 func TestProbeOnADistantServer(t *testing.T) {
 	const idle = 200 * time.Millisecond
-	p, proxy, _ := openProxied(t, faultproxy.Config{Latency: 300 * time.Millisecond},
-		runpool.Config{MaxConns: 2, ProbeAfterIdle: idle, DialTimeout: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	proxy := startProxy(t, faultproxy.Config{Latency: 300 * time.Millisecond})
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 2, ProbeAfterIdle: idle, DialTimeout: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)},
+		through(proxy))
 	ctx := ctxT(t, 60*time.Second)
 	pid := sessionPID(t, ctx, p)
 	for i := range 3 {

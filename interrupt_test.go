@@ -18,8 +18,9 @@ import (
 // and returns it with the proxy and the three backends' PIDs.
 func interruptSetup(t *testing.T, mode faultproxy.Mode, logs *logRecorder) (*pgxadapter.Pool, *faultproxy.Proxy, []uint32) {
 	t.Helper()
-	p, proxy, _ := openProxied(t, faultproxy.Config{Mode: mode},
-		runpool.Config{MaxConns: 3, ProbeAfterIdle: time.Minute, MaintainInterval: 50 * time.Millisecond, Logger: slog.New(logs)})
+	proxy := startProxy(t, faultproxy.Config{Mode: mode})
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 3, ProbeAfterIdle: time.Minute, MaintainInterval: 50 * time.Millisecond, Logger: slog.New(logs)},
+		through(proxy))
 	ctx := ctxT(t, 20*time.Second)
 	var pids []uint32
 	var held []*pgxadapter.Conn

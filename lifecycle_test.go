@@ -57,12 +57,12 @@ func TestDrainHandsReturnedConnectionsToCallersWaitingForASlot(t *testing.T) {
 // waited for the token and then dialed for another second.
 func TestDrainHandsReturnedConnectionsToCallersWaitingToDial(t *testing.T) {
 	var slow atomic.Bool
-	p := openPoolHooked(t, runpool.Config{MaxConns: 8, MaxConcurrentDials: 1, DrainTimeout: 10 * time.Second}, func(context.Context, *pgx.Conn) error {
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 8, MaxConcurrentDials: 1, DrainTimeout: 10 * time.Second}, afterConnect(func(context.Context, *pgx.Conn) error {
 		if slow.Load() {
 			time.Sleep(time.Second)
 		}
 		return nil
-	})
+	}))
 	ctx := ctxT(t, 20*time.Second)
 	a := acquireAll(t, ctx, p.Acquire, 1)[0]
 	slow.Store(true)
@@ -115,8 +115,8 @@ func TestDrainCutsBackgroundDials(t *testing.T) {
 	var hang atomic.Bool
 	// BudgetCheck error: opened by runpool.Open, which dials the first
 	// connection before returning and leaves the floor to the maintainer.
-	p := openPoolHooked(t, runpool.Config{MaxConns: 3, MinConns: 2, MaintainInterval: 20 * time.Millisecond, DialTimeout: 20 * time.Second,
-		BudgetCheck: runpool.BudgetCheckError}, hangingDials(&hang))
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 3, MinConns: 2, MaintainInterval: 20 * time.Millisecond, DialTimeout: 20 * time.Second,
+		BudgetCheck: runpool.BudgetCheckError}, afterConnect(hangingDials(&hang)))
 	ctx := ctxT(t, 30*time.Second)
 	// The first connection is open; the floor's second dial hangs.
 	hang.Store(true)
@@ -139,7 +139,7 @@ func TestDrainCutsBackgroundDials(t *testing.T) {
 // Before, the drain waited for the dial until its deadline and failed.
 func TestDrainCutsACallersHangingDialAtTheCancelPoint(t *testing.T) {
 	var hang atomic.Bool
-	p := openPoolHooked(t, runpool.Config{MaxConns: 2, DialTimeout: 20 * time.Second}, hangingDials(&hang))
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 2, DialTimeout: 20 * time.Second}, afterConnect(hangingDials(&hang)))
 	ctx := ctxT(t, 30*time.Second)
 	held, err := p.Acquire(ctx)
 	if err != nil {

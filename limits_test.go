@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,21 +121,15 @@ func checkDerived(t *testing.T, what string, d Config) {
 	if ms := d.TCPUserTimeout / time.Millisecond; d.TCPUserTimeout > 0 && (ms < 1 || ms > math.MaxInt32) {
 		t.Fatalf("%s: TCP_USER_TIMEOUT %v is not a 32-bit count of milliseconds", what, d.TCPUserTimeout)
 	}
-	if nd := d.NetDialer(); nd.KeepAliveConfig.Idle > maxKernelKeepAlive || nd.KeepAliveConfig.Interval > maxKernelKeepAlive ||
-		nd.KeepAliveConfig.Count > 127 {
-		t.Fatalf("%s: kernel keepalive %+v beyond Linux's limits", what, nd.KeepAliveConfig)
+	// The adapters put these in socket options and session settings
+	// (internal/pgxconn, checked end to end by adaptertest.CheckSettings).
+	if d.TCPKeepAliveIdle > maxKernelKeepAlive || d.TCPKeepAliveInterval > maxKernelKeepAlive || d.TCPKeepAliveCount > 127 {
+		t.Fatalf("%s: kernel keepalive %v/%v/%d beyond Linux's limits", what, d.TCPKeepAliveIdle, d.TCPKeepAliveInterval, d.TCPKeepAliveCount)
 	}
-	startup, set := d.ServerSettings(16)
-	for k, v := range startup {
-		if n, err := strconvAtoi32(v); err != nil || n < 1 {
-			t.Fatalf("%s: startup %s=%q is not a positive 32-bit integer", what, k, v)
-		}
+	if s := (d.ServerKeepAliveIdle + time.Second - 1) / time.Second; d.ServerKeepAliveIdle > 0 && s > math.MaxInt32 {
+		t.Fatalf("%s: server keepalive %v is not a 32-bit count of seconds", what, d.ServerKeepAliveIdle)
 	}
-	for k, v := range set {
-		if n, err := strconvAtoi32(v); err != nil || n < 1 {
-			t.Fatalf("%s: SET %s=%q is not a positive 32-bit integer", what, k, v)
-		}
+	if ms := d.ServerIdleSessionTimeout.Milliseconds(); d.ServerIdleSessionTimeout > 0 && (ms < 1 || ms > math.MaxInt32) {
+		t.Fatalf("%s: idle_session_timeout %v is not a 32-bit count of milliseconds", what, d.ServerIdleSessionTimeout)
 	}
 }
-
-func strconvAtoi32(s string) (int64, error) { return strconv.ParseInt(s, 10, 32) }

@@ -17,15 +17,15 @@ import (
 func TestMinConnsFloorThroughASlowPathIsNoFreeze(t *testing.T) {
 	const dial = 400 * time.Millisecond // each floor dial; past FreezeThreshold and PathIdleTimeout
 	var slow atomic.Bool
-	p := openPoolHooked(t, runpool.Config{
+	p, _, _ := openPool(t, runpool.Config{
 		MaxConns: 4, MinConns: 4, MaintainInterval: 20 * time.Millisecond,
 		FreezeThreshold: 150 * time.Millisecond, PathIdleTimeout: 200 * time.Millisecond,
-	}, func(context.Context, *pgx.Conn) error {
+	}, afterConnect(func(context.Context, *pgx.Conn) error {
 		if slow.Load() {
 			time.Sleep(dial)
 		}
 		return nil
-	})
+	}))
 	slow.Store(true)
 	ctx := ctxT(t, 30*time.Second)
 	waitFor(t, 15*time.Second, "the MinConns floor", func() bool { st := p.Stat(); return st.TotalConns() == 4 && st.ConstructingConns() == 0 })

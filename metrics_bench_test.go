@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 	"go.opentelemetry.io/otel/attribute"
@@ -74,18 +75,7 @@ func benchMetrics(b *testing.B, op func(context.Context, *pgxadapter.Pool) error
 	for _, c := range benchProviders {
 		b.Run("metrics="+c.name, func(b *testing.B) {
 			ctx := context.Background()
-			cfg, err := pgxadapter.ParseConfig(srv.URL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg.Pool.MaxConns = 8
-			cfg.Pool.Logger = slog.New(slog.DiscardHandler)
-			cfg.Pool.MeterProvider = c.mp()
-			p, err := pgxadapter.NewWithConfig(ctx, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
+			p, _, _ := openPool(b, runpool.Config{MaxConns: 8, Logger: slog.New(slog.DiscardHandler), MeterProvider: c.mp()}, onServer(srv, ""))
 			for range 8 { // open the connections before timing
 				if err := op(ctx, p); err != nil {
 					b.Fatal(err)

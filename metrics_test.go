@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -112,56 +111,6 @@ func extrema(p metricdata.HistogramDataPoint[float64]) (lo, hi float64) {
 	lo, _ = p.Min.Value()
 	hi, _ = p.Max.Value()
 	return lo, hi
-}
-
-// logRecorder is a slog.Handler that keeps every record.
-type logRecorder struct {
-	mu   sync.Mutex
-	recs []logRec
-}
-
-type logRec struct {
-	level slog.Level
-	msg   string
-	attrs map[string]slog.Value
-}
-
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
-func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	rec := logRec{level: r.Level, msg: r.Message, attrs: map[string]slog.Value{}}
-	r.Attrs(func(a slog.Attr) bool { rec.attrs[a.Key] = a.Value.Resolve(); return true })
-	h.mu.Lock()
-	h.recs = append(h.recs, rec)
-	h.mu.Unlock()
-	return nil
-}
-
-// find returns the records whose message begins with prefix.
-func (h *logRecorder) find(prefix string) []logRec {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []logRec
-	for _, r := range h.recs {
-		if strings.HasPrefix(r.msg, prefix) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// atLeast returns the records at level or above.
-func (h *logRecorder) atLeast(level slog.Level) []logRec {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []logRec
-	for _, r := range h.recs {
-		if r.level >= level {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // freezeSelf stops this whole process for d with SIGSTOP, as a platform

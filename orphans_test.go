@@ -26,8 +26,9 @@ import (
 // unanswered stays orphaned here.) Before, it stayed.
 func TestOrphanedSessionsAreEnded(t *testing.T) {
 	const natIdle = 300 * time.Millisecond
-	p, user := openViaAs(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle},
-		runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 100 * time.Millisecond})
+	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 100 * time.Millisecond},
+		through(proxy))
 	srv := pgtest.Shared(t)
 	ctx := ctxT(t, 20*time.Second)
 
@@ -61,16 +62,12 @@ func TestOrphanedSessionsAreEnded(t *testing.T) {
 // session on B.
 func TestOrphanEndingStaysOnItsServer(t *testing.T) {
 	a, b, role, samePIDs := pgtest.Twins(t)
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: a.Addr(), Mode: faultproxy.Blackhole})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := startProxy(t, faultproxy.Config{Target: a.Addr(), Mode: faultproxy.Blackhole})
 	ctx := ctxT(t, 30*time.Second)
-	p := openPoolAt(t, strings.Replace(a.URLFor(role, "pw", role), a.Addr(), proxy.Addr(), 1), runpool.Config{
+	p, _, _ := openPool(t, runpool.Config{
 		MaxConns: 2, ProbeAfterIdle: 50 * time.Millisecond, MaintainInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
-	})
+	}, onServer(a, role), through(proxy))
 	var pid uint32
 	if err := p.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
@@ -122,17 +119,12 @@ func TestOrphanEndingStaysOnItsServer(t *testing.T) {
 // test freezes its own process.
 func TestOrphanEndingSurvivesAFreeze(t *testing.T) {
 	const latency = 200 * time.Millisecond // each way: the query is in flight 400 ms
-	srv := pgtest.Shared(t)
-	proxy, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := startProxy(t, faultproxy.Config{})
 	logs := &logRecorder{}
-	p, _, _ := openPoolVia(t, runpool.Config{
+	p, _, _ := openPool(t, runpool.Config{
 		MaxConns: 2, MaintainInterval: 100 * time.Millisecond, Logger: slog.New(logs),
 		ProbeAfterIdle: time.Minute, MaxConnIdleTime: time.Minute,
-	}, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
+	}, through(proxy))
 	ctx := ctxT(t, 30*time.Second)
 	cs := acquireAll(t, ctx, p.Acquire, 2)
 

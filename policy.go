@@ -60,7 +60,7 @@ type stamps struct {
 type idleAction uint8
 
 const (
-	// idleHandOut: trusted and back in use within PeekAfterIdle: hand
+	// idleHandOut: trusted and back in use within peekAfterIdle: hand
 	// it out as is.
 	idleHandOut idleAction = iota
 	// idlePeek: trusted, idle a little longer: hand it out once a look
@@ -109,7 +109,7 @@ type idleRules struct {
 
 // idle decides at now what a checkout does with the idle connection
 // stamped c. A connection past its lifetime is discarded; a trusted one
-// is handed out, after a peek once idle PeekAfterIdle. Doubting (the
+// is handed out, after a peek once idle peekAfterIdle. Doubting (the
 // caller's first answer was idleDoubt, or the ShouldPing hook wants a
 // probe), one idle past MaxConnIdleTime or condemned (by a freeze, by
 // its cohort) is discarded, any other probed. The trusted path costs a
@@ -117,7 +117,7 @@ type idleRules struct {
 func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
 	idle := time.Duration(now - c.idleSince)
 	if now < c.expiresAt && !doubting && pl.trusted(idle, c, r.probeAfter) {
-		if idle < PeekAfterIdle {
+		if idle < peekAfterIdle {
 			return idleAnswer{do: idleHandOut}
 		}
 		return idleAnswer{do: idlePeek}

@@ -66,8 +66,8 @@ func TestPolicyIdle(t *testing.T) {
 		want     idleAnswer
 	}{
 		// Trusted: used within ProbeAfterIdle, this epoch, nothing pending.
-		{name: "back within PeekAfterIdle: hand out", c: conn(time.Minute, PeekAfterIdle/2, 0), want: idleAnswer{do: idleHandOut}},
-		{name: "idle past PeekAfterIdle: peek", c: conn(time.Minute, 100*time.Millisecond, 0), want: idleAnswer{do: idlePeek}},
+		{name: "back within peekAfterIdle: hand out", c: conn(time.Minute, peekAfterIdle/2, 0), want: idleAnswer{do: idleHandOut}},
+		{name: "idle past peekAfterIdle: peek", c: conn(time.Minute, 100*time.Millisecond, 0), want: idleAnswer{do: idlePeek}},
 		{name: "idle just under ProbeAfterIdle: peek", c: conn(time.Minute, time.Second-1, 0), want: idleAnswer{do: idlePeek}},
 		{name: "released in the current epoch: hand out", s: signals{epoch: 3}, c: conn(time.Minute, 0, 3), want: idleAnswer{do: idleHandOut}},
 

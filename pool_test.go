@@ -8,108 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 )
-
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// openPool opens a pgx pool for a fresh role, so the test can count that
-// role's backends on the server.
-func openPool(t *testing.T, cfg runpool.Config) (*pgxadapter.Pool, *pgtest.Server, string) {
-	return openPoolVia(t, cfg, func(u string) string { return u })
-}
-
-// openPoolVia is openPool with the server's URL rewritten by via (to
-// reach it through a proxy).
-func openPoolVia(t *testing.T, cfg runpool.Config, via func(url string) string) (*pgxadapter.Pool, *pgtest.Server, string) {
-	t.Helper()
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
-	return openPoolAt(t, via(srv.URLFor(user, "pw", user)), cfg), srv, user
-}
-
-// openPoolAt opens a pgx pool with cfg at url, closed when the test ends.
-func openPoolAt(t *testing.T, url string, cfg runpool.Config) *pgxadapter.Pool {
-	t.Helper()
-	return openPoolWith(t, url, cfg, nil)
-}
-
-// openPoolHooked opens a pgx pool for a fresh role with cfg and an
-// AfterConnect hook (to make dials slow), closed when the test ends.
-func openPoolHooked(t *testing.T, cfg runpool.Config, afterConnect func(context.Context, *pgx.Conn) error) *pgxadapter.Pool {
-	t.Helper()
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
-	return openPoolWith(t, srv.URLFor(user, "pw", user), cfg, afterConnect)
-}
-
-// openPoolWith opens a pgx pool with cfg and afterConnect (may be nil) at
-// url, closed when the test ends.
-func openPoolWith(t *testing.T, url string, cfg runpool.Config, afterConnect func(context.Context, *pgx.Conn) error) *pgxadapter.Pool {
-	t.Helper()
-	pc, err := pgxadapter.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.Pool = cfg
-	pc.AfterConnect = afterConnect
-	p, err := pgxadapter.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
-// acquireAll borrows n connections with acquire (a pool's Acquire) or
-// fails the test.
-func acquireAll[C any](t *testing.T, ctx context.Context, acquire func(context.Context) (C, error), n int) []C {
-	t.Helper()
-	cs := make([]C, n)
-	for i := range cs {
-		c, err := acquire(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs[i] = c
-	}
-	return cs
-}
-
-// acquireInBackground starts a caller that acquires with acquire within
-// ctx, releases at once, and sends its error (nil when served).
-func acquireInBackground[C interface{ Release() }](ctx context.Context, acquire func(context.Context) (C, error)) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		c, err := acquire(ctx)
-		if err == nil {
-			c.Release()
-		}
-		done <- err
-	}()
-	return done
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// waitFor polls cond until it holds or the time is up.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestAcquireRelease(t *testing.T) {
 	p, _, _ := openPool(t, runpool.Config{MaxConns: 2})
@@ -255,6 +156,37 @@ func TestLifetimeJitterSpreadsExpiry(t *testing.T) {
 	}
 	if p.Stat().MaxLifetimeDestroyCount() != n {
 		t.Fatalf("MaxLifetimeDestroyCount = %d, want %d", p.Stat().MaxLifetimeDestroyCount(), n)
+	}
+}
+
+// A connection past MaxConnLifetime is closed on checkout, not handed
+// out: before, the fast checkout path skipped the lifetime and closed it
+// only on release (or at a maintainer tick).
+func TestLifetimeCheckedOnEveryCheckout(t *testing.T) {
+	const lifetime = 300 * time.Millisecond
+	p, _, _ := openPool(t, runpool.Config{
+		MaxConns: 2, MaxConnLifetime: lifetime, MaxConnLifetimeJitter: time.Millisecond,
+		MaintainInterval: time.Hour, ProbeAfterIdle: time.Hour, // neither the maintainer nor a probe finds it first
+	})
+	ctx := ctxT(t, 10*time.Second)
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.Conn().PgConn().PID()
+	c.Release()
+	time.Sleep(lifetime + 100*time.Millisecond)
+	before := p.Stat().MaxLifetimeDestroyCount()
+	c, err = p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	if c.Conn().PgConn().PID() == old {
+		t.Errorf("Acquire handed out backend %d past its %v lifetime", old, lifetime)
+	}
+	if n := p.Stat().MaxLifetimeDestroyCount() - before; n != 1 {
+		t.Errorf("MaxLifetimeDestroyCount went up by %d on checkout, want 1", n)
 	}
 }
 

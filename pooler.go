@@ -23,7 +23,7 @@ import (
 //     prepared. PgBouncer 1.21+ can track named statements itself
 //     (max_prepared_statements), but Debian's 1.18 cannot, and managed
 //     poolers vary, so runpool does not depend on it.
-//   - Session settings: the server-side reclaim settings (reclaim.go) are
+//   - Session settings: the server-side reclaim settings (docs/server-reclaim.md) are
 //     not sent. PgBouncer rejects unknown startup parameters such as
 //     tcp_keepalives_idle, and a SET idle_session_timeout would stay on a
 //     server connection that other clients then use. The pooler owns the
@@ -54,22 +54,6 @@ const (
 // BehindPooler reports whether c says a transaction-mode pooler is in
 // front of the server.
 func (c Config) BehindPooler() bool { return c.Pooler == PoolerPgBouncer }
-
-// pgbouncerPort is PgBouncer's default port: a weak hint only, since
-// plenty of servers listen elsewhere and some PostgreSQL servers on it.
-const pgbouncerPort = 6432
-
-// PoolerHint returns a hint to log when nothing says a pooler is in front
-// but the port suggests one (PgBouncer's default 6432), else "". The hint
-// never switches the mode: a guess wrong either way would break prepared
-// statements or the budget.
-func (c Config) PoolerHint(port uint16) string {
-	if c.Pooler != "" || port != pgbouncerPort {
-		return ""
-	}
-	return "runpool: the server's port is 6432, PgBouncer's default; if a transaction-mode pooler is in front, " +
-		"set RUNPOOL_POOLER=pgbouncer (else RUNPOOL_POOLER=none to silence this)"
-}
 
 func setPooler(c *Config, v string) error {
 	v = strings.ToLower(v)

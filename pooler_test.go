@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestPoolerFromEnv(t *testing.T) {
@@ -21,34 +20,6 @@ func TestPoolerFromEnv(t *testing.T) {
 	}
 	if err := (Config{Pooler: "odyssey"}).Validate(); !errors.As(err, &ce) || ce.Setting != "Config.Pooler" {
 		t.Fatalf("Config.Pooler=odyssey: got %v", err)
-	}
-}
-
-// Behind a pooler no session setting is sent: PgBouncer rejects unknown
-// startup parameters, and a SET would stay on a shared server connection.
-func TestPoolerSendsNoSessionSettings(t *testing.T) {
-	startup, set := Config{Pooler: PoolerPgBouncer, ServerIdleSessionTimeout: 2 * time.Minute}.ServerSettings(17)
-	if len(startup) != 0 || len(set) != 0 {
-		t.Fatalf("behind a pooler: startup %v, set %v; want none", startup, set)
-	}
-	startup, set = Config{Pooler: PoolerNone, ServerIdleSessionTimeout: 2 * time.Minute}.ServerSettings(17)
-	if len(startup) == 0 || len(set) == 0 {
-		t.Fatalf("without a pooler the reclaim settings must stay: startup %v, set %v", startup, set)
-	}
-}
-
-// Port 6432 draws a hint, never a switch; an explicit setting silences it.
-func TestPoolerHint(t *testing.T) {
-	if h := (Config{}).PoolerHint(6432); !strings.Contains(h, "RUNPOOL_POOLER=pgbouncer") {
-		t.Errorf("port 6432: hint %q", h)
-	}
-	for _, c := range []struct {
-		cfg  Config
-		port uint16
-	}{{Config{}, 5432}, {Config{Pooler: PoolerNone}, 6432}, {Config{Pooler: PoolerPgBouncer}, 6432}} {
-		if h := c.cfg.PoolerHint(c.port); h != "" {
-			t.Errorf("%+v port %d: unexpected hint %q", c.cfg.Pooler, c.port, h)
-		}
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // served once it is back.
 func TestAcquireWaitsOutAServerRestart(t *testing.T) {
 	logs := &logRecorder{}
-	p, srv := openOwnServer(t, runpool.Config{Logger: slog.New(logs)})
+	p, srv, _ := openPool(t, runpool.Config{Logger: slog.New(logs)}, onServer(pgtest.Start(t, pgtest.Options{}), ""))
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestAcquireWaitsOutAServerRestart(t *testing.T) {
 // server that does not come back fails at its deadline with both causes,
 // its context's error and the refused dial.
 func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
-	p, srv := openOwnServer(t, runpool.Config{Logger: slog.New(slog.DiscardHandler)})
+	p, srv, _ := openPool(t, runpool.Config{Logger: slog.New(slog.DiscardHandler)}, onServer(pgtest.Start(t, pgtest.Options{}), ""))
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestAcquireGivesUpOnADownServerAtItsDeadline(t *testing.T) {
 // RUNPOOL_SERVER_AWAY_TIMEOUT=off) the first refused dial fails the
 // caller, as ordinary pools do.
 func TestServerAwayTimeoutOff(t *testing.T) {
-	p, srv := openOwnServer(t, runpool.Config{Logger: slog.New(slog.DiscardHandler), ServerAwayTimeout: -1})
+	p, srv, _ := openPool(t, runpool.Config{Logger: slog.New(slog.DiscardHandler), ServerAwayTimeout: -1}, onServer(pgtest.Start(t, pgtest.Options{}), ""))
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -125,14 +125,6 @@ func TestAcquireFailsFastWhenTheServerRefusesTheRole(t *testing.T) {
 	if took > 3*time.Second {
 		t.Errorf("failed after %v, want at once", took)
 	}
-}
-
-// openOwnServer opens a pool with cfg on a server of the test's own,
-// which it may stop and start.
-func openOwnServer(t *testing.T, cfg runpool.Config) (*pgxadapter.Pool, *pgtest.Server) {
-	t.Helper()
-	srv := pgtest.Start(t, pgtest.Options{})
-	return openPoolAt(t, srv.URL(), cfg), srv
 }
 
 // timedQuery runs SELECT 1 with a deadline d away and says how long it

@@ -55,7 +55,7 @@ func TestCanceledAcquireCountCountsEveryCancelledWait(t *testing.T) {
 
 	t.Run("dial turn", func(t *testing.T) {
 		var slow atomic.Bool
-		p := openPoolHooked(t, runpool.Config{MaxConns: 4, MaxConcurrentDials: 1}, func(ctx context.Context, _ *pgx.Conn) error {
+		p, _, _ := openPool(t, runpool.Config{MaxConns: 4, MaxConcurrentDials: 1}, afterConnect(func(ctx context.Context, _ *pgx.Conn) error {
 			if slow.Load() {
 				select {
 				case <-time.After(3 * time.Second):
@@ -63,7 +63,7 @@ func TestCanceledAcquireCountCountsEveryCancelledWait(t *testing.T) {
 				}
 			}
 			return nil
-		})
+		}))
 		ctx := ctxT(t, 20*time.Second)
 		held := acquireAll(t, ctx, p.Acquire, 1)[0]
 		defer held.Release()
@@ -82,7 +82,7 @@ func TestCanceledAcquireCountCountsEveryCancelledWait(t *testing.T) {
 	t.Run("backpressure", func(t *testing.T) {
 		srv := pgtest.Shared(t)
 		user := srv.CreateRole(t, 1) // the role's second connection gets 53300
-		p := openPoolAt(t, srv.URLFor(user, "pw", user), runpool.Config{MaxConns: 4})
+		p, _, _ := openPool(t, runpool.Config{MaxConns: 4}, onServer(srv, user))
 		ctx := ctxT(t, 20*time.Second)
 		held := acquireAll(t, ctx, p.Acquire, 1)[0]
 		defer held.Release()

@@ -4,9 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/runpool/runpool/internal/pgtest"
 )
 
 // A caller that finds every connection borrowed waits for one to come back
@@ -65,9 +62,9 @@ func TestWaiterDialsWhenTheConnectionItWaitsForCloses(t *testing.T) {
 // holdOneWith opens a pool, borrows its one connection and sets the
 // estimates returnBeatsDial reads: a borrower keeps its connection use, a
 // dial takes dial, measured just now.
-func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*pgx.Conn], *Conn[*pgx.Conn]) {
+func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*fakeConn], *Conn[*fakeConn]) {
 	t.Helper()
-	p := newTestPool(t)
+	p, _ := openFake(t, Config{MaxConns: 4})
 	held, err := p.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +77,7 @@ func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*pgx.Conn], *Conn
 
 // acquireAsync acquires from p in the background (10 s at most),
 // releases at once, and sends the error, nil when served.
-func acquireAsync(p *Pool[*pgx.Conn]) <-chan error {
+func acquireAsync(p *Pool[*fakeConn]) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -92,47 +89,4 @@ func acquireAsync(p *Pool[*pgx.Conn]) <-chan error {
 		done <- err
 	}()
 	return done
-}
-
-// newTestPool opens a pool of pgx connections to the shared test server,
-// through pgxConnector, closed when the test ends.
-func newTestPool(t *testing.T) *Pool[*pgx.Conn] {
-	t.Helper()
-	srv := pgtest.Shared(t)
-	user := srv.CreateRole(t, -1)
-	p, err := New(Config{MaxConns: 4}, pgxConnector{url: srv.URLFor(user, "pw", user)}, Hooks[*pgx.Conn]{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
-// pgxConnector is the least a Connector needs over pgx, for tests of the
-// pool's own decisions on real connections (the adapters import this
-// package, so its tests cannot use them).
-type pgxConnector struct{ url string }
-
-func (c pgxConnector) Connect(ctx context.Context) (*pgx.Conn, error) {
-	return pgx.Connect(ctx, c.url)
-}
-
-func (pgxConnector) Ping(ctx context.Context, c *pgx.Conn) error { return c.Ping(ctx) }
-
-func (pgxConnector) Reusable(c *pgx.Conn) bool {
-	return !c.IsClosed() && !c.PgConn().IsBusy() && c.PgConn().TxStatus() == 'I'
-}
-
-func (pgxConnector) Cancel(ctx context.Context, c *pgx.Conn) error {
-	return c.PgConn().CancelRequest(ctx)
-}
-
-func (pgxConnector) Close(c *pgx.Conn, dead bool) {
-	if dead {
-		c.PgConn().Conn().Close()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	c.Close(ctx)
 }

@@ -2,7 +2,6 @@ package runpool_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 )
 
@@ -22,7 +20,8 @@ import (
 // callers. Before, each caller waited for its own dial: 16 callers, 16
 // connections, one dial after another.
 func TestBurstIsServedByReturnedConnections(t *testing.T) {
-	p := openVia(t, faultproxy.Config{Latency: 10 * time.Millisecond}, runpool.Config{MaxConns: 16, MaxConcurrentDials: 1})
+	proxy := startProxy(t, faultproxy.Config{Latency: 10 * time.Millisecond})
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 16, MaxConcurrentDials: 1}, through(proxy))
 
 	const n = 16
 	ctx := ctxT(t, 20*time.Second)
@@ -61,8 +60,9 @@ func TestSlowProbeHedgesADial(t *testing.T) {
 	const natIdle = 300 * time.Millisecond
 	// One dial at a time: the caller cannot start its own while the
 	// hedged one runs. A probe deadline of a dial's time, up to 2 s.
-	p := openVia(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle, Latency: 10 * time.Millisecond},
-		runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, ProbeTimeout: 2 * time.Second, ProbeAfterIdle: 100 * time.Millisecond})
+	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle, Latency: 10 * time.Millisecond})
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 4, MaxConcurrentDials: 1, ProbeTimeout: 2 * time.Second, ProbeAfterIdle: 100 * time.Millisecond},
+		through(proxy))
 
 	ctx := ctxT(t, 20*time.Second)
 	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
@@ -89,28 +89,6 @@ func TestSlowProbeHedgesADial(t *testing.T) {
 	}
 }
 
-// openVia opens a pgx pool for a fresh role through a fault proxy with
-// px's settings (its Target is the shared server).
-func openVia(t *testing.T, px faultproxy.Config, cfg runpool.Config) *pgxadapter.Pool {
-	t.Helper()
-	p, _ := openViaAs(t, px, cfg)
-	return p
-}
-
-// openViaAs is openVia that also returns the pool's role.
-func openViaAs(t *testing.T, px faultproxy.Config, cfg runpool.Config) (*pgxadapter.Pool, string) {
-	t.Helper()
-	srv := pgtest.Shared(t)
-	px.Target = srv.Addr()
-	proxy, err := faultproxy.Start(px)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	p, _, user := openPoolVia(t, cfg, func(u string) string { return strings.Replace(u, srv.Addr(), proxy.Addr(), 1) })
-	return p, user
-}
-
 // While connections come back faster than a dial ends, a caller with a
 // dial token free still waits for one rather than dialing
 // (returnBeatsDial): a burst of short queries is then served by the
@@ -122,7 +100,7 @@ func openViaAs(t *testing.T, px faultproxy.Config, cfg runpool.Config) (*pgxadap
 // callers dial at once (4 new connections, checked by breaking the rule
 // by hand).
 func TestWaitsForAReturningConnectionRatherThanDialing(t *testing.T) {
-	p := openPoolHooked(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, slowDials(150*time.Millisecond))
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, afterConnect(slowDials(150*time.Millisecond)))
 
 	ctx := ctxT(t, 20*time.Second)
 	first := burst(t, ctx, p, 8)
@@ -144,7 +122,7 @@ func TestWaitsForAReturningConnectionRatherThanDialing(t *testing.T) {
 // it dialed at 300 ms (one new connection).
 func TestWaitsForAReturningConnectionLongerThanADial(t *testing.T) {
 	const dial = 300 * time.Millisecond
-	p := openPoolHooked(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, slowDials(dial))
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 32, MaxConcurrentDials: 4}, afterConnect(slowDials(dial)))
 	ctx := ctxT(t, 20*time.Second)
 	burst(t, ctx, p, 8) // teaches the pool how long a dial takes and a borrower keeps its connection
 

@@ -18,7 +18,7 @@ import (
 func TestWaitersAreServedInOrder(t *testing.T) {
 	const callers = 8
 	var slow atomic.Bool
-	p := openPoolHooked(t, runpool.Config{MaxConns: 16, MaxConcurrentDials: 1}, func(ctx context.Context, _ *pgx.Conn) error {
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 16, MaxConcurrentDials: 1}, afterConnect(func(ctx context.Context, _ *pgx.Conn) error {
 		if slow.Load() {
 			select { // holds the one dial token while the burst is served
 			case <-time.After(5 * time.Second):
@@ -26,7 +26,7 @@ func TestWaitersAreServedInOrder(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}))
 	ctx := ctxT(t, 30*time.Second)
 	held := acquireAll(t, ctx, p.Acquire, 1)[0]
 	slow.Store(true)

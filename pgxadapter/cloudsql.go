@@ -1,11 +1,8 @@
 package pgxadapter
 
 import (
-	"context"
-	"fmt"
 	"os"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool/internal/cloudsqldial"
 )
 
@@ -45,19 +42,4 @@ func cloudSQLFromEnv() (*CloudSQL, error) {
 	}
 	c := CloudSQL(*s)
 	return &c, nil
-}
-
-// wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
-// connector Dialer (see cloudsqldial.Wire).
-func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
-	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), cfg.Pool)
-}
-
-// serverName names the server in errors: the Cloud SQL instance, or the
-// host and port dialled.
-func serverName(cfg *Config, cc *pgx.ConnConfig) string {
-	if cfg.CloudSQL != nil {
-		return "Cloud SQL instance " + cfg.CloudSQL.Instance
-	}
-	return fmt.Sprintf("server %s:%d", cc.Host, cc.Port)
 }

@@ -23,10 +23,10 @@ func (c *Conn) Release() { c.rc().Release() }
 // pgxpool's Hijack does: the pool no longer counts, closes or drains it,
 // BeforeClose does not run for it, and the caller must close it. Hijack
 // panics on a Conn already released or hijacked.
-func (c *Conn) Hijack() *pgx.Conn { return c.rc().Hijack().conn }
+func (c *Conn) Hijack() *pgx.Conn { return c.rc().Hijack().Pgx }
 
 // Conn returns the underlying *pgx.Conn. Do not use it after Release.
-func (c *Conn) Conn() *pgx.Conn { return c.rc().Value().conn }
+func (c *Conn) Conn() *pgx.Conn { return c.rc().Value().Pgx }
 
 // Exec runs sql.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {

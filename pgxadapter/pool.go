@@ -7,16 +7,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/cloudsqldial"
-	"github.com/runpool/runpool/internal/pgxconn"
 )
 
 // Pool is a runpool pool of *pgx.Conn with the query methods of
 // *pgxpool.Pool. It is safe for concurrent use.
 type Pool struct {
-	p      *runpool.Pool[*pconn]
-	cfg    *Config
-	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the drain
+	p         *runpool.Pool[*pconn]
+	cfg       *Config
+	connector *connector // its Cloud SQL Dialer share is released after the drain
 
 	acquireTracer AcquireTracer // ConnConfig.Tracer's, when it implements it (tracer.go)
 }
@@ -52,18 +50,15 @@ func NewWithConfig(ctx context.Context, cfg *Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	session := pgxconn.Setup(cfg.ConnConfig, rc)
-	cc := session.ConnConfig()
-	dialer, err := wireCloudSQL(ctx, cfg, cc)
+	conn, err := newConnector(ctx, cfg, rc)
 	if err != nil {
 		return nil, err
 	}
-	pgxconn.WarnTransport(&cc.Config, rc, cfg.CloudSQL != nil)
-	p := &Pool{cfg: cfg, dialer: dialer}
-	rp, err := runpool.Start(ctx, rc, newConnector(session, cfg), p.hooks())
+	p := &Pool{cfg: cfg, connector: conn}
+	rp, err := runpool.Start(ctx, rc, conn, p.hooks())
 	if err != nil {
-		dialer.Release()
-		return nil, fmt.Errorf("%w (%s)", err, serverName(cfg, cc))
+		conn.Release()
+		return nil, fmt.Errorf("%w (%s)", err, conn.ServerName())
 	}
 	p.p = rp
 	return p, nil
@@ -108,7 +103,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 		if err != nil {
 			return pgconn.CommandTag{}, err
 		}
-		tag, err := c.Value().conn.Exec(ctx, sql, args...)
+		tag, err := c.Value().Pgx.Exec(ctx, sql, args...)
 		c.Release()
 		if err == nil || !retryable(ctx, err, attempt) {
 			return tag, err
@@ -124,7 +119,7 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 		if err != nil {
 			return errRows{err: err}, err
 		}
-		rows, err := c.Value().conn.Query(ctx, sql, args...)
+		rows, err := c.Value().Pgx.Query(ctx, sql, args...)
 		if err == nil {
 			return c.Value().newRows(rows, c), nil
 		}
@@ -145,7 +140,7 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 		if err != nil {
 			return errRow{err: err}
 		}
-		rows, err := c.Value().conn.Query(ctx, sql, args...)
+		rows, err := c.Value().Pgx.Query(ctx, sql, args...)
 		if err != nil && retryable(ctx, err, attempt) {
 			rows.Close()
 			c.Release()
@@ -162,7 +157,7 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
-	br := c.Value().conn.SendBatch(ctx, b)
+	br := c.Value().Pgx.SendBatch(ctx, b)
 	if tx := br.Tx(); tx != nil {
 		return &poolBatchResults{BatchResults: br, tx: &Tx{t: tx, c: c}}
 	}
@@ -182,7 +177,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 		if err != nil {
 			return nil, err
 		}
-		tx, err := c.Value().conn.BeginTx(ctx, opts)
+		tx, err := c.Value().Pgx.BeginTx(ctx, opts)
 		if err == nil {
 			return &Tx{t: tx, c: c}, nil
 		}
@@ -200,7 +195,7 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 		return 0, err
 	}
 	defer c.Release()
-	return c.Value().conn.CopyFrom(ctx, table, columns, src)
+	return c.Value().Pgx.CopyFrom(ctx, table, columns, src)
 }
 
 // Ping acquires a connection and checks that the server answers.
@@ -210,7 +205,7 @@ func (p *Pool) Ping(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = c.Value().conn.Ping(ctx)
+		err = c.Value().Pgx.Ping(ctx)
 		c.Release()
 		if err == nil || !retryable(ctx, err, attempt) {
 			return err
@@ -221,13 +216,13 @@ func (p *Pool) Ping(ctx context.Context) error {
 // Close drains the pool within Config.Pool.DrainTimeout and closes it.
 func (p *Pool) Close() {
 	p.p.Close()
-	p.dialer.Release()
+	p.connector.Release()
 }
 
 // Shutdown drains the pool within ctx; see runpool.Pool.Shutdown.
 func (p *Pool) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
 	rep, err := p.p.Shutdown(ctx)
-	p.dialer.Release()
+	p.connector.Release()
 	return rep, err
 }
 

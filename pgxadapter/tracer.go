@@ -59,7 +59,7 @@ func (p *Pool) acquireTraced(ctx context.Context) (*runpool.Conn[*pconn], error)
 	c, err := p.p.Acquire(ctx)
 	var conn *pgx.Conn
 	if err == nil {
-		conn = c.Value().conn
+		conn = c.Value().Pgx
 	}
 	p.acquireTracer.TraceAcquireEnd(ctx, p, TraceAcquireEndData{Conn: conn, Err: err})
 	return c, err

@@ -76,7 +76,7 @@ func TestTerminatedConnRetried(t *testing.T) {
 // TestClosedSocketRetried: a connection whose socket is gone (here closed
 // under pgx's feet, as a failed keepalive would). Used again at once, the
 // checkout may trust it without a look (its idle time, counted from its
-// last checkout, may be under runpool.PeekAfterIdle): the statement then
+// last checkout, may be under the pool's 1 ms peek threshold): the statement then
 // fails before sending anything and returns driver.ErrBadConn, database/sql
 // retries on a new connection, and the broken one is closed when it comes
 // back. After a pause, the checkout sees the closed socket and runpool

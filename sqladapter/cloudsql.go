@@ -1,11 +1,8 @@
 package sqladapter
 
 import (
-	"context"
-	"fmt"
-
-	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/pgxconn"
 	"github.com/runpool/runpool/pgxadapter"
 )
 
@@ -14,17 +11,8 @@ import (
 // Config.CloudSQL or by ConfigFromEnv from RUNPOOL_CLOUDSQL_INSTANCE.
 type CloudSQL = pgxadapter.CloudSQL
 
-// wireCloudSQL points cc at cfg.CloudSQL's instance through the process's
-// connector Dialer, as pgxadapter does (see cloudsqldial.Wire).
-func wireCloudSQL(ctx context.Context, cfg *Config, cc *pgx.ConnConfig) (*cloudsqldial.Handle, error) {
-	return cloudsqldial.Wire(ctx, cc, (*cloudsqldial.Settings)(cfg.CloudSQL), cfg.Pool)
-}
-
-// serverName names the server in errors: the Cloud SQL instance, or the
+// serverName names cfg's server in errors: the Cloud SQL instance, or the
 // host and port dialled.
 func serverName(cfg *Config) string {
-	if cfg.CloudSQL != nil {
-		return "Cloud SQL instance " + cfg.CloudSQL.Instance
-	}
-	return fmt.Sprintf("server %s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+	return pgxconn.ServerName(cfg.ConnConfig, (*cloudsqldial.Settings)(cfg.CloudSQL))
 }

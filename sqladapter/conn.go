@@ -170,7 +170,7 @@ func (c *DriverConn) Conn() *pgx.Conn {
 	if err != nil {
 		return nil
 	}
-	return p.pg
+	return p.Pgx
 }
 
 // Prepare prepares a statement (see PrepareContext).

@@ -10,8 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/cloudsqldial"
-	"github.com/runpool/runpool/internal/pgxconn"
 )
 
 // Connector is a driver.Connector whose connections come from a runpool
@@ -23,13 +21,12 @@ import (
 type Connector struct {
 	// pool is set when the Connector is built, or for sql.Open by the
 	// first Connect, which opens it as Open does (see Driver).
-	pool   atomic.Pointer[runpool.Pool[*pooled]]
-	cfg    *Config
-	rc     runpool.Config // cfg.PoolConfig()
-	drv    *sqlDriver
-	src    *source
-	hooks  runpool.Hooks[*pooled]
-	dialer *cloudsqldial.Handle // Cloud SQL connector share, released after the last connection closed
+	pool  atomic.Pointer[runpool.Pool[*pooled]]
+	cfg   *Config
+	rc    runpool.Config // cfg.PoolConfig()
+	drv   *sqlDriver
+	src   *source // its Cloud SQL Dialer share is released after the last connection closed
+	hooks runpool.Hooks[*pooled]
 	// opening admits one first open at a time (sql.Open's Connectors).
 	opening chan struct{}
 	closed  atomic.Bool
@@ -54,7 +51,7 @@ func NewConnector(cfg *Config) (*Connector, error) {
 	}
 	pool, err := runpool.New(c.rc, c.src, c.hooks)
 	if err != nil {
-		c.dialer.Release()
+		c.src.Release()
 		return nil, err
 	}
 	c.pool.Store(pool)
@@ -70,7 +67,7 @@ func newConnector(ctx context.Context, cfg *Config) (*Connector, error) {
 	}
 	pool, err := runpool.Open(ctx, c.rc, c.src, c.hooks)
 	if err != nil {
-		c.dialer.Release()
+		c.src.Release()
 		return nil, err
 	}
 	c.pool.Store(pool)
@@ -87,24 +84,15 @@ func prepare(ctx context.Context, cfg *Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	session := pgxconn.Setup(cfg.ConnConfig, rc)
-	dialer, err := wireCloudSQL(ctx, cfg, session.ConnConfig())
+	src, err := newSource(ctx, cfg, rc)
 	if err != nil {
 		return nil, err
 	}
-	pgxconn.WarnTransport(&session.ConnConfig().Config, rc, cfg.CloudSQL != nil)
-	c := &Connector{cfg: cfg, rc: rc, dialer: dialer, src: &source{session: session, described: rc.BehindPooler()}, opening: make(chan struct{}, 1)}
-	ac := cfg.AfterConnect
+	c := &Connector{cfg: cfg, rc: rc, src: src, opening: make(chan struct{}, 1)}
 	// runpool closes the connection when the hook fails; pgx's stdlib
 	// option would leave it open.
-	c.hooks.AfterConnect = func(ctx context.Context, p *pooled) error {
-		if err := session.AfterConnect(ctx, p.pg); err != nil {
-			return err
-		}
-		if ac != nil {
-			return ac(ctx, p.pg)
-		}
-		return nil
+	if ac := cfg.AfterConnect; ac != nil {
+		c.hooks.AfterConnect = func(ctx context.Context, p *pooled) error { return ac(ctx, p.Pgx) }
 	}
 	c.drv = &sqlDriver{c: c}
 	return c, nil
@@ -147,7 +135,7 @@ func (c *Connector) open(ctx context.Context) (*runpool.Pool[*pooled], error) {
 	}
 	pool, err := runpool.Open(ctx, c.rc, c.src, c.hooks)
 	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, serverName(c.cfg))
+		return nil, fmt.Errorf("%w (%s)", err, c.src.ServerName())
 	}
 	c.pool.Store(pool)
 	if c.closed.Load() { // Close ran meanwhile and may not have seen it
@@ -184,14 +172,14 @@ func (c *Connector) closeNow() {
 	c.closed.Store(true)
 	pool := c.pool.Load()
 	if pool == nil {
-		c.src.retire(c.dialer)
+		c.src.Retire()
 		return
 	}
 	borrowed := pool.Stat().AcquiredConns() // by shells database/sql has not taken back
 	done := make(chan struct{})
 	go func() {
 		pool.Close()
-		c.src.retire(c.dialer)
+		c.src.Retire()
 		close(done)
 	}()
 	if borrowed == 0 {
@@ -225,7 +213,7 @@ func (c *Connector) Shutdown(ctx context.Context) (runpool.DrainReport, error) {
 	if pool := c.pool.Load(); pool != nil {
 		rep, err = pool.Shutdown(ctx)
 	}
-	c.dialer.Release()
+	c.src.Release()
 	return rep, err
 }
 

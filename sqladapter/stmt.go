@@ -97,12 +97,12 @@ func (p *pooled) replan(ctx context.Context, query string, err error) bool {
 		return false
 	}
 	if _, ok := p.stmts.m[query]; ok {
-		if !p.described && p.pg.Deallocate(ctx, query) != nil {
+		if !p.described && p.Pgx.Deallocate(ctx, query) != nil {
 			return false // kept, to deallocate at its next failure
 		}
 		p.stmts.remove(query)
 	}
-	return !p.pg.IsClosed() && p.pg.PgConn().TxStatus() == 'I'
+	return !p.Pgx.IsClosed() && p.Pgx.PgConn().TxStatus() == 'I'
 }
 
 // PrepareContext prepares query by name (its text, as pgx's stdlib driver
@@ -114,7 +114,7 @@ func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if err != nil {
 		return nil, err
 	}
-	if p.pg.IsClosed() {
+	if p.Pgx.IsClosed() {
 		return nil, driver.ErrBadConn
 	}
 	if e := p.stmts.m[query]; e != nil {
@@ -125,7 +125,7 @@ func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if p.described {
 		name = "" // pooler.go
 	}
-	sd, err := p.pg.Prepare(ctx, name, query)
+	sd, err := p.Pgx.Prepare(ctx, name, query)
 	if err != nil {
 		return nil, retryable(err)
 	}
@@ -134,7 +134,7 @@ func (c *DriverConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if evict != "" && !p.described {
 		// A failure here broke the connection or will show on its next
 		// use; this statement is prepared either way.
-		_ = p.pg.Deallocate(ctx, evict)
+		_ = p.Pgx.Deallocate(ctx, evict)
 	}
 	return &stmt{c: c, p: p, e: e}, nil
 }
@@ -196,7 +196,7 @@ func (p *pooled) release(ctx context.Context, e *prepared) error {
 	if e.refs > 0 || p.described {
 		return nil
 	}
-	if err := p.pg.Deallocate(ctx, e.sd.SQL); err != nil {
+	if err := p.Pgx.Deallocate(ctx, e.sd.SQL); err != nil {
 		return err // kept, for a later Prepare or the bound
 	}
 	p.stmts.remove(e.sd.SQL)

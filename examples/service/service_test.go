@@ -157,11 +157,33 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 }
 
+// idleExit is how long the service takes, in the current conditions of
+// this machine, from SIGTERM to exit with nothing in flight: what a
+// process needs to be scheduled, stop and exit, beyond any drain.
+func idleExit(t *testing.T) time.Duration {
+	s, _, _ := startService(t)
+	sigterm := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+		return time.Since(sigterm)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle service did not exit")
+		return 0
+	}
+}
+
 // Work longer than the drain deadline is cancelled on the server at the
 // deadline, the caller gets a clear error, the process exits before the
 // grace period ends, and a request after SIGTERM is refused.
 func TestSIGTERMCancelsOverlongWork(t *testing.T) {
 	const drain = 2 * time.Second
+	// The grace period's margin over the drain budget is a quarter of it
+	// (Cloud Run: 8 s of 10 s); a busy machine also delays the exit
+	// itself, measured here on an idle service.
+	grace := drain + drain/4 + idleExit(t)
 	s, srv, user := startService(t, "RUNPOOL_DRAIN_TIMEOUT="+drain.String())
 	long := make(chan answer, 1)
 	go func() { long <- get("http://" + s.addr + "/work?ms=30000") }()
@@ -186,12 +208,12 @@ func TestSIGTERMCancelsOverlongWork(t *testing.T) {
 	select {
 	case <-s.done:
 		exit := time.Since(sigterm)
-		t.Logf("exited %v after SIGTERM (drain budget %v)", exit.Round(time.Millisecond), drain)
+		t.Logf("exited %v after SIGTERM (drain budget %v, grace %v)", exit.Round(time.Millisecond), drain, grace.Round(time.Millisecond))
 		if err := s.exitErr; err != nil {
 			t.Fatalf("exit: %v, want 0", err)
 		}
-		if exit > drain+500*time.Millisecond {
-			t.Fatalf("exited %v after SIGTERM, past the drain budget %v", exit, drain)
+		if exit > grace {
+			t.Fatalf("exited %v after SIGTERM, past the grace period %v (drain budget %v)", exit, grace, drain)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the service did not exit")

@@ -31,7 +31,7 @@ func CheckSettings(cc *pgx.ConnConfig, pool runpool.Config) error {
 			return fmt.Errorf("startup parameter %s=%q is not a positive 32-bit integer", k, v)
 		}
 	}
-	d := pool.NetDialer()
+	d := pgxconn.Dialer(pool)
 	if ka := d.KeepAliveConfig; ka.Idle > 32767*time.Second || ka.Interval > 32767*time.Second || ka.Count > 127 {
 		return fmt.Errorf("kernel keepalive %+v beyond Linux's limits", ka)
 	}

@@ -226,12 +226,12 @@ func acquire(ctx context.Context, s *Settings) (*cloudsqlconn.Dialer, *Handle, e
 }
 
 // Wire sets cc up to dial s's instance through the process-wide Dialer
-// with runpool's socket options (pool.NetDialer), with TLS left to
+// with runpool's socket options (nd, pgxconn.Dialer), with TLS left to
 // cloudsqlconn (sslmode=disable: the connector does mTLS itself). s comes
 // from an adapter's Config.CloudSQL, which errors name; nil s means no
 // Cloud SQL: nil Handle, cc unchanged. Release the Handle after the pool
 // drained.
-func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, pool runpool.Config) (*Handle, error) {
+func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, nd *net.Dialer) (*Handle, error) {
 	if s == nil {
 		return nil, nil
 	}
@@ -245,7 +245,7 @@ func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, pool runpool.Con
 	if err != nil {
 		return nil, err
 	}
-	opts, nd, name := s.dialOptions(), pool.NetDialer(), s.Instance
+	opts, name := s.dialOptions(), s.Instance
 	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return dial(ctx, d, name, opts, nd)
 	}

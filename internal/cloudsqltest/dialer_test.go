@@ -2,15 +2,16 @@ package cloudsqltest_test
 
 import (
 	"context"
+	"maps"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/runpool/runpool/internal/adaptertest"
 	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/cloudsqltest"
 	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
-	"golang.org/x/sys/unix"
 )
 
 // RUNPOOL_CLOUDSQL_IP_TYPE picks the address cloudsqlconn dials, and
@@ -72,27 +73,10 @@ func TestCloudSQLKeepAlive(t *testing.T) {
 	if !ok {
 		t.Fatalf("%T does not reach its socket", c.Conn().PgConn().Conn())
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	get := func(level, opt int) (v int) {
-		_ = raw.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), level, opt) })
-		return v
-	}
-	for _, o := range []struct {
-		name      string
-		got, want int
-	}{
-		{"SO_KEEPALIVE", get(unix.SOL_SOCKET, unix.SO_KEEPALIVE), 1},
-		{"TCP_KEEPIDLE", get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE), 15},
-		{"TCP_KEEPINTVL", get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL), 5},
-		{"TCP_KEEPCNT", get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT), 3},
-		{"TCP_USER_TIMEOUT", get(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT), 20000},
-	} {
-		if o.got != o.want {
-			t.Errorf("%s = %d, want %d", o.name, o.got, o.want)
-		}
+	got, err := adaptertest.SocketOptions(sc)
+	want := map[string]int{"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3, "TCP_USER_TIMEOUT": 20000}
+	if err != nil || !maps.Equal(got, want) {
+		t.Errorf("socket options %v (%v), want %v", got, err, want)
 	}
 }
 

@@ -18,12 +18,12 @@ import (
 	"github.com/runpool/runpool/internal/sockpeek"
 )
 
-// Watch has cc's connections dial through a witness of their
-// interruptions (see InterruptionOf): it wraps cc.DialFunc, whatever set
+// watch has cc's connections dial through a witness of their
+// interruptions (see interruptionOf): it wraps cc.DialFunc, whatever set
 // it (runpool's dialer, the Cloud SQL connector, a BeforeConnect hook),
 // and cc.OnPgError, to see the server end the session. Call it on the
 // copy each connection is dialled with, last.
-func Watch(cc *pgconn.Config) {
+func watch(cc *pgconn.Config) {
 	dial := cc.DialFunc
 	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
@@ -49,11 +49,11 @@ func Watch(cc *pgconn.Config) {
 	}
 }
 
-// InterruptionOf returns what pc's socket showed of the last interruption
+// interruptionOf returns what pc's socket showed of the last interruption
 // by its caller's context (runpool.InterruptWitness): the zero
 // Interruption when the connection's last failure was no interruption,
-// when it saw none, or when it was not dialled through Watch.
-func InterruptionOf(pc *pgconn.PgConn) runpool.Interruption {
+// when it saw none, or when it was not dialled through watch.
+func interruptionOf(pc *pgconn.PgConn) runpool.Interruption {
 	w := watchedOf(pc)
 	if w == nil {
 		return runpool.Interruption{}

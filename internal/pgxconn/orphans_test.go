@@ -38,7 +38,7 @@ func TestEndOrphansOnlyOnTheirServer(t *testing.T) {
 	defer cancel()
 
 	orphan := connect(t, s) // on A
-	mine, ok := SessionOf(orphan)
+	mine, ok := sessionOf(orphan)
 	if !ok {
 		t.Fatal("no session recorded at connect time")
 	}
@@ -48,10 +48,10 @@ func TestEndOrphansOnlyOnTheirServer(t *testing.T) {
 	if err := other.AfterConnect(ctx, stranger); err != nil {
 		t.Fatal(err)
 	}
-	theirs, _ := SessionOf(stranger)
+	theirs, _ := sessionOf(stranger)
 	t.Logf("the orphan: PID %d on A; the other instance's session: PID %d on B", mine.PID, theirs.PID)
 	via := connect(t, s) // the pool's next connection, on B
-	if v, _ := SessionOf(via); v.Server.Equal(mine.Server) || !v.Server.Equal(theirs.Server) {
+	if v, _ := sessionOf(via); v.Server.Equal(mine.Server) || !v.Server.Equal(theirs.Server) {
 		t.Fatalf("servers: via %v, orphan %v, stranger %v: the proxy did not switch", v.Server, mine.Server, theirs.Server)
 	}
 
@@ -59,7 +59,7 @@ func TestEndOrphansOnlyOnTheirServer(t *testing.T) {
 	// and start; only the server tells them apart.
 	worst := mine
 	worst.PID, worst.Began = theirs.PID, theirs.Began
-	if n, err := EndOrphans(ctx, via, []runpool.Orphan{mine, worst}); err != nil || n != 0 {
+	if n, err := endOrphans(ctx, via, []runpool.Orphan{mine, worst}); err != nil || n != 0 {
 		t.Fatalf("ended %d (err %v) on the other server (PIDs equal: %v), want 0", n, err, samePIDs)
 	}
 	if err := stranger.Ping(ctx); err != nil {
@@ -73,11 +73,11 @@ func TestEndOrphansOnlyOnTheirServer(t *testing.T) {
 	for _, skew := range []time.Duration{-time.Minute, time.Minute} {
 		off := mine
 		off.Began = off.Began.Add(skew)
-		if n, err := EndOrphans(ctx, home, []runpool.Orphan{off}); err != nil || n != 0 {
+		if n, err := endOrphans(ctx, home, []runpool.Orphan{off}); err != nil || n != 0 {
 			t.Fatalf("a record %v off: ended %d (err %v), want 0", skew, n, err)
 		}
 	}
-	if n, err := EndOrphans(ctx, home, []runpool.Orphan{mine}); err != nil || n != 1 {
+	if n, err := endOrphans(ctx, home, []runpool.Orphan{mine}); err != nil || n != 1 {
 		t.Fatalf("the pool's own orphan: ended %d (err %v), want 1", n, err)
 	}
 }

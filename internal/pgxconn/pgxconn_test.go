@@ -53,8 +53,8 @@ func TestVersionSettingsMoveIntoTheStartupPacket(t *testing.T) {
 	s := Setup(cc, pool)
 
 	first := connect(t, s)
-	if ServerMajor(first) < 14 {
-		t.Skipf("server %d has no idle_session_timeout", ServerMajor(first))
+	if serverMajor(first) < 14 {
+		t.Skipf("server %d has no idle_session_timeout", serverMajor(first))
 	}
 	if setting, source := settingSource(t, first); setting != "90000" || source != "session" {
 		t.Fatalf("first connection: idle_session_timeout %s from %q, want 90000 from a SET (session)", setting, source)
@@ -107,7 +107,7 @@ func TestEndOrphansMatchesOnlyTheOrphan(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := connect(t, Setup(cc, runpool.Config{}))
-		o, ok := SessionOf(c)
+		o, ok := sessionOf(c)
 		if !ok || o.PID != c.PgConn().PID() {
 			t.Fatalf("session %+v (known %v) of PID %d", o, ok, c.PgConn().PID())
 		}
@@ -126,13 +126,13 @@ func TestEndOrphansMatchesOnlyTheOrphan(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := busy.Exec(ctx, "SELECT pg_sleep(1)"); done <- err }()
 	time.Sleep(200 * time.Millisecond)
-	if n, err := EndOrphans(ctx, via, []runpool.Orphan{reused, busyO, otherO}); err != nil || n != 0 {
+	if n, err := endOrphans(ctx, via, []runpool.Orphan{reused, busyO, otherO}); err != nil || n != 0 {
 		t.Fatalf("ended %d (err %v) of a reused PID, a busy session and another user's; want 0", n, err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the busy session was ended: %v", err)
 	}
-	if n, err := EndOrphans(ctx, via, []runpool.Orphan{idleO}); err != nil || n != 1 {
+	if n, err := endOrphans(ctx, via, []runpool.Orphan{idleO}); err != nil || n != 1 {
 		t.Fatalf("ended %d (err %v) of one idle orphan, want 1", n, err)
 	}
 	if err := other.Ping(ctx); err != nil {

@@ -94,12 +94,12 @@ func isLocal(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// WarnTransport logs one warning through pool's Logger when cc would send
+// warnTransport logs one warning through pool's Logger when cc would send
 // the password and the data across a network without TLS whose
 // certificate is verified, saying how to fix it. viaCloudSQL: the Cloud
 // SQL connector dials, with mutual TLS of its own, and cc's TLS settings
 // do not apply. The message names the host, never the password.
-func WarnTransport(cc *pgconn.Config, pool runpool.Config, viaCloudSQL bool) {
+func warnTransport(cc *pgconn.Config, pool runpool.Config, viaCloudSQL bool) {
 	if viaCloudSQL {
 		return
 	}

@@ -71,11 +71,11 @@ func TestWarnTransport(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	pool := runpool.Config{Name: "orders", Logger: slog.New(slog.NewTextHandler(&buf, nil))}
-	WarnTransport(&cc.Config, pool, true)
+	warnTransport(&cc.Config, pool, true)
 	if buf.Len() != 0 {
 		t.Fatalf("warned with the Cloud SQL connector: %s", buf.String())
 	}
-	WarnTransport(&cc.Config, pool, false)
+	warnTransport(&cc.Config, pool, false)
 	out := buf.String()
 	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "sslmode=verify-full") ||
 		!strings.Contains(out, "db.example.com:5432") || !strings.Contains(out, "pool=orders") {

@@ -1,4 +1,4 @@
-package runpool
+package pgxconn
 
 import (
 	"time"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package runpool
+package pgxconn
 
 import "time"
 

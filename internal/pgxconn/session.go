@@ -1,6 +1,3 @@
-// Package pgxconn prepares pgx connection settings for runpool, the same
-// way for both adapters: runpool's dialer (keepalives, TCP_USER_TIMEOUT)
-// and the server-side reclaim settings (see the root package's reclaim.go).
 package pgxconn
 
 import (
@@ -41,13 +38,13 @@ func Setup(cc *pgx.ConnConfig, pool runpool.Config) *Session {
 	cc = cc.Copy()
 	forPooler(cc, pool)
 	if isNetDialer(cc.DialFunc) {
-		cc.DialFunc = pool.NetDialer().DialContext
+		cc.DialFunc = Dialer(pool).DialContext
 	}
 	user := make(map[string]bool, len(cc.RuntimeParams))
 	for k := range cc.RuntimeParams {
 		user[k] = true
 	}
-	startup, _ := pool.ServerSettings(0)
+	startup, _ := serverSettings(pool, 0)
 	for k, v := range startup {
 		if !user[k] {
 			cc.RuntimeParams[k] = v
@@ -81,9 +78,9 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 // settings for the server's version that the startup packet did not
 // carry (and from then on has them carried there), and, unless a pooler
 // hides the server sessions, reads what identifies the session exactly
-// (SessionOf), in the same round trip.
+// (sessionOf), in the same round trip.
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
-	_, set := s.pool.ServerSettings(ServerMajor(conn))
+	_, set := serverSettings(s.pool, serverMajor(conn))
 	sent := conn.Config().RuntimeParams
 	batch := &pgconn.Batch{}
 	sets := 0
@@ -146,9 +143,9 @@ func decodeSession(row [][]byte) (runpool.Orphan, bool) {
 	return runpool.Orphan{PID: binary.BigEndian.Uint32(row[0]), Began: ts(row[1]), Server: ts(row[2])}, true
 }
 
-// SessionOf returns conn's session as AfterConnect read it; false when
+// sessionOf returns conn's session as AfterConnect read it; false when
 // unknown (behind a pooler, or not read).
-func SessionOf(conn *pgx.Conn) (runpool.Orphan, bool) {
+func sessionOf(conn *pgx.Conn) (runpool.Orphan, bool) {
 	o, ok := conn.PgConn().CustomData()[sessionKey].(runpool.Orphan)
 	return o, ok
 }
@@ -163,9 +160,9 @@ func (s *Session) DialFailed(err error) {
 	}
 }
 
-// ServerMajor is the server's major version from the server_version it
+// serverMajor is the server's major version from the server_version it
 // reported at startup ("15.18 (Debian ...)" -> 15), 0 when unknown.
-func ServerMajor(conn *pgx.Conn) int {
+func serverMajor(conn *pgx.Conn) int {
 	v := conn.PgConn().ParameterStatus("server_version")
 	end := strings.IndexAny(v, ". ")
 	if end < 0 {
@@ -175,9 +172,9 @@ func ServerMajor(conn *pgx.Conn) int {
 	return n
 }
 
-// ReadLimits reads what the server allows the connection's role, for the
+// readLimits reads what the server allows the connection's role, for the
 // budget (runpool.LimitReader).
-func ReadLimits(ctx context.Context, conn *pgx.Conn) (runpool.ServerLimits, error) {
+func readLimits(ctx context.Context, conn *pgx.Conn) (runpool.ServerLimits, error) {
 	var l runpool.ServerLimits
 	err := conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
 		current_setting('superuser_reserved_connections')::int,
@@ -189,13 +186,13 @@ func ReadLimits(ctx context.Context, conn *pgx.Conn) (runpool.ServerLimits, erro
 	return l, err
 }
 
-// EndOrphans ends, through conn, the sessions among orphans that are on
+// endOrphans ends, through conn, the sessions among orphans that are on
 // conn's server and still there (runpool.OrphanEnder): the same server
 // start, PID and session start, idle, of the same session user. The
 // server's identity is checked in the same statement, so a connection
 // that landed on another server behind the same address ends nothing
 // there; a session at work fails "idle".
-func EndOrphans(ctx context.Context, conn *pgx.Conn, orphans []runpool.Orphan) (int, error) {
+func endOrphans(ctx context.Context, conn *pgx.Conn, orphans []runpool.Orphan) (int, error) {
 	pids := make([]int64, len(orphans))
 	began := make([]time.Time, len(orphans))
 	server := make([]time.Time, len(orphans))

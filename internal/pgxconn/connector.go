@@ -1,0 +1,171 @@
+package pgxconn
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/cloudsqldial"
+)
+
+// Connector opens and closes the connections of one pool for either
+// adapter: runpool.Connector with the optional GoneChecker, LimitReader,
+// OrphanEnder and InterruptWitness. C is the adapter's connection type.
+type Connector[C Pooled] struct {
+	session  *Session
+	open     func(context.Context, *pgx.ConnConfig) (C, error)
+	before   func(context.Context, *pgx.ConnConfig) error
+	onClose  func(*pgx.Conn)
+	server   string               // names the server in errors
+	cloudSQL *cloudsqldial.Handle // the share of the Cloud SQL Dialer; nil without Cloud SQL
+	live     atomic.Int64         // connections open
+	retired  atomic.Bool          // release cloudSQL when the last connection closes
+}
+
+// Options is what an adapter gives New.
+type Options[C Pooled] struct {
+	// ConnConfig and Pool are the user's settings; New copies ConnConfig.
+	ConnConfig *pgx.ConnConfig
+	Pool       runpool.Config
+	// CloudSQL, when set, dials that instance through the process's
+	// Cloud SQL Dialer (cloudsqldial.Wire).
+	CloudSQL *cloudsqldial.Settings
+	// Open dials one connection with cc and returns it in the adapter's
+	// type, its embedded Conn's Pgx set.
+	Open func(ctx context.Context, cc *pgx.ConnConfig) (C, error)
+	// BeforeConnect, when set, may change the copy of the settings each
+	// dial uses, before the dial; its error fails the dial as it is.
+	BeforeConnect func(ctx context.Context, cc *pgx.ConnConfig) error
+	// BeforeClose, when set, runs before each connection is closed.
+	BeforeClose func(*pgx.Conn)
+}
+
+// New returns the Connector for o: runpool's dialer and session settings
+// (Setup), the Cloud SQL wiring, checked within ctx when ctx is not nil,
+// and a warning in the log when the settings do not protect the password
+// and the data (warnTransport). It dials nothing.
+func New[C Pooled](ctx context.Context, o Options[C]) (*Connector[C], error) {
+	session := Setup(o.ConnConfig, o.Pool)
+	cc := session.ConnConfig()
+	h, err := cloudsqldial.Wire(ctx, cc, o.CloudSQL, Dialer(o.Pool))
+	if err != nil {
+		return nil, err
+	}
+	warnTransport(&cc.Config, o.Pool, o.CloudSQL != nil)
+	return &Connector[C]{session: session, open: o.Open, before: o.BeforeConnect, onClose: o.BeforeClose,
+		server: ServerName(o.ConnConfig, o.CloudSQL), cloudSQL: h}, nil
+}
+
+// ServerName names the server in errors: the Cloud SQL instance when s
+// is set, else cc's host and port.
+func ServerName(cc *pgx.ConnConfig, s *cloudsqldial.Settings) string {
+	if s != nil {
+		return "Cloud SQL instance " + s.Instance
+	}
+	return fmt.Sprintf("server %s:%d", cc.Host, cc.Port)
+}
+
+// ServerName names the server in errors (the function ServerName).
+func (k *Connector[C]) ServerName() string { return k.server }
+
+// Connect dials a connection with the settings of the moment, watched
+// for interruptions (watch), and sends the session settings the startup
+// packet did not carry (Session.AfterConnect).
+func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
+	var zero C
+	cc := k.session.ConnConfig().Copy()
+	if k.before != nil {
+		if err := k.before(ctx, cc); err != nil {
+			return zero, err
+		}
+	}
+	watch(&cc.Config)
+	c, err := k.open(ctx, cc)
+	if err != nil {
+		k.session.DialFailed(err)
+		return zero, err
+	}
+	pc := c.pooled()
+	if err := k.session.AfterConnect(ctx, pc.Pgx); err != nil {
+		pc.Pgx.Close(ctx)
+		return zero, err
+	}
+	pc.sock.Init(pc.Pgx.PgConn().Conn())
+	k.live.Add(1)
+	return c, nil
+}
+
+// Gone reports, without sending anything, that the server closed the
+// connection or ended its session (runpool.GoneChecker).
+func (k *Connector[C]) Gone(c C) bool { return c.pooled().gone() }
+
+// Ping is the checkout probe: a look at the socket, then a round trip
+// bounded by ctx.
+func (k *Connector[C]) Ping(ctx context.Context, c C) error { return c.pooled().ping(ctx) }
+
+// Reusable reports whether c may go back to the idle list: open, not
+// busy and outside any transaction.
+func (k *Connector[C]) Reusable(c C) bool { return c.pooled().reusable() }
+
+// Cancel asks the server to cancel what c runs.
+func (k *Connector[C]) Cancel(ctx context.Context, c C) error {
+	return c.pooled().Pgx.PgConn().CancelRequest(ctx)
+}
+
+// Close closes c (see runpool.Connector), after the BeforeClose hook.
+func (k *Connector[C]) Close(c C, dead bool) {
+	pc := c.pooled()
+	if k.onClose != nil {
+		k.onClose(pc.Pgx)
+	}
+	pc.close(dead)
+	if k.live.Add(-1) == 0 && k.retired.Load() {
+		k.cloudSQL.Release()
+	}
+}
+
+// ServerLimits reads what the server allows the connection's role
+// (runpool.LimitReader).
+func (k *Connector[C]) ServerLimits(ctx context.Context, c C) (runpool.ServerLimits, error) {
+	return readLimits(ctx, c.pooled().Pgx)
+}
+
+// Session and EndOrphans let the pool end sessions it gave up as dead
+// (runpool.OrphanEnder).
+func (k *Connector[C]) Session(c C) (runpool.Orphan, bool) { return sessionOf(c.pooled().Pgx) }
+
+// EndOrphans ends orphans through via (see endOrphans).
+func (k *Connector[C]) EndOrphans(ctx context.Context, via C, orphans []runpool.Orphan) (int, error) {
+	return endOrphans(ctx, via.pooled().Pgx, orphans)
+}
+
+// Interruption tells the pool whether c was closed by its caller's
+// context, and whether the server answered after
+// (runpool.InterruptWitness).
+func (k *Connector[C]) Interruption(c C) runpool.Interruption { return c.pooled().interruption() }
+
+// Release gives back the share of the Cloud SQL Dialer now, closing the
+// Dialer when no other pool holds it; call it once the pool has drained
+// (closing the Dialer cuts the connections it opened).
+func (k *Connector[C]) Release() { k.cloudSQL.Release() }
+
+// Retire gives back the share of the Cloud SQL Dialer once no connection
+// is open any more: at once, or when the last one closes.
+func (k *Connector[C]) Retire() {
+	if k.cloudSQL == nil {
+		return
+	}
+	k.retired.Store(true)
+	if k.live.Load() == 0 {
+		k.cloudSQL.Release()
+	}
+}
+
+var (
+	_ runpool.GoneChecker[*Conn]      = (*Connector[*Conn])(nil)
+	_ runpool.LimitReader[*Conn]      = (*Connector[*Conn])(nil)
+	_ runpool.OrphanEnder[*Conn]      = (*Connector[*Conn])(nil)
+	_ runpool.InterruptWitness[*Conn] = (*Connector[*Conn])(nil)
+)
