@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	cloud.google.com/go/cloudsqlconn v1.26.0
+	github.com/aws/aws-lambda-go v1.55.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jackc/puddle/v2 v2.2.3
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0
