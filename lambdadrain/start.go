@@ -155,8 +155,19 @@ func (e *Extension) watch() {
 	e.exit(code)
 }
 
+// pinger is a pool that can prove a connection live: *pgxadapter.Pool.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // drain drains every pool at once within the budget and reports whether
-// all of them finished.
+// all of them finished. A pool that can ping is pinged first, within half
+// the budget: SIGTERM comes to an environment that sat frozen, often past
+// its path's idle timeout, and the drain ends the sessions the pool gave
+// up as dead (orphans) only through a live connection. The ping probes a
+// stale connection, gives it up as an orphan, and leaves a fresh one
+// idle, so the drain ends the orphans through it and closes it cleanly,
+// rather than sending its goodbyes into a flow the path forgot.
 func (e *Extension) drain() bool {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
@@ -167,6 +178,11 @@ func (e *Extension) drain() bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if pp, ok := p.(pinger); ok {
+				pctx, cancel := context.WithDeadline(ctx, start.Add(e.timeout/2))
+				_ = pp.Ping(pctx) // a failure leaves the drain to do what it can
+				cancel()
+			}
 			_, errs[i] = p.Shutdown(ctx)
 		}()
 	}
