@@ -20,22 +20,28 @@
 // a runtime with an internal extension, 500 ms, less a fifth for the
 // process to exit (runpool.Platform.DrainTimeout: 400 ms), and the
 // process exits before SIGKILL. RUNPOOL_DRAIN_TIMEOUT or Options.Timeout
-// override the budget.
+// override the budget. SIGTERM comes to an environment that sat frozen,
+// often longer than its network path keeps an idle flow, so each pool is
+// first pinged within half the budget (*pgxadapter.Pool, or a *sql.DB
+// through [DB]): the ping gives a stale connection up and leaves a live
+// one, through which the drain ends the stale one's server session
+// (runpool's orphan ending) before it closes the live one cleanly. A
+// goodbye sent on a flow the path forgot would never reach the server.
 //
 // When no extension can be registered (Lambda refused it, or the Runtime
 // API did not answer), Start returns the error and the function keeps
 // working: invocations are served as before, but no SIGTERM comes. The
-// environment is frozen after its last invocation and killed later. When
-// the kernel closes the killed process's sockets, a server whose path
-// still knows the flow ends the sessions at once; a path that forgot the
-// flow while the environment sat frozen leaves the backends waiting, and
-// the server reclaims their slots by itself: runpool's server TCP
-// keepalives (RUNPOOL_SERVER_KEEPALIVE_IDLE, 30 s by default) end them
-// about a minute later, sooner with the opt-in idle_session_timeout
-// (RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT). No other instance ends them: a
-// pool ends only the orphaned sessions it noted itself. Keep
-// RUNPOOL_MAX_INSTANCES (the function's reserved concurrency) honest so
-// that the budget leaves room for such slots.
+// environment is frozen after its last invocation and ended later without
+// warning, and the pool's connections are left to the server. A session
+// whose client's socket is closed while its path still knows the flow
+// ends at once; one behind a path that forgot the flow while the
+// environment sat frozen keeps its max_connections slot until the server
+// reclaims it by itself (docs/server-reclaim.md): runpool's server TCP
+// keepalives (RUNPOOL_SERVER_KEEPALIVE_IDLE, 30 s by default) end it
+// about a minute later, unless something between that terminates TCP
+// answers the probes itself; the opt-in idle_session_timeout
+// (RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT) bounds it regardless. No other
+// instance ends it: a pool ends only the sessions it noted itself.
 //
 // Off Lambda (AWS_LAMBDA_RUNTIME_API unset) Start registers nothing and
 // still drains on SIGTERM, so the same main runs under a local emulator.
