@@ -52,9 +52,8 @@ func (o *output) String() string {
 
 // function starts the example under the stand-in runtime, connecting as
 // a fresh role through the NAT, and returns it with the role.
-func function(t *testing.T, srv *pgtest.Server, nat *faultproxy.Proxy, opts lambdatest.Options) (*lambdatest.API, *lambdatest.Function, *output, string) {
+func function(t *testing.T, bin string, srv *pgtest.Server, nat *faultproxy.Proxy, opts lambdatest.Options) (*lambdatest.API, *lambdatest.Function, *output, string) {
 	t.Helper()
-	bin := build(t)
 	user := srv.CreateRole(t, -1)
 	api, err := lambdatest.Start(opts)
 	if err != nil {
@@ -117,8 +116,16 @@ func backendsLeft(t *testing.T, srv *pgtest.Server, user string) int {
 // the NAT forgets the pool's flows), every one served; then, after a last
 // freeze past the NAT's timeout, as an idle environment is shut down,
 // SIGTERM drains the pool and the process exits within Lambda's window
-// with no backend of its role left on the server.
+// with no backend of its role left on the server. Both ways a NAT
+// forgets: silently, and with a reset (an AWS NAT gateway's way).
 func TestLambdaFreezesBehindNATThenShutdown(t *testing.T) {
+	bin := build(t)
+	for _, mode := range []faultproxy.Mode{faultproxy.Blackhole, faultproxy.Reset} {
+		t.Run(mode.String(), func(t *testing.T) { freezesThenShutdown(t, bin, mode) })
+	}
+}
+
+func freezesThenShutdown(t *testing.T, bin string, mode faultproxy.Mode) {
 	const (
 		invocations = 100
 		natIdle     = time.Second
@@ -126,14 +133,13 @@ func TestLambdaFreezesBehindNATThenShutdown(t *testing.T) {
 		short       = 20 * time.Millisecond
 	)
 	srv := pgtest.Shared(t)
-	nat, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	nat, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: mode, IdleTimeout: natIdle})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nat.Close() })
-	api, f, out, user := function(t, srv, nat, lambdatest.Options{})
+	api, f, out, user := function(t, bin, srv, nat, lambdatest.Options{})
 	ctx := context.Background()
-
 	served, frozen := 0, time.Duration(0)
 	pids := map[int32]bool{}
 	start := time.Now()
@@ -165,9 +171,9 @@ func TestLambdaFreezesBehindNATThenShutdown(t *testing.T) {
 	}
 	s := f.Shutdown(lambdatest.ShutdownWindow)
 	left := backendsLeft(t, srv, user)
-	t.Logf("%d/%d invocations served in %v (%v frozen), %d server sessions used, the NAT forgot %d flows; "+
+	t.Logf("NAT %v: %d/%d invocations served in %v (%v frozen), %d server sessions used, the NAT forgot %d flows; "+
 		"SIGTERM to exit %v (window %v), killed %v, exit %v; backends left %d",
-		served, invocations, time.Since(start).Round(time.Millisecond), frozen, len(pids), nat.Dropped(),
+		mode, served, invocations, time.Since(start).Round(time.Millisecond), frozen, len(pids), nat.Dropped(),
 		s.Took.Round(time.Millisecond), lambdatest.ShutdownWindow, s.Killed, s.Err, left)
 	if !s.SIGTERM || s.Killed || s.Err != nil {
 		t.Fatalf("shutdown: SIGTERM %v, killed %v, exit %v", s.SIGTERM, s.Killed, s.Err)
@@ -190,7 +196,7 @@ func TestLambdaWithoutExtension(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nat.Close() })
-	api, f, out, _ := function(t, srv, nat, lambdatest.Options{RefuseExtensions: true})
+	api, f, out, _ := function(t, build(t), srv, nat, lambdatest.Options{RefuseExtensions: true})
 	ctx := context.Background()
 	for i := range 5 {
 		if _, err := invoke(ctx, api, 0); err != nil {
