@@ -55,8 +55,7 @@ type Extension struct {
 // The process exits once the pools have drained: other work due at
 // SIGTERM (flushing telemetry, say) needs a SIGTERM handler of its own
 // that finishes within the same window. The SIGTERM handler is installed
-// whatever the registration's outcome.
-// A non-nil error is a *RegisterError: the function still works, but on
+// whatever the registration's outcome. A non-nil error is a *RegisterError: the function still works, but on
 // Lambda no SIGTERM will come (see the package documentation for what
 // happens to the server's sessions then).
 func Start(pools ...runpool.Drainer) (*Extension, error) {

@@ -20,7 +20,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -301,6 +300,3 @@ func newID() string {
 	s := hex.EncodeToString(b)
 	return strings.Join([]string{s[:8], s[8:12], s[12:16], s[16:20], s[20:]}, "-")
 }
-
-// ErrNotRunning is returned by the process calls once the function exited.
-var ErrNotRunning = errors.New("lambdatest: the function's process is not running")

@@ -2,6 +2,7 @@ package lambdatest
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os/exec"
 	"syscall"
@@ -11,6 +12,9 @@ import (
 // ShutdownWindow is Lambda's shutdown window for a runtime with an
 // internal extension: from SIGTERM to SIGKILL.
 const ShutdownWindow = 500 * time.Millisecond
+
+// ErrNotRunning is returned by the process calls once the function exited.
+var ErrNotRunning = errors.New("lambdatest: the function's process is not running")
 
 // Function is a function's process, started with AWS_LAMBDA_RUNTIME_API
 // pointing at the stand-in.
