@@ -179,11 +179,14 @@ func (a *API) next(w http.ResponseWriter, r *http.Request) {
 	a.waiting = true
 	a.changed()
 	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.waiting = false
-		a.changed()
-		a.mu.Unlock()
+	served := false
+	defer func() { // when the runtime gave up waiting
+		if !served {
+			a.mu.Lock()
+			a.waiting = false
+			a.changed()
+			a.mu.Unlock()
+		}
 	}()
 	// Init ends when every registered extension has called event/next.
 	if err := a.await(r.Context(), func() bool { return len(a.ready) == len(a.extensions) }); err != nil {
@@ -195,9 +198,13 @@ func (a *API) next(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
+	// The runtime is busy from here: no freeze until it asks again.
 	a.mu.Lock()
 	a.held[inv.id] = inv
+	a.waiting = false
+	a.changed()
 	a.mu.Unlock()
+	served = true
 	h := w.Header()
 	h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
 	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
