@@ -217,3 +217,48 @@ func TestLambdaWithoutExtension(t *testing.T) {
 		t.Fatalf("shutdown without an extension: SIGTERM %v, killed %v", s.SIGTERM, s.Killed)
 	}
 }
+
+// A query longer than the invocation's time ends with the invocation's
+// deadline (less the margin kept to answer): the handler answers with the
+// error before Lambda would time it out, nothing is left running on the
+// server, and the next invocation is served.
+func TestLambdaQueryUnderDeadline(t *testing.T) {
+	srv := pgtest.Shared(t)
+	nat, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nat.Close() })
+	api, _, _, user := function(t, build(t), srv, nat, lambdatest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := invoke(ctx, api, 0); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = time.Second
+	start := time.Now()
+	r, err := api.Invoke(ctx, []byte(`{"ms":5000}`), timeout)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Err || !strings.Contains(string(r.Body), "deadline") {
+		t.Fatalf("answer %s, want the deadline's error", r.Body)
+	}
+	if took >= timeout {
+		t.Fatalf("answered after %v, not before the invocation's %v", took, timeout)
+	}
+	// The cancel request travels apart from the query: give it a moment.
+	const active = "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state = 'active'"
+	running := srv.QueryInt(t, active, user)
+	for end := time.Now().Add(time.Second); running > 0 && time.Now().Before(end); running = srv.QueryInt(t, active, user) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("a 5 s query under a 1 s invocation answered after %v; %d still running on the server", took.Round(time.Millisecond), running)
+	if running != 0 {
+		t.Fatalf("%d queries of the role still running after the invocation answered", running)
+	}
+	if _, err := invoke(ctx, api, 0); err != nil {
+		t.Fatalf("the next invocation: %v", err)
+	}
+}
