@@ -10,37 +10,17 @@ import (
 	"github.com/jackc/puddle/v2"
 )
 
-// health holds what the pool knows about the path to the server: when the
-// process last ran (freeze detection) and the last dial failure.
+// health is what the pool observed of its path for the freeze detector
+// (the clocks at the last observation) and for the logs (the last
+// failures, a run of failed dials). What the checkouts decide on is the
+// policy's (policy.go).
 type health struct {
 	mu       sync.Mutex // guards lastMono and lastWall
 	lastMono int64      // nanotime of the last observation
 	lastWall int64      // wall clock (Unix ns) of the last observation
 
-	// A connection is closed on checkout without a probe when it was
-	// released before discardGen (a freeze longer than the path's idle
-	// timeout condemned it) or released before discardBefore (nanotime,
-	// entry.idleSince): a sibling that idled less failed its probe.
-	discardGen    atomic.Int64
-	discardBefore atomic.Int64
-
 	dialErr  atomic.Pointer[error] // last dial failure, nil after a success
 	probeErr atomic.Pointer[error] // last failed probe's error, for the log
-	// dialNanos is a moving average of how long a successful dial takes. A
-	// probe slower than a fresh dial is not worth waiting for: the probe
-	// deadline follows it (see probeTimeout).
-	dialNanos atomic.Int64
-	// dialAt is the nanotime of the last dial folded into dialNanos: an
-	// estimate not refreshed for estimateFresh holds back no dial
-	// (comesBackSooner).
-	dialAt atomic.Int64
-	// rttNanos is a moving average of how long a successful probe takes,
-	// one round trip of the path; 0 when none was measured since the last
-	// failed probe (see roundTrip).
-	rttNanos atomic.Int64
-	// useNanos is a moving average of how long a borrower keeps a
-	// connection, timed while callers wait (see comesBackSooner).
-	useNanos atomic.Int64
 
 	// A run of failed dials (53300 aside), for its two log lines:
 	// failingSince is the nanotime of its first failure, 0 when the last
@@ -48,89 +28,6 @@ type health struct {
 	failingSince atomic.Int64
 	failedInRun  atomic.Int64
 }
-
-func (h *health) dialNanosOrZero() time.Duration { return time.Duration(h.dialNanos.Load()) }
-
-// minProbeTimeout keeps a probe from failing a healthy connection on a
-// scheduling hiccup when dials are very fast (loopback, a warm proxy).
-const minProbeTimeout = 5 * time.Millisecond
-
-// dialTook folds one dial's duration into the moving average (1/4
-// weight), or starts it afresh when the last dial is older than
-// estimateFresh: dials seconds apart ran under other conditions.
-func (h *health) dialTook(d time.Duration) {
-	now := nanotime()
-	if now-h.dialAt.Swap(now) > int64(estimateFresh) {
-		h.dialNanos.Store(int64(d))
-		return
-	}
-	ewma(&h.dialNanos, d)
-}
-
-// useTook folds one borrow's duration into useNanos (1/4 weight).
-func (h *health) useTook(d time.Duration) { ewma(&h.useNanos, d) }
-
-// ewma folds d into the moving average v with weight 1/4 (the first
-// sample is taken as is). Concurrent updates may lose one; an estimate
-// does not need them all.
-func ewma(v *atomic.Int64, d time.Duration) {
-	old := v.Load()
-	if old == 0 {
-		v.Store(int64(d))
-		return
-	}
-	v.Store(old + (int64(d)-old)/4)
-}
-
-// probeTimeout is the probe's deadline: the typical dial time within
-// [minProbeTimeout, limit], and at least probeRoundTrips round trips of
-// this path. On a nearby server a connection that cannot answer a ping
-// in the time a fresh one takes to open is replaced by a fresh one, and
-// a false alarm costs one dial, never a failed request; on a distant one,
-// where a single round trip may exceed limit, a healthy connection still
-// answers in time, and a dead one is found within a few of the path's
-// own round trips.
-func (h *health) probeTimeout(limit time.Duration) time.Duration {
-	d := time.Duration(h.dialNanos.Load())
-	if d == 0 {
-		return limit
-	}
-	return max(min(max(d, minProbeTimeout), limit), probeRoundTrips*h.roundTrip())
-}
-
-// hedgeDelay is how long a probe with deadline timeout may go
-// unanswered before a fresh connection is started for its caller: a
-// fraction of the deadline, and never before a healthy connection on
-// this path would have answered.
-func (h *health) hedgeDelay(timeout time.Duration) time.Duration {
-	return max(timeout/hedgeAfter, hedgeRoundTrips*h.roundTrip())
-}
-
-// roundTrip is the path's round-trip time as the probes measure it (a
-// ping is one round trip). Until a probe has, or after one failed, a
-// dial stands in: it takes at least one round trip and usually several,
-// so half of it errs on the long side when a dial is a single round trip.
-func (h *health) roundTrip() time.Duration {
-	if r := h.rttNanos.Load(); r != 0 {
-		return time.Duration(r)
-	}
-	return time.Duration(h.dialNanos.Load() / 2)
-}
-
-// probeAnswered folds a successful probe's duration into the round-trip
-// estimate; probeUnanswered forgets it, so that after a path grew slower
-// (a failover to a distant replica) the next dials set the deadline again
-// instead of the old path's round trip failing every probe.
-func (h *health) probeAnswered(d time.Duration) { ewma(&h.rttNanos, d) }
-func (h *health) probeUnanswered()              { h.rttNanos.Store(0) }
-
-// probeRoundTrips and hedgeRoundTrips: a probe's deadline and its hedge
-// in round trips of the path, so that a scheduling delay or a queued
-// packet does not fail a healthy connection.
-const (
-	probeRoundTrips = 4
-	hedgeRoundTrips = 2
-)
 
 func (h *health) init(now int64) {
 	h.lastMono = now
@@ -158,29 +55,54 @@ func (h *health) lastDialError() error {
 	return nil
 }
 
-// raise sets v to at least x.
-func raise(v *atomic.Int64, x int64) {
-	for {
-		old := v.Load()
-		if old >= x || v.CompareAndSwap(old, x) {
-			return
-		}
+// idleRules are the settings policy.idle reads.
+func (p *Pool[C]) idleRules() idleRules {
+	return idleRules{probeAfter: p.probeAfter, maxIdle: p.maxIdle, probeTimeout: p.cfg.ProbeTimeout, pingTimeout: p.cfg.PingTimeout}
+}
+
+// inspect puts the idle connection res, just checked out, through the
+// checks the policy calls for (policy.idle) and reports whether it may be
+// lent, with the clock read to lend it at; when not, it has closed res
+// or, when ctx ended before its probe, put it back. With shouldPing the
+// ShouldPing hook may ask for a probe of a connection the policy trusts.
+// A trusted connection costs one clock read and two atomic loads; the
+// lifetime is checked with the same clock read, on every checkout, as
+// pgxpool does.
+func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], shouldPing bool) (now int64, ok bool) {
+	now = nanotime()
+	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	if a.do.unprobed() && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
+		a.do = idleDoubt
 	}
+	if a.do == idleDoubt {
+		// A checkout in doubt is the freeze detector's look at the clock
+		// too: a freeze it reveals moves the epochs before the policy
+		// answers again, and may condemn this connection.
+		now = nanotime()
+		p.observeClock(now, time.Now())
+		a = p.policy.idle(now, &e.stamps, p.idleRules(), true)
+	}
+	switch a.do {
+	case idleHandOut:
+		return now, true
+	case idlePeek:
+		if p.looksOpen(e) {
+			return now, true
+		}
+		p.discardGone(res, e)
+	case idleProbe:
+		if p.probe(ctx, res, e, a) {
+			return nanotime(), true
+		}
+	case idleDiscard:
+		p.discardIdle(res, e, a.why)
+	}
+	return 0, false
 }
 
-// trusted is the checkout fast path: a connection used recently and
-// released after the last sign of trouble is handed out as is, unless an
-// interrupted connection's verdict is pending. It costs one clock read
-// and two atomic loads; acquire checks the lifetime with the same clock
-// read, on every checkout, as pgxpool does.
-func (p *Pool[C]) trusted(idle time.Duration, e *entry[C]) bool {
-	return idle < p.probeAfter && e.gen == p.gen.Load() && p.unsettled.Load() == 0
-}
-
-// looksOpen is the look a trusted connection gets on checkout: none when
-// it was back in use within peekAfterIdle, else the connector's Gone.
-func (p *Pool[C]) looksOpen(e *entry[C], idle time.Duration) bool {
-	return idle < peekAfterIdle || p.gone == nil || !p.gone.Gone(e.conn)
+// looksOpen is the peek (idlePeek): the connector's Gone, when it has one.
+func (p *Pool[C]) looksOpen(e *entry[C]) bool {
+	return p.gone == nil || !p.gone.Gone(e.conn)
 }
 
 // discardGone closes a connection the server already ended, found by the
@@ -191,40 +113,36 @@ func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
 	p.discarded(staleClosedByServer)
 	e.dead.Store(true)
 	res.Destroy()
-	p.gen.Add(1)
+	p.policy.distrust()
 }
 
-// check is the checkout slow path. It reports whether the connection may
-// be handed out; when not, it has already been destroyed. A probe never
-// outlasts ProbeTimeout, so a caller pays at most one probe per stale
-// connection, and a failed probe condemns the connections that idled
-// longer than the one that failed, so it pays one probe per stale cohort.
-func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C]) bool {
-	now := nanotime()
-	p.observeClock(now, time.Now())
-	last := e.idleSince
-	idle := time.Duration(now - last)
-	switch {
-	case now >= e.expiresAt:
+// discardIdle closes an idle connection the policy condemned unprobed,
+// counting it by why.
+func (p *Pool[C]) discardIdle(res *puddle.Resource[*entry[C]], e *entry[C], why discardReason) {
+	switch why {
+	case discardLifetime:
 		p.counters.lifetimeExpired.Add(1)
-		res.Destroy()
-		return false
-	case idle >= p.maxIdle:
+	case discardIdle:
 		p.counters.idleExpired.Add(1)
-		res.Destroy()
-		return false
-	case e.gen < p.health.discardGen.Load():
+	case discardFreeze:
 		p.discarded(staleFreeze)
 		e.dead.Store(true)
-		res.Destroy()
-		return false
-	case last < p.health.discardBefore.Load():
+	case discardCohort:
 		p.discarded(staleCohort)
 		e.dead.Store(true)
-		res.Destroy()
-		return false
 	}
+	p.destroy(res)
+}
 
+// probe pings an idle connection in doubt (idleProbe) within a's
+// deadline, hedged as a says. It reports whether the connection may be
+// handed out; when not, it has already been destroyed, or put back
+// unprobed when ctx ended first. A probe never outlasts ProbeTimeout, so
+// a caller pays at most one probe per stale connection, and a failed
+// probe condemns the connections that idled longer than the one that
+// failed, so it pays one probe per stale cohort.
+func (p *Pool[C]) probe(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], a idleAnswer) bool {
+	last := e.idleSince
 	if ctx.Err() != nil {
 		// The caller gave up before the probe: the connection goes back
 		// as it was, still due for a probe.
@@ -233,17 +151,10 @@ func (p *Pool[C]) check(ctx context.Context, res *puddle.Resource[*entry[C]], e 
 	}
 
 	p.counters.probes.Add(1)
-	timeout := p.health.probeTimeout(p.cfg.ProbeTimeout)
-	if pt := p.cfg.PingTimeout; pt > 0 {
-		timeout = min(timeout, pt)
-	}
-	// A connection opened within a probe's deadline (a hedged one, probed
-	// because a sibling's probe failed as it opened) gets no hedge of its
-	// own: it was dialled a moment ago, and its probe takes a round trip,
-	// which the hedge's delay may not cover.
+	timeout := a.timeout
 	var hedge *time.Timer
-	if now-e.created >= int64(timeout) {
-		hedge = time.AfterFunc(p.health.hedgeDelay(timeout), p.hedgeDial)
+	if a.hedge > 0 {
+		hedge = time.AfterFunc(a.hedge, p.hedgeDial)
 	}
 	start := time.Now()
 	if ctx.Done() == nil {
@@ -288,18 +199,17 @@ func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err er
 	}
 	if err == nil {
 		p.probed(took, probeOK)
-		p.health.probeAnswered(took)
+		p.policy.probeAnswered(took)
 		return true
 	}
-	p.health.probeUnanswered()
+	p.policy.probeUnanswered()
 	e.dead.Store(true)
 	res.Destroy()
 	p.probed(took, probeFailed)
 	p.counters.probeFailures.Add(1)
 	p.health.probeErr.Store(&err)
 	p.discarded(staleProbeFailed)
-	raise(&p.health.discardBefore, last)
-	p.gen.Add(1)
+	p.policy.condemnCohort(last)
 	return false
 }
 
@@ -310,16 +220,10 @@ func (p *Pool[C]) returnProbed(res *puddle.Resource[*entry[C]], e *entry[C]) {
 		p.destroy(res)
 		return
 	}
-	e.gen = p.gen.Load()
+	e.epoch = p.policy.epoch.Load()
 	e.idleSince = nanotime()
 	p.putIdle(res)
 }
-
-// hedgeAfter: a probe still unanswered after this fraction of its
-// deadline (a healthy one takes one round trip, far less) starts a fresh
-// connection in the background, so that when the probe fails the caller
-// finds one open or opening instead of starting its dial only then.
-const hedgeAfter = 4
 
 // hedgeDial opens one connection into the pool for a slow probe's caller,
 // if a dial token is free and the pool has room; otherwise the dials
@@ -362,11 +266,7 @@ func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
 	// that no checkout prompted by the count changes the figure logged.
 	idle := p.p.Stat().IdleResources()
 	p.counters.freezes.Add(1)
-	g := p.gen.Add(1) // every connection idle now must prove itself
-	discard := p.cfg.PathIdleTimeout > 0 && frozen >= p.cfg.PathIdleTimeout
-	if discard {
-		raise(&h.discardGen, g)
-	}
+	discard := p.policy.froze(frozen, p.cfg.PathIdleTimeout)
 	p.m.freeze.Record(context.Background(), frozen.Seconds(), p.m.rec...)
 	// Info when it condemns idle connections to a probe or a discard;
 	// with none idle there is nothing to decide (and an idle instance on

@@ -44,8 +44,8 @@ func interruptVerdict(in Interruption, now time.Time, grace time.Duration) pathV
 // opens a connection of its own (a dial), its goodbye takes a round trip
 // more; two dials and a probe's deadline (itself at least a few round
 // trips of this path) leave a margin for a loaded server.
-func (h *health) cancelGrace(limit time.Duration) time.Duration {
-	return 2*h.dialNanosOrZero() + h.probeTimeout(limit)
+func (s *estimates) cancelGrace(limit time.Duration) time.Duration {
+	return 2*s.dialNanosOrZero() + s.probeTimeout(limit)
 }
 
 // settleInterrupted waits, in its own goroutine, for the verdict on e,
@@ -55,10 +55,10 @@ func (h *health) cancelGrace(limit time.Duration) time.Duration {
 // session as an orphan, as a connection found broken would; an answer
 // from the server costs nothing more.
 func (p *Pool[C]) settleInterrupted(e *entry[C], in Interruption) {
-	p.unsettled.Add(1)
-	grace := p.health.cancelGrace(p.cfg.ProbeTimeout)
+	p.policy.unsettled.Add(1)
+	grace := p.policy.cancelGrace(p.cfg.ProbeTimeout)
 	go func() {
-		defer p.unsettled.Add(-1)
+		defer p.policy.unsettled.Add(-1)
 		timer := time.NewTimer(time.Until(in.At.Add(grace)))
 		defer timer.Stop()
 		v := interruptVerdict(in, time.Now(), grace)
@@ -74,7 +74,7 @@ func (p *Pool[C]) settleInterrupted(e *entry[C], in Interruption) {
 				"answered_after", in.Answered.Sub(in.At).Round(time.Microsecond), "grace", grace.Round(time.Microsecond))
 			return
 		}
-		p.gen.Add(1) // its siblings may be dead too
+		p.policy.distrust() // its siblings may be dead too
 		if p.ender != nil {
 			if o, ok := p.ender.Session(e.conn); ok {
 				p.orphans.add(notedOrphan{Orphan: o, at: nanotime()})

@@ -60,7 +60,7 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 			connector.Close(*spare, false)
 		}
 	}
-	p.health.dialTook(boot.health.dialNanosOrZero())
+	p.policy.dialTook(boot.policy.dialNanosOrZero())
 	return p, nil
 }
 

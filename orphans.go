@@ -91,12 +91,12 @@ func (o *orphans) take() []notedOrphan {
 
 // noteOrphan records e's session when its server side may live on after
 // the close: e is closed as dead, or the path was in doubt since e was
-// last released (a freeze, a sibling found dead: Pool.gen moved on), so
-// the goodbye a close sends may vanish too. The maintainer closing
-// connections idle past their limit right after a thaw is the common
-// case. A session that did end is simply not found.
+// last released (a freeze, a sibling found dead: the trust epoch moved
+// on), so the goodbye a close sends may vanish too. The maintainer
+// closing connections idle past their limit right after a thaw is the
+// common case. A session that did end is simply not found.
 func (p *Pool[C]) noteOrphan(e *entry[C]) {
-	if p.ender == nil || (!e.dead.Load() && e.gen == p.gen.Load()) {
+	if p.ender == nil || (!e.dead.Load() && e.epoch == p.policy.epoch.Load()) {
 		return
 	}
 	if o, ok := p.ender.Session(e.conn); ok {
@@ -121,7 +121,7 @@ func (p *Pool[C]) endOrphans() {
 	var here Orphan
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
-		if via == nil && p.trusted(time.Duration(nanotime()-e.idleSince), e) {
+		if via == nil && p.policy.trusted(time.Duration(nanotime()-e.idleSince), &e.stamps, p.probeAfter) {
 			if s, ok := p.ender.Session(e.conn); ok {
 				via, here = res, s
 				continue

@@ -2,7 +2,6 @@ package runpool
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/puddle/v2"
 )
@@ -59,7 +58,7 @@ func (c *Conn[C]) Park() bool {
 		c.e = nil
 		return false
 	}
-	e.gen = p.gen.Load()
+	e.epoch = p.policy.epoch.Load()
 	e.idleSince = now
 	c.parked = true
 	e.parkedBy.Store(c)
@@ -95,9 +94,9 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	}
 	p, res := e.pool, e.res // read once the connection is this caller's
 	now := nanotime()
-	idle := time.Duration(now - e.idleSince)
-	if now < e.expiresAt && !p.draining.Load() && p.trusted(idle, e) {
-		if p.looksOpen(e, idle) {
+	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	if a.do.unprobed() && !p.draining.Load() {
+		if a.do == idleHandOut || p.looksOpen(e) {
 			e.unparks.Add(1)
 			c.e = e
 			if p.m.timing(ctx) {

@@ -27,13 +27,9 @@ type Pool[C any] struct {
 	// Read on every checkout.
 	probeAfter time.Duration
 	maxIdle    time.Duration
-	// gen counts signs of trouble on the path (a freeze, a connection found
-	// dead). A connection released in an earlier generation is not trusted
-	// without a probe: its siblings shared its path and its idle time.
-	gen atomic.Int64
-	// unsettled counts interrupted connections whose verdict is pending
-	// (settleInterrupted): meanwhile the path is in doubt.
-	unsettled atomic.Int32
+	// policy holds the trust signals and estimates, and decides what a
+	// checkout does (policy.go).
+	policy policy
 
 	dialSem chan struct{}     // one token per dial in flight (MaxConcurrentDials)
 	spare   atomic.Pointer[C] // the connection Open dialled, for the construct that puts it in the pool
@@ -64,10 +60,7 @@ type Pool[C any] struct {
 	m        *metrics     // instruments (metrics.go)
 	bp       backpressure // the current 53300 episode, for its log lines
 	lentOpen atomic.Int64 // open connections beyond the fair share
-	// contendedUntil (nanotime) is when the last 53300 a dial met stops
-	// holding the pool to its fair share (see contended).
-	contendedUntil atomic.Int64
-	staleLog       staleLog // what the maintainer last logged of stale discards
+	staleLog staleLog     // what the maintainer last logged of stale discards
 
 	// bg bounds the dials no caller waits for (hedges, the MinConns
 	// floor): Shutdown cancels it, so none holds up the drain.
@@ -109,19 +102,16 @@ type Hooks[C any] struct {
 
 // entry is the pool's record of one connection, the puddle resource value.
 type entry[C any] struct {
-	conn      C
-	expiresAt int64       // nanotime at which its (jittered) lifetime ends
-	gen       int64       // Pool.gen when last released (written before puddle's release, read after its acquire)
-	created   int64       // nanotime when opened
-	idleSince int64       // nanotime when last released (or opened); puddle's stamp is not kept (ReleaseUnused)
-	lent      bool        // opened beyond the fair share: on a lease (budget.go)
-	borrowed  atomic.Bool // between checkout and release
-	dead      atomic.Bool // known unusable: close without a goodbye
-	since     int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
-	lentAt    int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
-	out       int64       // nanotime of the checkout (the borrower's): Park's stamp
-	pool      *Pool[C]
-	res       *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
+	conn C
+	stamps
+	lent     bool        // opened beyond the fair share: on a lease (budget.go)
+	borrowed atomic.Bool // between checkout and release
+	dead     atomic.Bool // known unusable: close without a goodbye
+	since    int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
+	lentAt   int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
+	out      int64       // nanotime of the checkout (the borrower's): Park's stamp
+	pool     *Pool[C]
+	res      *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
 	// parkedBy is the handle that parked the connection, while it is
 	// parked; whoever swaps it to nil (Unpark, Release, the pool taking it
 	// back) owns the connection.
@@ -187,7 +177,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		ctx, cancel = context.WithTimeoutCause(ctx, p.cfg.AcquireTimeout, errAcquireWait)
 		defer cancel()
 	}
-	var dialBy time.Time    // when a caller told to wait for a returning connection dials anyway
+	var dialBy int64        // nanotime when a caller told to wait for a returning connection dials anyway
 	var awayUntil time.Time // while the server is away (serverAway), when this caller stops waiting for it
 	var rejected int        // connections the PrepareConn hook rejected
 	// waiting: the caller is counted in p.waiters. It stays counted from
@@ -211,47 +201,28 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 			p.waiters.Add(-1)
 		}
 		if err != nil {
-			if !waiting && (errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) || tooManyConnections(err)) {
+			var held dialHeld
+			isHeld := errors.As(err, &held)
+			if !waiting && (isHeld || tooManyConnections(err)) {
 				waiting = true
 				p.waiters.Add(1)
-				ctx = context.WithValue(ctx, counted{}, true)
+				ctx = context.WithValue(ctx, waitingCaller{}, true)
 				if place == nil {
 					place = p.q.newWaiter()
 				}
 			}
-			if errors.Is(err, errDialBusy) || errors.Is(err, errComesBack) || errors.Is(err, errContended) {
-				var limit time.Duration
-				if errors.Is(err, errContended) {
-					if limit = min(p.contendedFor(), waitRecheck); limit <= 0 {
+			if isHeld {
+				if held.do == awaitReturn {
+					if dialBy == 0 {
+						dialBy = held.until
+					}
+					if nanotime() >= dialBy {
+						ctx = context.WithValue(ctx, patienceSpent{}, true)
 						continue
 					}
-				} else if errors.Is(err, errComesBack) {
-					if dialBy.IsZero() {
-						dialBy = time.Now().Add(comesBackPatience * p.health.dialNanosOrZero())
-					}
-					if limit = time.Until(dialBy); limit <= 0 {
-						ctx = context.WithValue(ctx, mustDial{}, true)
-						continue
-					}
-					// Woken, it tries again; between wakes it looks only
-					// whether the connections it waits for are gone.
-					for woke := false; !woke && limit > 0; limit = time.Until(dialBy) {
-						var err error
-						if handed, woke, err = p.waitTurn(ctx, min(limit, waitRecheck), place); err != nil {
-							return nil, 0, bp, p.acquireError(ctx, err, waiting, waitInUse)
-						}
-						if handed != nil || p.p.Stat().AcquiredResources() == 0 {
-							break
-						}
-					}
-					continue
 				}
-				if handed, _, err = p.waitTurn(ctx, limit, place); err != nil {
-					kind := waitDialTurn
-					if limit > 0 {
-						kind = waitInUse // errContended
-					}
-					return nil, 0, bp, p.acquireError(ctx, err, waiting, kind)
+				if handed, err = p.waitInsteadOfDial(ctx, dialAnswer(held), dialBy, place); err != nil {
+					return nil, 0, bp, p.acquireError(ctx, err, waiting, held.do.waitKind())
 				}
 				continue
 			}
@@ -279,27 +250,7 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 			return nil, 0, bp, p.acquireError(ctx, err, waiting, waitUnknown)
 		}
 		e := res.Value()
-		now := nanotime()
-		if now >= e.expiresAt { // the same clock read as the idle checks
-			p.counters.lifetimeExpired.Add(1)
-			p.counters.notLent.Add(1)
-			p.destroy(res)
-			continue
-		}
-		idle := time.Duration(now - e.idleSince)
-		if p.trusted(idle, e) && !p.pingWanted(ctx, e, idle) {
-			if p.looksOpen(e, idle) {
-				if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
-					if c == nil {
-						p.counters.notLent.Add(1)
-					}
-					return c, now, bp, err
-				}
-			} else {
-				p.discardGone(res, e)
-			}
-		} else if p.check(ctx, res, e) {
-			now = nanotime()
+		if now, ok := p.inspect(ctx, res, e, true); ok {
 			if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
 				if c == nil {
 					p.counters.notLent.Add(1)
@@ -398,7 +349,7 @@ func (c *Conn[C]) Release() {
 	if !p.checkIn(res, e, now) {
 		return
 	}
-	e.gen = p.gen.Load()
+	e.epoch = p.policy.epoch.Load()
 	e.idleSince = now
 	if p.hooks.AfterRelease != nil {
 		go p.afterRelease(res, e)
@@ -438,7 +389,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		e.since = 0
 	}
 	if e.lentAt != 0 {
-		p.health.useTook(time.Duration(now - e.lentAt))
+		p.policy.useTook(time.Duration(now - e.lentAt))
 		e.lentAt = 0
 	}
 	e.borrowed.Store(false)
@@ -453,7 +404,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 				return false
 			}
 		}
-		p.gen.Add(1) // its siblings may be dead too
+		p.policy.distrust() // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)
 		return false
@@ -463,7 +414,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.destroy(res)
 		return false
 	}
-	if e.lent && (now-e.created >= int64(borrowLease) || now < p.contendedUntil.Load()) {
+	if e.lent && (now-e.created >= int64(borrowLease) || p.policy.contended(now)) {
 		p.counters.borrowReturned.Add(1)
 		p.destroy(res)
 		return false
@@ -520,7 +471,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.counters.newConns.Add(1)
 	now := nanotime()
-	e := &entry[C]{pool: p, conn: c, expiresAt: now + p.lifetime(), gen: p.gen.Load(), created: now, idleSince: now}
+	e := &entry[C]{pool: p, conn: c, stamps: stamps{expiresAt: now + p.lifetime(), epoch: p.policy.epoch.Load(), created: now, idleSince: now}}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
 		e.lent = true
 		p.lentOpen.Add(1)
@@ -533,7 +484,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 
 // lend hands a checked connection to its caller. While callers wait for
 // a connection it notes when, so that Release can time the use
-// (health.useNanos) that tells whether waiting beats dialing.
+// (the policy's useNanos) that tells whether waiting beats dialing.
 func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
 	e.res = res
 	p.markLent(e, now)

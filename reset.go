@@ -2,7 +2,6 @@ package runpool
 
 import (
 	"context"
-	"time"
 )
 
 // Reset closes every connection and leaves the pool open, as pgxpool's
@@ -36,16 +35,9 @@ func (p *Pool[C]) AcquireAllIdle(ctx context.Context) []*Conn[C] {
 			continue
 		}
 		e := res.Value()
-		now := nanotime()
-		if d := time.Duration(now - e.idleSince); p.trusted(d, e) {
-			if !p.looksOpen(e, d) {
-				p.discardGone(res, e)
-				continue
-			}
-		} else if !p.check(ctx, res, e) {
+		now, ok := p.inspect(ctx, res, e, false)
+		if !ok {
 			continue
-		} else {
-			now = nanotime()
 		}
 		if c, _ := p.handOut(ctx, res, e, now, &rejected); c != nil {
 			conns = append(conns, c)

@@ -2,7 +2,6 @@ package runpool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,125 +12,81 @@ import (
 // server that answers 53300.
 const backpressureTimeout = 30 * time.Second
 
-// errDialBusy is construct's answer when every dial token is taken. It
-// never reaches a caller: Acquire then waits for its turn (waitTurn).
-var errDialBusy = errors.New("runpool: every dial token is in use")
+// dialHeld is construct's error when the policy holds a dial back
+// (dialOrWait). It never reaches a caller: acquire waits as the answer
+// says (waitInsteadOfDial) and tries again.
+type dialHeld dialAnswer
 
-// errComesBack is construct's answer when a busy connection will likely
-// come back within comesBackPatience dials' time (comesBackSooner).
-// Acquire then waits for its turn, for at most that long, and dials after
-// that.
-var errComesBack = errors.New("runpool: a connection comes back sooner than a dial would serve")
-
-// errContended is construct's answer when a dial would take the pool
-// beyond its fair share while the server is full (contended). Acquire
-// then waits for one of the pool's own connections to come back, until
-// the contention ends.
-var errContended = errors.New("runpool: the server is full and the pool holds its fair share")
-
-// contentionHold is how long a dial's 53300 holds the pool to its fair
-// share, as long as a borrowed connection's lease.
-const contentionHold = borrowLease
-
-// contended reports that a dial now would take the pool beyond its fair
-// share while a recent 53300 says the server is full. Borrowing then
-// stops, and borrowed connections are closed as they come back, so that
-// the slots go to the instances below their share, which back off
-// between dials, instead of back to the borrower, whose callers would
-// dial again the moment a lease ended. (Without it, in a scale-out where
-// every instance is busy, the first instances to dial held half the
-// budget each while the last ones waited out 53300.)
-func (p *Pool[C]) contended() bool {
-	fs := p.cfg.fairShare
-	return fs > 0 && nanotime() < p.contendedUntil.Load() && p.p.Stat().TotalResources() > fs
+func (h dialHeld) Error() string {
+	switch h.do {
+	case awaitContention:
+		return "runpool: the server is full and the pool holds its fair share"
+	case awaitReturn:
+		return "runpool: a connection comes back sooner than a dial would serve"
+	}
+	return "runpool: every dial slot is in use"
 }
 
-// contendedFor is how long the contention lasts from now.
-func (p *Pool[C]) contendedFor() time.Duration {
-	return time.Duration(p.contendedUntil.Load() - nanotime())
+// waitKind is what a caller held back waits for, for AcquireTimeoutError.
+func (a dialAction) waitKind() waitKind {
+	if a == awaitDialSlot {
+		return waitDialTurn
+	}
+	return waitInUse
 }
 
-// mustDial marks the context of a caller that waited comesBackPatience
+// waitingCaller marks the context of a caller counted in p.waiters
+// (acquire), so that dialFacts does not count it twice.
+type waitingCaller struct{}
+
+// patienceSpent marks the context of a caller that waited returnPatience
 // dials' time for a returning connection in vain: its construct dials.
-type mustDial struct{}
+type patienceSpent struct{}
 
-// counted marks the context of a caller counted in p.waiters (acquire),
-// so that comesBackSooner does not count it twice.
-type counted struct{}
-
-// comesBackPatience is how many dials' time a caller would rather wait
-// for a returning connection than dial: comesBackSooner holds a dial
-// back while the waiting callers' turns come within it, and a caller held
-// back dials anyway once it has waited that long. Both use the same
-// figure, so that a caller does not give up just before the turn it was
-// held back for.
-//
-// A dial costs more than its time: the server starts a backend, whose
-// CPU the queries in flight need, and the new connection's first query
-// warms its catalog caches. Counted at one dial's time, a burst after a
-// freeze opens more connections than it needs and its slowest requests
-// wait for them.
-const comesBackPatience = 2
-
-// comesBackSooner estimates whether the callers waiting, this one
-// included, are served by the borrowed connections coming back within
-// comesBackPatience dials' time: each borrowed one serves a caller every
-// useNanos, a dial takes dialNanos. A burst of short queries is then
-// served by a few connections instead of a dial per caller.
-func (p *Pool[C]) comesBackSooner(ctx context.Context) bool {
-	use, dial := p.health.useNanos.Load(), p.health.dialNanos.Load()
-	if use == 0 || dial == 0 || nanotime()-p.health.dialAt.Load() > int64(estimateFresh) {
-		return false
-	}
-	busy := int64(p.p.Stat().AcquiredResources())
-	if busy == 0 {
-		return false
-	}
-	waiting := int64(p.waiters.Load())
-	if ctx.Value(counted{}) == nil {
+// dialFacts reads what dialOrWait weighs for the caller of ctx.
+func (p *Pool[C]) dialFacts(ctx context.Context) dialFacts {
+	st := p.p.Stat()
+	waiting := p.waiters.Load()
+	if ctx.Value(waitingCaller{}) == nil {
 		waiting++
 	}
-	return use*waiting/busy < comesBackPatience*dial
+	return dialFacts{
+		total:         st.TotalResources(),
+		busy:          st.AcquiredResources(),
+		waiting:       waiting,
+		fairShare:     p.cfg.fairShare,
+		patienceSpent: ctx.Value(patienceSpent{}) != nil,
+		slotFree:      len(p.dialSem) < cap(p.dialSem),
+	}
 }
 
 // waitRecheck bounds a caller's wait between looks when it waits for a
-// connection to come back (errComesBack, errContended) rather than for a
-// dial token: a connection closed instead of returned (a failed probe,
+// connection to come back (awaitReturn, awaitContention) rather than for
+// a dial slot: a connection closed instead of returned (a failed probe,
 // broken, past its lifetime) wakes nobody, and the caller may then be
-// free to dial. Without the look, a caller told one comes back slept out
-// its whole patience, which a slow dial under load stretches (once, in
-// CI, every request of a burst after a freeze waited 1.9 s, then all
-// were served at once). It looks only whether any connection is still
-// borrowed: re-estimating between wakes made it dial mid-burst, where a
-// wake would have handed it a returned connection.
+// free to dial. Without the look, a caller told one comes back would
+// sleep out its whole patience, which a slow dial under load stretches.
+// It looks only whether any connection is still borrowed: re-estimating
+// between wakes would have it dial mid-burst, where a wake would hand it
+// a returned connection.
 const waitRecheck = 50 * time.Millisecond
 
-// estimateFresh is how recent the dial time must be for comesBackSooner
-// to hold back a dial on it. The dials that set it may have run under
-// other conditions (a cold start beside other instances' dials takes
-// several times as long as one a few seconds later), and an estimate
-// that holds back every dial is never refreshed.
-const estimateFresh = time.Second
-
-// dialOnce dials holding one of MaxConcurrentDials tokens, or fails with
-// errDialBusy at once when none is free: a caller waiting for a token
-// would be bound to its own dial, while a connection another caller
-// returns meanwhile could serve it sooner (after a freeze, a burst is
-// served by the first fresh connections as they free up).
+// dialOnce dials holding one of MaxConcurrentDials slots, unless the
+// policy holds the dial back (dialOrWait): it then fails at once with
+// dialHeld, as it does when the slot it was told of was taken meanwhile.
+// A caller waiting for a slot would be bound to its own dial, while a
+// connection another caller returns meanwhile could serve it sooner
+// (after a freeze, a burst is served by the first fresh connections as
+// they free up).
 func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
-	if p.contended() {
-		var zero C
-		return zero, errContended
-	}
-	if ctx.Value(mustDial{}) == nil && p.comesBackSooner(ctx) {
-		var zero C
-		return zero, errComesBack
+	var zero C
+	if a := p.policy.dialOrWait(nanotime(), p.dialFacts(ctx)); a.do != dialNow {
+		return zero, dialHeld(a)
 	}
 	select {
 	case p.dialSem <- struct{}{}:
 	default:
-		var zero C
-		return zero, errDialBusy
+		return zero, dialHeld{do: awaitDialSlot}
 	}
 	defer func() {
 		<-p.dialSem
@@ -148,11 +103,11 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		p.health.dialFailed(err)
 		p.dialsFailing(err)
 		if tooManyConnections(err) && p.cfg.fairShare > 0 {
-			p.contendedUntil.Store(nanotime() + int64(contentionHold))
+			p.policy.serverFull(nanotime())
 		}
 		return c, err
 	}
-	p.health.dialTook(took)
+	p.policy.dialTook(took)
 	p.health.dialSucceeded()
 	p.dialsSucceedAgain()
 	return c, nil
@@ -191,10 +146,38 @@ func (p *Pool[C]) wakeAll() {
 	p.q.wakeAll()
 }
 
+// waitInsteadOfDial waits as the policy's answer a says (dialOrWait),
+// at the caller's place in the queue, and returns the connection handed
+// to it meanwhile, if any; the caller then tries again. dialBy is when a
+// caller waiting for a returning connection dials anyway.
+func (p *Pool[C]) waitInsteadOfDial(ctx context.Context, a dialAnswer, dialBy int64, place *waiter[puddle.Resource[*entry[C]]]) (*puddle.Resource[*entry[C]], error) {
+	switch a.do {
+	case awaitContention:
+		limit := min(time.Duration(a.until-nanotime()), waitRecheck)
+		if limit <= 0 {
+			return nil, nil
+		}
+		res, _, err := p.waitTurn(ctx, limit, place)
+		return res, err
+	case awaitReturn:
+		// Woken, it tries again; between wakes it looks only whether the
+		// connections it waits for are gone.
+		for limit := time.Duration(dialBy - nanotime()); limit > 0; limit = time.Duration(dialBy - nanotime()) {
+			res, woke, err := p.waitTurn(ctx, min(limit, waitRecheck), place)
+			if err != nil || res != nil || woke || p.p.Stat().AcquiredResources() == 0 {
+				return res, err
+			}
+		}
+		return nil, nil
+	}
+	res, _, err := p.waitTurn(ctx, 0, place)
+	return res, err
+}
+
 // waitTurn parks a caller that found no idle connection and no free dial
 // token, at its place in the queue, until a connection comes back (handed
 // to it in its turn: returned as res), a dial ends or the pool closes; the
-// caller then tries again. With limit > 0 (errComesBack, errContended) a
+// caller then tries again. With limit > 0 (awaitReturn, awaitContention) a
 // free token does not end the wait, but limit does. It reports whether it
 // was woken (or found an idle connection or a free token at once) rather
 // than reaching limit.
@@ -256,7 +239,7 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 		took := time.Since(start)
 		p.m.dialed(took, err)
 		if err == nil {
-			p.health.dialTook(took)
+			p.policy.dialTook(took)
 			p.health.dialSucceeded()
 			ended(true)
 			return c, nil

@@ -7,7 +7,7 @@ import (
 )
 
 // A caller that finds every connection borrowed waits for one to come back
-// while its turn, as the estimates put it, comes within comesBackPatience
+// while its turn, as the estimates put it, comes within returnPatience
 // dials' time, and dials at once beyond that. The estimates are set by
 // hand (a borrower keeps its connection use, a dial takes 200 ms) and the
 // one connection is held; the caller's turn is then use away. At 300 ms,
@@ -55,12 +55,12 @@ func TestWaiterDialsWhenTheConnectionItWaitsForCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > dial {
-		t.Fatalf("served after %v: the caller slept toward its patience (%v) after the connection it waited for closed", took, comesBackPatience*dial)
+		t.Fatalf("served after %v: the caller slept toward its patience (%v) after the connection it waited for closed", took, returnPatience*dial)
 	}
 }
 
 // holdOneWith opens a pool, borrows its one connection and sets the
-// estimates comesBackSooner reads: a borrower keeps its connection use, a
+// estimates returnBeatsDial reads: a borrower keeps its connection use, a
 // dial takes dial, measured just now.
 func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*fakeConn], *Conn[*fakeConn]) {
 	t.Helper()
@@ -69,9 +69,9 @@ func holdOneWith(t *testing.T, use, dial time.Duration) (*Pool[*fakeConn], *Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.health.useNanos.Store(int64(use))
-	p.health.dialNanos.Store(int64(dial))
-	p.health.dialAt.Store(nanotime())
+	p.policy.useNanos.Store(int64(use))
+	p.policy.dialNanos.Store(int64(dial))
+	p.policy.dialAt.Store(nanotime())
 	return p, held
 }
 

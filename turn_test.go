@@ -91,7 +91,7 @@ func TestSlowProbeHedgesADial(t *testing.T) {
 
 // While connections come back faster than a dial ends, a caller with a
 // dial token free still waits for one rather than dialing
-// (comesBackSooner): a burst of short queries is then served by the
+// (returnBeatsDial): a burst of short queries is then served by the
 // connections already open. Dials here take 150 ms (an AfterConnect
 // hook sleeps) and a query 10 ms. The first burst teaches the pool both
 // (callers wait for dial tokens, so the returned connections' use is
@@ -112,7 +112,7 @@ func TestWaitsForAReturningConnectionRatherThanDialing(t *testing.T) {
 }
 
 // A caller told a connection comes back sooner waits for it longer than
-// one dial's time (comesBackPatience) before it dials anyway. With one
+// one dial's time (returnPatience) before it dials anyway. With one
 // dial's time, the last callers of a burst, whose turn the estimate puts
 // at about a dial away, lost the race for returning connections to the
 // others, dialed, and paid a new backend's start and first query: after a

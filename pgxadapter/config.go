@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/rdsiam"
 )
 
 // Config configures a Pool as pgxpool.Config does: the pgx connection
@@ -111,6 +112,11 @@ type Config struct {
 	// SQL Go connector instead of ConnConfig's host and port (see
 	// cloudsql.go). ConfigFromEnv sets it when RUNPOOL_CLOUDSQL_INSTANCE is.
 	CloudSQL *CloudSQL
+	// RDSIAM, when set, logs in to RDS, Aurora or RDS Proxy with IAM
+	// tokens: each dial's password is the current token, and a refused
+	// token is renewed and the dial retried once (rdsiam.Connect).
+	// ConfigFromEnv sets it when RUNPOOL_RDS_IAM_AUTH=true.
+	RDSIAM *rdsiam.Auth
 
 	createdByParseConfig bool // NewWithConfig requires it, as pgxpool's does
 }
@@ -171,7 +177,11 @@ func parseConfig(connString, setting string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{ConnConfig: cc, Pool: pc, CloudSQL: cs, createdByParseConfig: true}
+	iam, err := rdsIAMFromEnv(cc, cs != nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &Config{ConnConfig: cc, Pool: pc, CloudSQL: cs, RDSIAM: iam, createdByParseConfig: true}
 	if setting == "DATABASE_URL" && connString == "" {
 		setting = "PG* variables"
 	}

@@ -54,7 +54,7 @@ func newConnector(ctx context.Context, cfg *Config, rc runpool.Config) (*connect
 		ConnConfig:  cfg.ConnConfig,
 		Pool:        rc,
 		CloudSQL:    (*cloudsqldial.Settings)(cfg.CloudSQL),
-		Open:        connect,
+		Open:        connectWith(cfg.RDSIAM),
 		BeforeClose: cfg.BeforeClose,
 	}
 	if bc := cfg.BeforeConnect; bc != nil {

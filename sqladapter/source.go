@@ -9,6 +9,7 @@ import (
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/cloudsqldial"
 	"github.com/runpool/runpool/internal/pgxconn"
+	"github.com/runpool/runpool/rdsiam"
 )
 
 // source opens and closes the connections runpool pools (the shared
@@ -27,7 +28,7 @@ func newSource(ctx context.Context, cfg *Config, rc runpool.Config) (*source, er
 		Pool:       rc,
 		CloudSQL:   (*cloudsqldial.Settings)(cfg.CloudSQL),
 		Open: func(ctx context.Context, cc *pgx.ConnConfig) (*pooled, error) {
-			dc, err := stdlib.GetConnector(*cc).Connect(ctx)
+			dc, err := rdsiam.Connect(ctx, cfg.RDSIAM, cc, connectStdlib)
 			if err != nil {
 				return nil, err
 			}

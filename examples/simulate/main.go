@@ -31,8 +31,8 @@
 //
 // It prints one table per scenario and checks runpool's rows against the
 // bar runpool holds itself to (every request served; after a freeze, in more than
-// half of the bursts, p99 within 3x a fresh dial plus the query measured
-// in the burst's own turn, so that a loaded machine moves the bar with
+// half of the bursts, p99 within 2x a cold burst of the same size
+// measured in the burst's own turn, so that a loaded machine moves the bar with
 // the figures and one stalled burst does not decide the row; peak
 // backends within the budget; nothing leaked), exiting 1 when a row
 // misses it.
@@ -171,7 +171,7 @@ func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, erro
 	}
 	e := &env{s: s, faults: map[faultproxy.Mode]*server{}}
 	// Room for every backend a forgotten flow leaves dangling until -reclaim.
-	faultsMax := len(s.Pools)*(s.Bursts+1)*s.Burst + 20
+	faultsMax := len(s.Pools)*(s.Bursts+1)*s.Burst + s.Burst + 20
 	var blackhole, reset *server
 	servers := []struct {
 		need bool

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -205,25 +206,35 @@ func (s *server) activeOf(role string) int {
 	return n
 }
 
-// freshDial is the yardstick for a recovered request: a new connection
-// to dsn plus one query, the median of n.
-func freshDial(dsn string, query time.Duration, n int) (time.Duration, error) {
-	var ds []time.Duration
-	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		start := time.Now()
-		c, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			_, err = c.Exec(ctx, "SELECT pg_sleep($1)", query.Seconds())
-			ds = append(ds, time.Since(start))
-			c.Close(ctx)
-		}
-		cancel()
-		if err != nil {
-			return 0, fmt.Errorf("fresh dial: %w", err)
-		}
+// coldBurst is the yardstick for a burst after a freeze: the p99 of n
+// concurrent requests that each dial a new connection to dsn and run one
+// query, what a pool that starts cold pays for the same burst on this
+// machine at this moment.
+func coldBurst(dsn string, n int, query time.Duration) (time.Duration, error) {
+	ds := make([]time.Duration, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			c, err := pgx.Connect(ctx, dsn)
+			if err == nil {
+				_, err = c.Exec(ctx, "SELECT pg_sleep($1)", query.Seconds())
+				ds[i] = time.Since(start)
+				c.Close(ctx)
+			}
+			errs[i] = err
+		}()
 	}
-	return percentile(ds, 50), nil
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, fmt.Errorf("cold burst: %w", err)
+	}
+	return percentile(ds, 99), nil
 }
 
 // describeBackends writes what role's backends are doing (SIMULATE_DEBUG).

@@ -92,54 +92,54 @@ func TestShortRun(t *testing.T) {
 // The verdict fails a runpool row that lost a request, went over its
 // budget or leaked, whatever the load; judges each burst's p99 only
 // against the yardstick measured in that burst's own turn, so a loaded
-// machine's slower bursts pass when their fresh dials were slower too;
+// machine's slower bursts pass when their cold bursts were slower too;
 // forgives one stalled burst of four but not a pool that waits on stale
 // connections after every freeze.
 func TestVerdict(t *testing.T) {
 	ms := time.Millisecond
-	bursts := func(p99, fresh time.Duration) []freezeBurst {
-		return []freezeBurst{{p99, fresh}, {p99, fresh}, {p99, fresh}, {p99, fresh}}
+	bursts := func(p99, cold time.Duration) []freezeBurst {
+		return []freezeBurst{{p99, cold}, {p99, cold}, {p99, cold}, {p99, cold}}
 	}
-	good := figures{n: 64, ok: 64, latencyBar: true, bursts: bursts(90*ms, 35*ms), peak: 16, leaked: 0}
+	good := figures{n: 64, ok: 64, latencyBar: true, bursts: bursts(90*ms, 50*ms), peak: 16, leaked: 0}
 	tests := []struct {
 		name string
 		edit func(*figures)
 		miss []string // substrings of the misses, in order; none: passes
 	}{
-		{"all served, every burst within 3x its fresh dial", func(*figures) {}, nil},
-		{"loaded machine: bursts and yardsticks all 4x", func(f *figures) { f.bursts = bursts(360*ms, 140*ms) }, nil},
-		{"every burst exactly at its bar", func(f *figures) { f.bursts = bursts(105*ms, 35*ms) }, nil},
+		{"all served, every burst within 2x its cold burst", func(*figures) {}, nil},
+		{"loaded machine: bursts and yardsticks all 4x", func(f *figures) { f.bursts = bursts(360*ms, 200*ms) }, nil},
+		{"every burst exactly at its bar", func(f *figures) { f.bursts = bursts(100*ms, 50*ms) }, nil},
 		{"one burst of four stalled past its turn's bar", func(f *figures) { f.bursts[2] = freezeBurst{515 * ms, 103 * ms} }, nil},
 		{"two bursts of four over their turns' bars", func(f *figures) {
-			f.bursts[0], f.bursts[2] = freezeBurst{515 * ms, 103 * ms}, freezeBurst{106 * ms, 35 * ms}
+			f.bursts[0], f.bursts[2] = freezeBurst{515 * ms, 103 * ms}, freezeBurst{101 * ms, 50 * ms}
 		},
-			[]string{"in 2 of 4 bursts, not more than half (burst 1: 515 ms over 309 ms, burst 3: 106 ms over 105 ms)"}},
-		{"every burst just over its bar", func(f *figures) { f.bursts = bursts(106*ms, 35*ms) }, []string{"in 0 of 4 bursts"}},
+			[]string{"in 2 of 4 bursts, not more than half (burst 1: 515 ms over 206 ms, burst 3: 101 ms over 100 ms)"}},
+		{"every burst just over its bar", func(f *figures) { f.bursts = bursts(101*ms, 50*ms) }, []string{"in 0 of 4 bursts"}},
 		{"a burst is judged by its own turn's yardstick, not the row's slowest", func(f *figures) {
-			f.bursts = bursts(200*ms, 35*ms)
+			f.bursts = bursts(200*ms, 50*ms)
 			f.bursts[0] = freezeBurst{200 * ms, 140 * ms}
 		},
 			[]string{"in 1 of 4 bursts"}},
 		{"waits on a stale connection after every freeze until just before the deadline", func(f *figures) {
-			f.bursts = bursts(1950*ms, 35*ms)
+			f.bursts = bursts(1950*ms, 50*ms)
 		},
-			[]string{"in 0 of 4 bursts, not more than half (burst 1: 1.95 s over 105 ms"}},
+			[]string{"in 0 of 4 bursts, not more than half (burst 1: 1.95 s over 100 ms"}},
 		{"waits on a stale connection until the deadline", func(f *figures) {
-			f.ok, f.failures, f.bursts = 60, "deadline exceeded (4)", bursts(2*time.Second, 35*ms)
+			f.ok, f.failures, f.bursts = 60, "deadline exceeded (4)", bursts(2*time.Second, 50*ms)
 		},
 			[]string{"4 of 64 requests failed: deadline exceeded (4)", "in 0 of 4 bursts"}},
 		{"a loaded yardstick does not excuse waiting on a stale connection", func(f *figures) {
 			f.bursts = bursts(1950*ms, 140*ms)
-			f.bursts[3] = freezeBurst{400 * ms, 140 * ms}
+			f.bursts[3] = freezeBurst{250 * ms, 140 * ms}
 		},
 			[]string{"in 1 of 4 bursts"}},
 		{"two bursts: both within", func(f *figures) { f.bursts = f.bursts[:2] }, nil},
-		{"two bursts: one over is half, not more", func(f *figures) { f.bursts = []freezeBurst{{90 * ms, 35 * ms}, {515 * ms, 103 * ms}} },
+		{"two bursts: one over is half, not more", func(f *figures) { f.bursts = []freezeBurst{{90 * ms, 50 * ms}, {515 * ms, 103 * ms}} },
 			[]string{"in 1 of 2 bursts"}},
 		{"no latency bar outside the freeze scenarios", func(f *figures) { f.latencyBar, f.bursts = false, nil }, nil},
 		{"latency bar without a burst", func(f *figures) { f.bursts = nil }, []string{"no burst after a freeze measured"}},
-		{"bursts without a yardstick are not in the bar", func(f *figures) { f.bursts[1].fresh, f.bursts[3].fresh = 0, 0 },
-			[]string{"in 2 of 4 bursts, not more than half (burst 2: no fresh dial measured, burst 4: no fresh dial measured)"}},
+		{"bursts without a yardstick are not in the bar", func(f *figures) { f.bursts[1].cold, f.bursts[3].cold = 0, 0 },
+			[]string{"in 2 of 4 bursts, not more than half (burst 2: no cold burst measured, burst 4: no cold burst measured)"}},
 		{"one request failed on a loaded machine", func(f *figures) {
 			f.ok, f.failures, f.bursts = 63, "deadline exceeded (1)", bursts(700*ms, 700*ms)
 		},
@@ -148,8 +148,8 @@ func TestVerdict(t *testing.T) {
 		{"peak at the budget", func(f *figures) { f.budget = 16 }, nil},
 		{"peak over the budget", func(f *figures) { f.budget = 15 }, []string{"peak 16 backends over the budget of 15"}},
 		{"a leaked backend", func(f *figures) { f.leaked = 1 }, []string{"1 backends leaked"}},
-		{"did not run", func(f *figures) { f.err = errors.New("fresh dial: refused") }, []string{"did not run: fresh dial: refused"}},
-		{"every miss at once", func(f *figures) { f.ok, f.bursts, f.budget, f.leaked = 60, bursts(time.Second, 35*ms), 10, 2 },
+		{"did not run", func(f *figures) { f.err = errors.New("cold burst: refused") }, []string{"did not run: cold burst: refused"}},
+		{"every miss at once", func(f *figures) { f.ok, f.bursts, f.budget, f.leaked = 60, bursts(time.Second, 50*ms), 10, 2 },
 			[]string{"4 of 64 requests failed", "burst 1: 1.00 s over", "peak 16 backends over the budget of 10", "2 backends leaked"}},
 	}
 	for _, tc := range tests {

@@ -10,7 +10,7 @@ import (
 // pause of estimateFresh starts it afresh, while dials close together
 // are averaged.
 func TestDialEstimateStartsAfreshAfterAPause(t *testing.T) {
-	var h health
+	var h estimates
 	h.dialTook(240 * time.Millisecond)
 	h.dialTook(40 * time.Millisecond)
 	if got, want := time.Duration(h.dialNanos.Load()), 190*time.Millisecond; got != want {
