@@ -19,12 +19,6 @@ import (
 	"github.com/runpool/runpool"
 )
 
-// Drainer is a pool that can drain: *runpool.Pool, *pgxadapter.Pool, or
-// a database/sql *sql.DB through sqladapter.Drainer(db).
-type Drainer interface {
-	Shutdown(ctx context.Context) (runpool.DrainReport, error)
-}
-
 // HTTP runs srv (ListenAndServe) until ctx ends or the process gets
 // SIGTERM or SIGINT, then shuts down within timeout, in the order that
 // loses no work: srv.Shutdown closes the listeners (a new request is
@@ -39,7 +33,7 @@ type Drainer interface {
 // as the first arrives, so a second SIGTERM or SIGINT ends the process
 // the ordinary way. It returns nil after a clean shutdown, the error that
 // stopped srv otherwise.
-func HTTP(ctx context.Context, srv *http.Server, timeout time.Duration, pools ...Drainer) error {
+func HTTP(ctx context.Context, srv *http.Server, timeout time.Duration, pools ...runpool.Drainer) error {
 	if timeout <= 0 {
 		timeout = runpool.DetectPlatform(os.LookupEnv).DrainTimeout()
 		if c, err := runpool.ConfigFromEnv(runpool.Config{}); err == nil && c.DrainTimeout > 0 {

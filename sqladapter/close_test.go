@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/serve"
 	"github.com/runpool/runpool/sqladapter"
 )
 
@@ -85,7 +84,7 @@ func TestDrainer(t *testing.T) {
 		err error
 	}
 	done := make(chan result, 1)
-	var d serve.Drainer = sqladapter.Drainer(db)
+	var d runpool.Drainer = sqladapter.Drainer(db)
 	go func() {
 		rep, err := d.Shutdown(ctx)
 		done <- result{rep, err}

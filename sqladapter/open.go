@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/serve"
 )
 
 // Open creates a *sql.DB on a runpool pool from cfg. It checks that the
@@ -87,11 +86,11 @@ func Shutdown(ctx context.Context, db *sql.DB) (runpool.DrainReport, error) {
 	return rep, err
 }
 
-// Drainer returns db as a serve.Drainer, for serve.HTTP: its Shutdown is
-// [Shutdown] of db (drain within ctx, then close db).
+// Drainer returns db as a runpool.Drainer, for serve.HTTP: its Shutdown
+// is [Shutdown] of db (drain within ctx, then close db).
 //
 //	err := serve.HTTP(ctx, srv, 0, sqladapter.Drainer(db))
-func Drainer(db *sql.DB) serve.Drainer { return dbDrainer{db} }
+func Drainer(db *sql.DB) runpool.Drainer { return dbDrainer{db} }
 
 type dbDrainer struct{ db *sql.DB }
 
