@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpool/runpool/internal/testbed/adaptertest"
 	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/testbed/adaptertest"
 	"github.com/runpool/runpool/internal/testbed/cloudsqltest"
 	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
