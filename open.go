@@ -171,7 +171,7 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 	if pk, ok := connector.(parker); ok {
 		p.parking = pk.Parks()
 	}
-	p.health.init(nanotime())
+	p.path.init(nanotime())
 	p.registerGauges()
 	go p.maintain(fillNow)
 	return p, nil

@@ -55,7 +55,7 @@ type Pool[C any] struct {
 	// first served: a connection that comes back is handed to the first.
 	q waitq[puddle.Resource[*entry[C]]]
 
-	health       health
+	path         pathRecord
 	counters     counters
 	m            *metrics     // instruments (metrics.go)
 	bp           backpressure // the current 53300 episode, for its log lines
