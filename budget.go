@@ -186,7 +186,7 @@ func planLimits(cfg *Config, server *ServerLimits, platform Platform, instancesK
 		cfg.Logger.Warn(advice, "pool", cfg.Name)
 	}
 	cfg.MaxConns = lim.PerInstance
-	enforced := server != nil && server.Allowance() <= budget
+	enforced := server != nil && server.Allowance() <= budget || cfg.SlotsOn() // the server's limit or the slots (slots.go)
 	if enforced {
 		cfg.fairShare = lim.PerInstance
 		cfg.MaxConns = max(lim.PerInstance, int32((budget-cfg.Reserve)/2))
