@@ -22,18 +22,30 @@ func slotLocks(t *testing.T, srv *pgtest.Server, user string) int {
 		AND classid::int8 = $1 AND granted`, int64(uint32(ns))))
 }
 
-// sampleBackends samples the role's backends every 5 ms until stop is
-// called, which returns the peak.
-func sampleBackends(t *testing.T, srv *pgtest.Server, user string) (stop func() int) {
-	var peak atomic.Int64
+// sampling is what sampleBudget saw.
+type sampling struct {
+	peakBackends, peakSlots int
+	samples, over           int // samples, and those with more backends than the budget
+}
+
+// sampleBudget samples the role's backends and its pools' slots every
+// 5 ms until stop is called, which returns what it saw.
+func sampleBudget(t *testing.T, srv *pgtest.Server, user string, budget int) (stop func() sampling) {
+	var mu sync.Mutex
+	var s sampling
 	done := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
 		for {
-			if n := int64(srv.Backends(t, user)); n > peak.Load() {
-				peak.Store(n)
+			b, l := srv.Backends(t, user), slotLocks(t, srv, user)
+			mu.Lock()
+			s.peakBackends, s.peakSlots = max(s.peakBackends, b), max(s.peakSlots, l)
+			s.samples++
+			if b > budget {
+				s.over++
 			}
+			mu.Unlock()
 			select {
 			case <-done:
 				return
@@ -41,17 +53,33 @@ func sampleBackends(t *testing.T, srv *pgtest.Server, user string) (stop func() 
 			}
 		}
 	}()
-	return func() int {
+	return func() sampling {
 		close(done)
 		<-sampled
-		return int(peak.Load())
+		mu.Lock()
+		defer mu.Unlock()
+		return s
+	}
+}
+
+// checkBudget fails the test when the slots held ever exceeded the
+// budget, or the backends did by more than the dials that may be in
+// flight at once: a dial refused for want of a slot is a session of the
+// server's until it has read the refusal, a few milliseconds.
+func checkBudget(t *testing.T, s sampling, budget, instances int) {
+	t.Helper()
+	if s.peakSlots > budget {
+		t.Fatalf("peak %d slots held, over the budget of %d", s.peakSlots, budget)
+	}
+	if refused := instances * 2; s.peakBackends > budget+refused { // MaxConcurrentDials 2
+		t.Fatalf("peak %d backends, over the budget of %d and %d refused dials", s.peakBackends, budget, refused)
 	}
 }
 
 // A server that allows far more than the service's budget of 12, slots
 // on, four instances (two of them separate processes): one busy alone
 // borrows beyond its static share of 2, and all four bursting together
-// never hold more than 12 backends between them, every query served.
+// never hold more than 12 slots between them, every query served.
 func TestSlotsBudgetNeverExceeded(t *testing.T) {
 	srv := pgtest.Shared(t)
 	const budget, share = 12, 2 // 12 / ceil(4 x 1.1)
@@ -60,7 +88,7 @@ func TestSlotsBudgetNeverExceeded(t *testing.T) {
 		t.Run(a.Name, func(t *testing.T) {
 			user := srv.CreateRole(t, -1)
 			dsn := srv.URLFor(user, "pw", user)
-			stop := sampleBackends(t, srv, user)
+			stop := sampleBudget(t, srv, user, budget)
 			local := openPools(t, a, 2, dsn, cfg)
 			children := []*instance{startInstance(t, a.Name, dsn, cfg), startInstance(t, a.Name, dsn, cfg)}
 
@@ -90,17 +118,15 @@ func TestSlotsBudgetNeverExceeded(t *testing.T) {
 				}
 				wg.Wait()
 			}
-			peak := stop()
+			seen := stop()
 			t.Logf("budget %d, 4 instances (static share %d, max %d): one alone opened %d connections for 12 queries (%v); "+
-				"all four x 8 queries x 3 rounds: %d/%d ok, p99 %v; peak %d backends, %d slots held at the end",
+				"all four x 8 queries x 3 rounds: %d/%d ok, p99 %v; peak %d slots held, %d backends (over the budget in %d of %d samples)",
 				budget, share, local[0].Stat().MaxConns(), opened, alone,
-				all.OK, all.OK+all.Failed, all.P99.Round(time.Millisecond), peak, slotLocks(t, srv, user))
+				all.OK, all.OK+all.Failed, all.P99.Round(time.Millisecond), seen.peakSlots, seen.peakBackends, seen.over, seen.samples)
 			if all.Failed > 0 {
 				t.Fatalf("%d queries failed: %s", all.Failed, all.Errors[0])
 			}
-			if peak > budget {
-				t.Fatalf("peak %d backends over the budget of %d", peak, budget)
-			}
+			checkBudget(t, seen, budget, 4)
 			if opened <= share {
 				t.Fatalf("the busy instance opened %d connections, no more than its share of %d: it did not borrow", opened, share)
 			}
@@ -162,7 +188,7 @@ func TestSlotsFairUnderFullLoad(t *testing.T) {
 			user := srv.CreateRole(t, -1)
 			dsn := srv.URLFor(user, "pw", user)
 			dbs := openPools(t, a, instances, dsn, runpool.Config{Budget: budget, MaxInstances: instances, BudgetSlots: runpool.BudgetSlotsAdvisory})
-			stopSampling := sampleBackends(t, srv, user)
+			stopSampling := sampleBudget(t, srv, user, budget)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var failed atomic.Int64
@@ -206,15 +232,14 @@ func TestSlotsFairUnderFullLoad(t *testing.T) {
 			held := [2]int32{open(dbs[0]), open(dbs[1])}
 			cancel()
 			wg.Wait()
-			peak := stopSampling()
-			t.Logf("late instance: fair share %d reached after %v, then %.1f connections on average over 2 s; the first two hold %v; peak %d backends; %d queries failed",
-				share, reached.Round(time.Millisecond), mean, held, peak, failed.Load())
+			seen := stopSampling()
+			t.Logf("late instance: fair share %d reached after %v, then %.1f connections on average over 2 s; the first two hold %v; "+
+				"peak %d slots held, %d backends (over the budget in %d of %d samples); %d queries failed",
+				share, reached.Round(time.Millisecond), mean, held, seen.peakSlots, seen.peakBackends, seen.over, seen.samples, failed.Load())
 			if failed.Load() > 0 {
 				t.Fatalf("%d queries failed", failed.Load())
 			}
-			if peak > budget {
-				t.Fatalf("peak %d backends over the budget of %d", peak, budget)
-			}
+			checkBudget(t, seen, budget, instances)
 			if reached == 0 || reached > 3*time.Second {
 				t.Fatalf("the late instance did not reach its fair share of %d within 3 s (%v)", share, reached)
 			}
