@@ -416,6 +416,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 	}
 	if e.lent && (now-e.created >= int64(borrowLease) || p.policy.contended(now)) {
 		p.counters.borrowReturned.Add(1)
+		p.slotGivenBack(e.created, now)
 		p.destroy(res)
 		return false
 	}

@@ -102,8 +102,8 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		p.counters.dialFailures.Add(1)
 		p.health.dialFailed(err)
 		p.dialsFailing(err)
-		if tooManyConnections(err) && p.cfg.fairShare > 0 {
-			p.policy.serverFull(nanotime())
+		if tooManyConnections(err) {
+			p.budgetFull(err)
 		}
 		return c, err
 	}
