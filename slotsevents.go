@@ -28,6 +28,10 @@ type slotMetrics struct {
 	gaveBackIn   atomic.Int64 // borrowed connections closed early for fairness in it
 	waitsTotal   atomic.Int64
 	gaveBackTotl atomic.Int64
+
+	// slack is how many connections beyond its fair share a contended
+	// pool keeps (slotSlack).
+	slack atomic.Int32
 }
 
 // init creates the slots' instruments on mt; keep collects the errors.
@@ -72,13 +76,19 @@ func (p *Pool[C]) unregisterSlotGauge() {
 // (policy.dialOrWait). A refusal for want of a slot is counted, and the
 // first of an episode logged.
 func (p *Pool[C]) budgetFull(err error) {
-	if p.cfg.fairShare > 0 {
-		p.policy.serverFull(nanotime())
-	}
 	if !errors.Is(err, ErrNoFreeSlot) {
+		if p.cfg.fairShare > 0 {
+			p.policy.serverFull(nanotime())
+		}
 		return
 	}
 	s := &p.m.slots
+	if fs := p.cfg.fairShare; fs > 0 {
+		st := p.p.Stat()
+		open := st.TotalResources() - st.ConstructingResources()
+		s.slack.Store(max(open-fs, 0) / 2)
+		p.policy.serverFull(nanotime())
+	}
 	s.waits.Add(context.Background(), 1, p.m.add...)
 	s.waitsTotal.Add(1)
 	s.waitsIn.Add(1)
@@ -88,6 +98,39 @@ func (p *Pool[C]) budgetFull(err error) {
 			"and closes borrowed connections as they come back", "pool", p.cfg.Name, "slots", p.cfg.Slots(),
 			"held", st.TotalResources()-st.ConstructingResources(), "fair_share", p.cfg.fairShare)
 	}
+}
+
+// With budget slots, a refused dial tells the pool only that the
+// service holds its whole budget, not whether an instance below its
+// share waits: the refused pool may be one of a few busy instances
+// sharing what idle ones leave, where holding each to its fair share
+// would leave slots unused. So a pool above its share that is refused
+// keeps half of what it holds beyond its share (slotSlack) for
+// contentionHold, closing the rest of its borrowed connections as they
+// come back, and grows again once the hold ends: the instances above
+// their share shrink by halves, and one below it finds the slots they
+// free, while a few busy instances keep most of what they borrowed.
+// Where the server's own limit is the budget, a 53300 holds the pool to
+// its fair share as before.
+
+// slotSlack is how many connections beyond its fair share the pool keeps
+// while contended: 0 unless slots are on.
+func (p *Pool[C]) slotSlack() int32 {
+	if !p.cfg.SlotsOn() {
+		return 0
+	}
+	return p.m.slots.slack.Load()
+}
+
+// aboveSlack reports whether the pool holds more than its fair share and
+// slack: a borrowed connection coming back while contended is closed.
+func (p *Pool[C]) aboveSlack() bool {
+	slack := p.slotSlack()
+	if slack == 0 {
+		return true
+	}
+	st := p.p.Stat()
+	return st.TotalResources()-st.ConstructingResources() > p.cfg.fairShare+slack
 }
 
 // slotGivenBack counts a borrowed connection closed on release at now,

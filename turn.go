@@ -55,6 +55,7 @@ func (p *Pool[C]) dialFacts(ctx context.Context) dialFacts {
 		busy:          st.AcquiredResources(),
 		waiting:       waiting,
 		fairShare:     p.cfg.fairShare,
+		slack:         p.slotSlack(),
 		patienceSpent: ctx.Value(patienceSpent{}) != nil,
 		slotFree:      len(p.dialSem) < cap(p.dialSem),
 	}

@@ -249,3 +249,43 @@ func TestSlotsFairUnderFullLoad(t *testing.T) {
 		})
 	}
 }
+
+// A shared server that allows more than the service's budget of 16,
+// eight instances of which two get a burst of 16 queries at once, the
+// first after start: with slots the two borrow what the six idle ones
+// leave, where static division holds each to its share of 1 (16 / ceil(8
+// x 1.1)). The p99 with slots is at most half of static division's, the
+// first burst included.
+func TestSlotsFewBusyOfMany(t *testing.T) {
+	srv := pgtest.Shared(t)
+	const budget, instances = 16, 8
+	const q = 50 * time.Millisecond
+	a := adaptertest.Adapters[0]
+	run := func(slots string) (first, later burstResult) {
+		user := srv.CreateRole(t, -1)
+		dsn := srv.URLFor(user, "pw", user)
+		dbs := openPools(t, a, instances, dsn, runpool.Config{Budget: budget, MaxInstances: instances, BudgetSlots: slots})
+		stop := sampleBudget(t, srv, user, budget)
+		first = burstAll(dbs[:2], 16, q, 10*time.Second)
+		for range 3 {
+			r := burstAll(dbs[:2], 16, q, 10*time.Second)
+			later.OK += r.OK
+			later.Failed += r.Failed
+			later.Errors = append(later.Errors, r.Errors...)
+			later.P99 = max(later.P99, r.P99)
+		}
+		seen := stop()
+		t.Logf("slots %s: first burst %v; the next three: %d/%d ok, p99 %v; peak %d backends, %d slots",
+			slots, first, later.OK, later.OK+later.Failed, later.P99.Round(time.Millisecond), seen.peakBackends, seen.peakSlots)
+		checkBudget(t, seen, budget, instances)
+		if first.Failed+later.Failed > 0 {
+			t.Fatalf("slots %s: %d failed", slots, first.Failed+later.Failed)
+		}
+		return first, later
+	}
+	staticFirst, staticLater := run(runpool.BudgetSlotsOff)
+	slotsFirst, slotsLater := run(runpool.BudgetSlotsAdvisory)
+	if slotsFirst.P99 > staticFirst.P99/2 || slotsLater.P99 > staticLater.P99/2 {
+		t.Fatalf("p99 with slots %v (first burst) and %v, static division %v and %v: not half", slotsFirst.P99, slotsLater.P99, staticFirst.P99, staticLater.P99)
+	}
+}
