@@ -42,8 +42,10 @@ var (
 )
 
 // NewConnector creates the runpool pool behind a Connector. It opens no
-// connection (see [Open], which checks that the server is reachable and
-// derives the pool's size from the server's limits).
+// connection and reads nothing from the server: it divides a budget
+// (RUNPOOL_BUDGET) among the instances as [Open] does, but only Open
+// checks that the server is reachable and derives the pool's size from
+// the server's limits when no budget is set.
 func NewConnector(cfg *Config) (*Connector, error) {
 	c, err := prepare(nil, cfg)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 // slotSession sets up a Session with n budget slots in a key space of
