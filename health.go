@@ -62,7 +62,7 @@ func (p *Pool[C]) idleRules() idleRules {
 
 // inspect puts the idle connection res, just checked out, through the
 // checks the policy calls for (policy.idle) and reports whether it may be
-// lent, with the clock read to lend it at; when not, it has closed res
+// checked out, with the clock read to check it out at; when not, it has closed res
 // or, when ctx ended before its probe, put it back. With shouldPing the
 // ShouldPing hook may ask for a probe of a connection the policy trusts.
 // A trusted connection costs one clock read and two atomic loads; the
