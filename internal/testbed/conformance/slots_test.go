@@ -292,3 +292,70 @@ func TestSlotsFewBusyOfMany(t *testing.T) {
 		t.Fatalf("p99 with slots %v (first burst) and %v, static division %v and %v", slotsFirst.P99, slotsLater.P99, staticFirst.P99, staticLater.P99)
 	}
 }
+
+// A user's pg_advisory_unlock_all() through the pool releases the
+// connection's slot; the next checkout after ProbeAfterIdle probes the
+// connection and takes the slot back, so the pool goes on and every open
+// connection holds a slot again.
+func TestSlotsSurviveUnlockAll(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			user := srv.CreateRole(t, -1)
+			db := open(t, a, srv.URLFor(user, "pw", user), runpool.Config{Budget: 4, MaxConns: 1,
+				BudgetSlots: runpool.BudgetSlotsAdvisory, ProbeAfterIdle: 100 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for _, stmt := range []string{"SELECT pg_advisory_unlock_all()", "DISCARD ALL"} {
+				if err := db.Exec(ctx, stmt); err != nil {
+					t.Fatal(err)
+				}
+				if n := slotLocks(t, srv, user); n != 0 {
+					t.Fatalf("after %s %d slots held", stmt, n)
+				}
+				time.Sleep(200 * time.Millisecond)
+				if err := db.Exec(ctx, "SELECT 1"); err != nil {
+					t.Fatal(err)
+				}
+				if n, conns := slotLocks(t, srv, user), db.Stat().TotalConns(); n != int(conns) {
+					t.Fatalf("after %s and a probed checkout: %d slots held by %d connections", stmt, n, conns)
+				}
+			}
+		})
+	}
+}
+
+// Four instances, all busy, on a shared server with a budget of 12: with
+// slots the p99 is no worse than with static division (12 / ceil(4 x
+// 1.1) = 2 connections each), every query served.
+func TestSlotsAllBusyAgainstStatic(t *testing.T) {
+	srv := pgtest.Shared(t)
+	const budget, instances = 12, 4
+	a := adaptertest.Adapters[0]
+	run := func(slots string) burstResult {
+		user := srv.CreateRole(t, -1)
+		dbs := openPools(t, a, instances, srv.URLFor(user, "pw", user), runpool.Config{Budget: budget, MaxInstances: instances, BudgetSlots: slots})
+		stop := sampleBudget(t, srv, user, budget)
+		var all burstResult
+		for range 5 {
+			r := burstAll(dbs, 8, 30*time.Millisecond, 10*time.Second)
+			all.OK += r.OK
+			all.Failed += r.Failed
+			all.Errors = append(all.Errors, r.Errors...)
+			all.P99 = max(all.P99, r.P99)
+		}
+		seen := stop()
+		t.Logf("slots %s: %d/%d ok, p99 %v; peak %d slots, %d backends (over the budget in %d of %d samples)", slots,
+			all.OK, all.OK+all.Failed, all.P99.Round(time.Millisecond), seen.peakSlots, seen.peakBackends, seen.over, seen.samples)
+		checkBudget(t, seen, budget, instances)
+		if all.Failed > 0 {
+			t.Fatalf("slots %s: %d failed: %s", slots, all.Failed, all.Errors[0])
+		}
+		return all
+	}
+	static, slots := run(runpool.BudgetSlotsOff), run(runpool.BudgetSlotsAdvisory)
+	t.Logf("p99 with slots / static division: %.2f", float64(slots.P99)/float64(static.P99))
+	if float64(slots.P99) > 1.25*float64(static.P99) {
+		t.Fatalf("p99 with slots %v, static division %v", slots.P99, static.P99)
+	}
+}
