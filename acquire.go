@@ -163,9 +163,9 @@ func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool, kin
 			if kind == waitUnknown {
 				kind = p.waitedIn(err)
 			}
-			return &AcquireTimeoutError{Timeout: p.cfg.AcquireTimeout, WaitedFor: kind.String(), LastDialErr: p.health.lastDialError()}
+			return &AcquireTimeoutError{Timeout: p.cfg.AcquireTimeout, WaitedFor: kind.String(), LastDialErr: p.path.lastDialError()}
 		}
-		if dialErr := p.health.lastDialError(); dialErr != nil {
+		if dialErr := p.path.lastDialError(); dialErr != nil {
 			return &AcquireError{Err: ctxErr, LastDialErr: dialErr}
 		}
 		return ctxErr

@@ -121,7 +121,7 @@ func (p *Pool[C]) endOrphans() {
 	var here Orphan
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
-		if via == nil && p.policy.trusted(time.Duration(nanotime()-e.idleSince), &e.stamps, p.probeAfter) {
+		if via == nil && p.policy.trusted(time.Duration(nanotime()-e.idleSince), &e.stamps, p.rules.probeAfter) {
 			if s, ok := p.ender.Session(e.conn); ok {
 				via, here = res, s
 				continue

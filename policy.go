@@ -114,7 +114,7 @@ type idleRules struct {
 // probe), one idle past MaxConnIdleTime or condemned (by a freeze, by
 // its cohort) is discarded, any other probed. The trusted path costs a
 // compare and two atomic loads.
-func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
+func (pl *policy) idle(now int64, c *stamps, r *idleRules, doubting bool) idleAnswer {
 	idle := time.Duration(now - c.idleSince)
 	if now < c.expiresAt && !doubting && pl.trusted(idle, c, r.probeAfter) {
 		if idle < peekAfterIdle {
@@ -133,7 +133,7 @@ func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAns
 // deadline (a hedged one, probed because a sibling's probe failed as it
 // opened) gets no hedge of its own: it was dialled a moment ago, and its
 // probe takes a round trip, which the hedge's delay may not cover.
-func (pl *policy) untrusted(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
+func (pl *policy) untrusted(now int64, c *stamps, r *idleRules, doubting bool) idleAnswer {
 	switch {
 	case now >= c.expiresAt:
 		return idleAnswer{do: idleDiscard, why: discardLifetime}

@@ -101,7 +101,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	p.m.dialed(took, err)
 	if err != nil {
 		p.counters.dialFailures.Add(1)
-		p.health.dialFailed(err)
+		p.path.dialFailed(err)
 		p.dialsFailing(err)
 		if tooManyConnections(err) {
 			p.budgetFull(err)
@@ -109,7 +109,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		return c, err
 	}
 	p.policy.dialTook(took)
-	p.health.dialSucceeded()
+	p.path.dialSucceeded()
 	p.dialsSucceedAgain()
 	return c, nil
 }
@@ -241,12 +241,12 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 		p.m.dialed(took, err)
 		if err == nil {
 			p.policy.dialTook(took)
-			p.health.dialSucceeded()
+			p.path.dialSucceeded()
 			ended(true)
 			return c, nil
 		}
 		p.counters.dialFailures.Add(1)
-		p.health.dialFailed(err)
+		p.path.dialFailed(err)
 		if !tooManyConnections(err) {
 			ended(false)
 			return zero, err
