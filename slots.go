@@ -12,9 +12,9 @@ import (
 // same round trip as the session's setup (internal/pgxconn). A dial that
 // finds every slot held fails with a *NoSlotError, which reports SQLSTATE
 // 53300: the pool treats it as it treats a full server (back-pressure,
-// and the contention rule of policy.dialOrWait, which holds an instance
-// above its fair share to it and closes its borrowed connections as they
-// come back). Since the locks, not the division, keep the total within
+// and the contention rule of policy.dialOrWait, which here keeps an
+// instance above its fair share at half of what it borrowed for a while:
+// slotSlack, slotsevents.go). Since the locks, not the division, keep the total within
 // the budget, the pool borrows beyond its fair share on a lease, as it
 // does where the server's own limit is the budget (budget.go).
 //
@@ -22,8 +22,8 @@ import (
 // unlocked connections per instance would leave to the locks only what
 // the division leaves over, which is nothing to share. An instance's
 // fair share is guaranteed instead by the contention rule: an instance
-// that meets "no free slot" stops borrowing, and borrowed connections go
-// back within borrowLease.
+// above its share that meets "no free slot" gives back half of what it
+// borrowed, and borrowed connections go back within borrowLease.
 
 // Values of Config.BudgetSlots.
 const (

@@ -94,8 +94,8 @@ func (p *Pool[C]) budgetFull(err error) {
 	s.waitsIn.Add(1)
 	if s.since.CompareAndSwap(0, nanotime()) {
 		st := p.p.Stat()
-		p.cfg.Logger.Info("runpool: budget slots full: the service holds its whole budget; this instance keeps to its fair share "+
-			"and closes borrowed connections as they come back", "pool", p.cfg.Name, "slots", p.cfg.Slots(),
+		p.cfg.Logger.Info("runpool: budget slots full: the service holds its whole budget; this instance gives back half "+
+			"of what it holds beyond its fair share as connections come back", "pool", p.cfg.Name, "slots", p.cfg.Slots(),
 			"held", st.TotalResources()-st.ConstructingResources(), "fair_share", p.cfg.fairShare)
 	}
 }
