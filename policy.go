@@ -195,6 +195,7 @@ type dialFacts struct {
 	busy      int32 // connections in use
 	waiting   int32 // callers waiting for a connection, the caller included
 	fairShare int32 // the pool's share of the server's budget, 0 for none
+	slack     int32 // connections beyond the fair share a contended pool keeps (budget slots: slotSlack)
 	// patienceSpent: the caller waited returnPatience dials' time for a
 	// returning connection in vain.
 	patienceSpent bool
@@ -214,7 +215,7 @@ type dialFacts struct {
 // dial (returnBeatsDial), unless it has waited its patience out; then it
 // dials when a dial slot is free.
 func (pl *policy) dialOrWait(now int64, f dialFacts) dialAnswer {
-	if until := pl.contendedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare {
+	if until := pl.contendedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare+f.slack {
 		return dialAnswer{do: awaitContention, until: until}
 	}
 	if !f.patienceSpent && pl.returnBeatsDial(now, f.busy, f.waiting) {
