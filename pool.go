@@ -145,7 +145,8 @@ func (p *Pool[C]) destruct(e *entry[C]) {
 
 // Stat returns a snapshot of the pool's counters.
 func (p *Pool[C]) Stat() *Stat {
-	s := &Stat{ps: p.p.Stat(), c: p.counters.snapshot(), fairShare: p.cfg.fairShare}
+	s := &Stat{ps: p.p.Stat(), c: p.counters.snapshot(), fairShare: p.cfg.fairShare,
+		slotWaits: p.m.slots.waitsTotal.Load(), slotsGivenBack: p.m.slots.gaveBackTotl.Load()}
 	s.parked, s.unparks = p.parkedNow()
 	return s
 }

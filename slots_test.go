@@ -119,7 +119,7 @@ func TestSlotWaitIsBackpressure(t *testing.T) {
 	if waited := time.Since(start); waited < 100*time.Millisecond {
 		t.Fatalf("served after %v, before a slot was free", waited)
 	}
-	if mine.SlotWaitCount() == 0 {
+	if mine.Stat().SlotWaitCount() == 0 {
 		t.Fatal("no slot wait counted")
 	}
 	if logged.Load() != 1 {

@@ -157,11 +157,3 @@ func (p *Pool[C]) logSlots(now int64) {
 		"duration", time.Duration(now-since).Round(time.Millisecond),
 		"slot_waits", s.waitsIn.Swap(0), "given_back", s.gaveBackIn.Swap(0))
 }
-
-// SlotWaitCount is the number of dials refused because every budget slot
-// was held (RUNPOOL_BUDGET_SLOTS=advisory).
-func (p *Pool[C]) SlotWaitCount() int64 { return p.m.slots.waitsTotal.Load() }
-
-// SlotsGivenBackCount is the number of borrowed connections closed on
-// release before their lease ended because the budget slots were full.
-func (p *Pool[C]) SlotsGivenBackCount() int64 { return p.m.slots.gaveBackTotl.Load() }

@@ -17,6 +17,8 @@ type Stat struct {
 	parked    int32
 	unparks   int64
 	fairShare int32
+
+	slotWaits, slotsGivenBack int64 // budget slots (slots.go)
 }
 
 // AcquireCount is the number of successful acquires from the pool, as
@@ -60,6 +62,14 @@ func (s *Stat) MaxConns() int32 { return s.ps.MaxResources() }
 // FairShare is this instance's share of the budget when it may borrow
 // beyond it, up to MaxConns (the server enforces the budget), else 0.
 func (s *Stat) FairShare() int32 { return s.fairShare }
+
+// SlotWaitCount is the number of dials refused because every budget slot
+// was held (RUNPOOL_BUDGET_SLOTS=advisory).
+func (s *Stat) SlotWaitCount() int64 { return s.slotWaits }
+
+// SlotsGivenBackCount is the number of borrowed connections closed on
+// release before their lease ended because the budget slots were full.
+func (s *Stat) SlotsGivenBackCount() int64 { return s.slotsGivenBack }
 
 // TotalConns is the number of connections held now: idle, borrowed and
 // being opened.
