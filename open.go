@@ -199,6 +199,7 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	p.p = pp
 	p.gone, _ = connector.(GoneChecker[C])
 	p.witness, _ = connector.(InterruptWitness[C])
+	p.said, _ = connector.(ServerWitness[C])
 	if pk, ok := connector.(Parker); ok {
 		p.parking = pk.Parks()
 	}

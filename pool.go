@@ -57,10 +57,12 @@ type Pool[C any] struct {
 
 	health   health
 	counters counters
-	m        *metrics     // instruments (metrics.go)
-	bp       backpressure // the current 53300 episode, for its log lines
-	lentOpen atomic.Int64 // open connections beyond the fair share
-	staleLog staleLog     // what the maintainer last logged of stale discards
+	said     ServerWitness[C] // the connector, when it reports role changes and idle ends (failover.go)
+	fo       failover         // the last demotion noticed (failover.go)
+	m        *metrics         // instruments (metrics.go)
+	bp       backpressure     // the current 53300 episode, for its log lines
+	lentOpen atomic.Int64     // open connections beyond the fair share
+	staleLog staleLog         // what the maintainer last logged of stale discards
 
 	// bg bounds the dials no caller waits for (hedges, the MinConns
 	// floor): Shutdown cancels it, so none holds up the drain.
@@ -107,6 +109,7 @@ type entry[C any] struct {
 	lent     bool        // opened beyond the fair share: on a lease (budget.go)
 	borrowed atomic.Bool // between checkout and release
 	dead     atomic.Bool // known unusable: close without a goodbye
+	routine  atomic.Bool // closed for a known end of its session (failover.go): never an orphan
 	since    int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
 	lentAt   int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
 	out      int64       // nanotime of the checkout (the borrower's): Park's stamp
@@ -395,6 +398,10 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 	e.borrowed.Store(false)
 	if !p.connector.Reusable(e.conn) {
 		p.counters.brokenOnRelease.Add(1)
+		if p.endedIdle(e) {
+			p.destroy(res)
+			return false
+		}
 		if p.witness != nil {
 			if in := p.witness.Interruption(e.conn); !in.At.IsZero() {
 				// Closed without a goodbye of the pool's own: the
@@ -407,6 +414,9 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.policy.distrust() // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)
+		return false
+	}
+	if p.roleChanged(res, e) {
 		return false
 	}
 	if now >= e.expiresAt {

@@ -3,6 +3,7 @@ package pgxconn
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,10 @@ type Conn struct {
 	// Pgx is the connection, open for the Conn's whole life.
 	Pgx  *pgx.Conn
 	sock sockpeek.Socket // the look on checkout (gone)
+	// said notes the server's errors the pool acts on (role.go); writer
+	// is the role its server reported at connect time.
+	said   *atomic.Uint32
+	writer role
 }
 
 // Pooled is an adapter's connection type: a pointer to a struct that
@@ -55,7 +60,13 @@ func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
 		return errClosedByServer
 	}
-	return c.Pgx.PgConn().Ping(ctx)
+	if err := c.Pgx.PgConn().Ping(ctx); err != nil {
+		return err
+	}
+	if c.roleChanged() {
+		return errRoleChanged
+	}
+	return nil
 }
 
 // reusable reports whether c may go back to the idle list: open, not
