@@ -57,12 +57,13 @@ type Pool[C any] struct {
 
 	health   health
 	counters counters
-	said     ServerWitness[C] // the connector, when it reports role changes and idle ends (failover.go)
-	fo       failover         // the last demotion noticed (failover.go)
-	m        *metrics         // instruments (metrics.go)
-	bp       backpressure     // the current 53300 episode, for its log lines
-	lentOpen atomic.Int64     // open connections beyond the fair share
-	staleLog staleLog         // what the maintainer last logged of stale discards
+	m        *metrics     // instruments (metrics.go)
+	bp       backpressure // the current 53300 episode, for its log lines
+	lentOpen atomic.Int64 // open connections beyond the fair share
+	staleLog staleLog     // what the maintainer last logged of stale discards
+
+	said ServerWitness[C] // the connector, when it reports role changes and idle ends (failover.go)
+	fo   failover         // the last demotion noticed (failover.go)
 
 	// bg bounds the dials no caller waits for (hedges, the MinConns
 	// floor): Shutdown cancels it, so none holds up the drain.
