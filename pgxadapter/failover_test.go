@@ -271,3 +271,49 @@ func TestFailoverMultiHost(t *testing.T) {
 	wg.Wait()
 	w.check(t, a, b, demotedAt, deadline)
 }
+
+// TestFailoverNameResolvedPerDial: the name is looked up on every dial
+// (pgx's LookupFunc, net.Resolver by default, which caches nothing), so
+// when the name's record moves after a demotion, the next dial follows.
+// Here the lookup stands in for DNS: it answers a's address, then b's.
+func TestFailoverNameResolvedPerDial(t *testing.T) {
+	const deadline = 3 * time.Second
+	a, b := failoverServers(t)
+	cfg, err := pgxadapter.ParseConfig("postgres://postgres@writer.cluster.test:5432/postgres?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target atomic.Pointer[string]
+	addrA, addrB := a.Addr(), b.Addr()
+	target.Store(&addrA)
+	var lookups atomic.Int64
+	cfg.ConnConfig.LookupFunc = func(_ context.Context, host string) ([]string, error) {
+		if host != "writer.cluster.test" {
+			return nil, fmt.Errorf("unexpected host %q", host)
+		}
+		lookups.Add(1)
+		return []string{*target.Load()}, nil
+	}
+	cfg.MaxConns = 6
+	pool, err := pgxadapter.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var w writeLoad
+	stop := make(chan struct{})
+	wg := w.run(t, pool, 4, deadline, stop)
+	time.Sleep(400 * time.Millisecond)
+	demotedAt := demote(t, a)
+	target.Store(&addrB)
+	w.movedAt.Store(time.Now().UnixNano())
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	w.check(t, a, b, demotedAt, deadline)
+	if n, dials := lookups.Load(), pool.Stat().NewConnsCount(); n < dials {
+		t.Errorf("%d lookups for %d dials: an address was reused", n, dials)
+	} else {
+		t.Logf("%d lookups, %d dials", n, dials)
+	}
+}
