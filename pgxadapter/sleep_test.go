@@ -123,3 +123,59 @@ func TestSleepingDatabase(t *testing.T) {
 	}
 }
 
+
+// TestIdleSessionEnd57P05: a server that ends idle sessions itself
+// (idle_session_timeout, as some providers set it) is routine: the
+// sessions it ended are found by the look at the socket on checkout and
+// replaced, counted as idle expiry, with no new trust epoch (the other
+// idle connection is looked at, not probed), no stale discard and no
+// orphan to end.
+func TestIdleSessionEnd57P05(t *testing.T) {
+	s := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"idle_session_timeout": "300ms"}})
+	cfg, err := pgxadapter.ParseConfig(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 4
+	// Idle connections are handed out after a look at the socket, not
+	// probed, unless a new trust epoch calls for a probe.
+	cfg.Pool.ProbeAfterIdle = 10 * time.Second
+	pool, err := pgxadapter.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	two := func() {
+		a, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*pgxadapter.Conn{a, b} {
+			if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			c.Release()
+		}
+	}
+	two()
+	time.Sleep(time.Second) // the server ends both sessions (57P05)
+	for range 3 {
+		var one int
+		if err := pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+			t.Fatalf("after the server ended idle sessions: %v", err)
+		}
+	}
+	two()
+	st := pool.Stat()
+	if st.MaxIdleDestroyCount() < 2 || st.ProbeCount() != 0 || st.StaleDiscardCount() != 0 || st.OrphansEndedCount() != 0 {
+		t.Errorf("idle-ended %d (want 2+), probes %d, stale discards %d, orphans ended %d (want 0 each)",
+			st.MaxIdleDestroyCount(), st.ProbeCount(), st.StaleDiscardCount(), st.OrphansEndedCount())
+	}
+	t.Logf("idle-ended %d, probes %d, stale discards %d, new connections %d", st.MaxIdleDestroyCount(), st.ProbeCount(), st.StaleDiscardCount(), st.NewConnsCount())
+}
