@@ -26,7 +26,7 @@ func retryable(ctx context.Context, err error, attempt int) bool {
 // or the server had ended c's idle session before reading it (57P05).
 // retried says the call already ran its statement again for this reason.
 func (p *Pool) refusedOnce(ctx context.Context, c *runpool.Conn[*pconn], err error, retried *bool) bool {
-	if *retried || ctx.Err() != nil || !p.connector.Refused(c.Value(), err) {
+	if *retried || ctx.Err() != nil || !c.Value().Refused(err) {
 		return false
 	}
 	*retried = true

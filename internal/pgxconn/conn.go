@@ -20,8 +20,9 @@ type Conn struct {
 	sock sockpeek.Socket // the look on checkout (gone)
 	// said notes the server's errors the pool acts on (role.go); writer
 	// is the role its server reported at connect time.
-	said   *atomic.Uint32
-	writer role
+	said      *atomic.Uint32
+	writer    role
+	sawWriter *atomic.Bool // the connector's: a sibling was opened to a writer
 }
 
 // Pooled is an adapter's connection type: a pointer to a struct that

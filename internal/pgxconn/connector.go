@@ -93,7 +93,7 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 		return zero, classifyDialError(err)
 	}
 	pc := c.pooled()
-	pc.said, pc.writer = said, roleOf(pc.Pgx.PgConn())
+	pc.said, pc.writer, pc.sawWriter = said, roleOf(pc.Pgx.PgConn()), &k.sawWriter
 	if pc.writer == roleWriter && !k.sawWriter.Load() {
 		k.sawWriter.Store(true)
 	}
@@ -137,7 +137,7 @@ func (k *Connector[C]) Close(c C, dead bool) {
 
 // Demoted reports that c's server refused a write because it turned
 // read-only under c (runpool.ServerWitness; role.go).
-func (k *Connector[C]) Demoted(c C) bool { return c.pooled().demoted(k.sawWriter.Load()) }
+func (k *Connector[C]) Demoted(c C) bool { return c.pooled().demoted() }
 
 // EndedIdle reports that the server ended c's session for idling
 // (runpool.ServerWitness).

@@ -71,7 +71,7 @@ func hearErrors(cfg *pgconn.Config, said *atomic.Uint32) {
 // the session's own on a writer is not; a server that does not report its
 // role (before 14) is taken at its refusal. The common case reads one
 // atomic word.
-func (c *Conn) demoted(sawWriter bool) bool {
+func (c *Conn) demoted() bool {
 	if c.said == nil || c.said.Load()&saidReadOnly == 0 {
 		return false
 	}
@@ -79,7 +79,7 @@ func (c *Conn) demoted(sawWriter bool) bool {
 	case roleUnknown:
 		return true
 	case roleReadOnly:
-		if c.writer == roleWriter || sawWriter {
+		if c.writer == roleWriter || c.sawWriter.Load() {
 			return true
 		}
 	}
@@ -100,23 +100,23 @@ func (c *Conn) roleChanged() bool {
 	return c.writer == roleWriter && roleOf(c.Pgx.PgConn()) == roleReadOnly
 }
 
-// Refused reports whether err is a statement refused without running:
-// by a server that turned read-only under c (Demoted), or on a session
-// the server ended for idling before it read the statement (57P05). c
-// must be outside any transaction, so that nothing before the statement
-// is lost with it. Such a statement may run once more on another
-// connection.
-func (k *Connector[C]) Refused(c C, err error) bool {
+// Refused reports whether err, which a statement on c just failed with,
+// is a refusal without running it: by a server that turned read-only
+// under c (demoted), or on a session the server ended for idling before
+// it read the statement (57P05, which the server sends only to a session
+// outside any transaction). After a 25006, c must be outside any
+// transaction, so that nothing before the statement is lost with it.
+// Such a statement may run once more on another connection.
+func (c *Conn) Refused(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false
 	}
-	pc := c.pooled()
 	switch pgErr.Code {
 	case "57P05":
 		return true
 	case "25006":
-		return pc.Pgx.PgConn().TxStatus() == 'I' && pc.demoted(k.sawWriter.Load())
+		return c.Pgx.PgConn().TxStatus() == 'I' && c.demoted()
 	}
 	return false
 }
