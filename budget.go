@@ -103,32 +103,30 @@ type LimitReader[C any] interface {
 	ServerLimits(ctx context.Context, c C) (ServerLimits, error)
 }
 
-// Limits is what the budget yields for one instance.
-type Limits struct {
-	Budget      int    // connections for the whole service
-	Source      string // where the budget came from: "RUNPOOL_BUDGET" or "server"
-	Instances   int    // MaxInstances with the surge margin
-	PerInstance int32  // this instance's MaxConns
+// budgetShare is what the budget yields for one instance.
+type budgetShare struct {
+	instances   int   // MaxInstances with the surge margin
+	perInstance int32 // this instance's share of the budget
 }
 
 // surgeMargin is how far platforms overshoot max instances during surges
 // and rollouts, as a factor.
 const surgeMargin = 1.1
 
-// DeriveLimits divides a budget among instances (see the rule above).
-func DeriveLimits(budget, reserve, maxInstances int) (Limits, error) {
+// deriveLimits divides a budget among instances (see the rule above).
+func deriveLimits(budget, reserve, maxInstances int) (budgetShare, error) {
 	maxInstances = max(maxInstances, 1)
 	n := int(math.Ceil(float64(maxInstances)*surgeMargin - 1e-9))
 	per := (budget - reserve) / n
 	if per < 1 {
-		return Limits{}, &ConfigError{Setting: "RUNPOOL_BUDGET", Value: fmt.Sprint(budget), Problem: fmt.Sprintf(
+		return budgetShare{}, &ConfigError{Setting: "RUNPOOL_BUDGET", Value: fmt.Sprint(budget), Problem: fmt.Sprintf(
 			"cannot give each instance a connection: RUNPOOL_MAX_INSTANCES=%d with the 10%% surge margin is %d instances, "+
 				"which need at least %d connections plus RUNPOOL_RESERVE=%d; raise the budget, lower the instance count, "+
 				"or put a transaction-mode pooler in front (PgBouncer pool_mode=transaction, default_pool_size=%d; "+
 				"then RUNPOOL_POOLER=pgbouncer and RUNPOOL_BUDGET=its max_client_conn; docs/poolers.md)",
 			maxInstances, n, n, reserve, max(budget-reserve, 1))}
 	}
-	return Limits{Budget: budget, Instances: n, PerInstance: int32(per)}, nil
+	return budgetShare{instances: n, perInstance: int32(per)}, nil
 }
 
 // BudgetCheck says what the start-up check does when the budget cannot
@@ -142,59 +140,61 @@ const (
 // ErrBudgetExceedsServer is wrapped by the start-up check's error.
 var ErrBudgetExceedsServer = errors.New("runpool: the budget exceeds what the server allows")
 
-// planLimits settles MaxConns from the configuration and, when known, the
-// server's limits, and runs the start-up check. It logs one line saying
-// where the numbers came from.
+// planLimits settles s.MaxConns, and s.fairShare where the server
+// enforces the budget, from the configuration and, when known, the
+// server's limits, and runs the start-up check. It returns the lines to
+// log, one of them saying where the numbers came from when it derived
+// the maximum.
 //
 // Without MaxInstances the division has no divisor: the pool then keeps
 // pgxpool's default size (capped by the budget) and warns that N
 // instances could overrun the server.
-func planLimits(cfg *Config, server *ServerLimits, platform Platform, instancesKnown bool) error {
-	budget, source := cfg.Budget, "RUNPOOL_BUDGET"
+func planLimits(s *settings, server *ServerLimits, platform Platform, instancesKnown bool) ([]event, error) {
+	var events []event
+	budget, source := s.Budget, "RUNPOOL_BUDGET"
 	if budget == 0 && server != nil {
 		budget, source = server.Allowance(), "server"
 	}
-	if budget > 0 && server != nil && cfg.Budget > server.Allowance() {
+	if budget > 0 && server != nil && s.Budget > server.Allowance() {
 		err := fmt.Errorf("%w: RUNPOOL_BUDGET=%d, but this role may hold %d connections (%v); "+
 			"lower RUNPOOL_BUDGET to %d or raise the server's limit", ErrBudgetExceedsServer,
-			cfg.Budget, server.Allowance(), server, server.Allowance())
-		if cfg.BudgetCheck == BudgetCheckError {
-			return err
+			s.Budget, server.Allowance(), server, server.Allowance())
+		if s.BudgetCheck == BudgetCheckError {
+			return events, err
 		}
-		cfg.Logger.Warn(err.Error(), "pool", cfg.Name)
+		events = append(events, s.warn(err.Error()))
 	}
-	if cfg.BehindPooler() && cfg.Budget == 0 && cfg.MaxConns == 0 {
-		cfg.Logger.Info("runpool: behind a pooler with no RUNPOOL_BUDGET: set it to the pooler's client limit for this service "+
-			"(PgBouncer: max_client_conn) so that instances divide it", "pool", cfg.Name)
+	if s.BehindPooler() && s.Budget == 0 && s.MaxConns == 0 {
+		events = append(events, s.info("runpool: behind a pooler with no RUNPOOL_BUDGET: set it to the pooler's client limit for this service "+
+			"(PgBouncer: max_client_conn) so that instances divide it"))
 	}
-	if cfg.MaxConns != 0 || budget == 0 {
-		return nil // an explicit maximum wins; with no budget, pgxpool's default applies
+	if s.MaxConns != 0 || budget == 0 {
+		return events, nil // an explicit maximum wins; with no budget, pgxpool's default applies
 	}
-	if !instancesKnown && cfg.Budget == 0 {
-		cfg.MaxConns = int32(min(defaultMaxConns(), budget))
-		cfg.Logger.Warn("runpool: RUNPOOL_MAX_INSTANCES is not set, so the server's connections are not divided among instances; "+
+	if !instancesKnown && s.Budget == 0 {
+		s.MaxConns = int32(min(defaultMaxConns(), budget))
+		events = append(events, s.warn("runpool: RUNPOOL_MAX_INSTANCES is not set, so the server's connections are not divided among instances; "+
 			"set it (and RUNPOOL_BUDGET) to keep scale-out from overrunning the server",
-			"pool", cfg.Name, "server_allows", budget, "max_conns", cfg.MaxConns)
-		return nil
+			"server_allows", budget, "max_conns", s.MaxConns))
+		return events, nil
 	}
-	lim, err := DeriveLimits(budget, cfg.Reserve, cfg.MaxInstances)
+	lim, err := deriveLimits(budget, s.Reserve, s.MaxInstances)
 	if err != nil {
-		return err
+		return events, err
 	}
-	lim.Source = source
-	if advice := poolerAdvice(budget, cfg.Reserve, cfg.MaxInstances, lim.PerInstance); advice != "" && !cfg.BehindPooler() {
-		cfg.Logger.Warn(advice, "pool", cfg.Name)
+	if advice := poolerAdvice(budget, s.Reserve, s.MaxInstances, lim.perInstance); advice != "" && !s.BehindPooler() {
+		events = append(events, s.warn(advice))
 	}
-	cfg.MaxConns = lim.PerInstance
+	s.MaxConns = lim.perInstance
 	enforced := server != nil && server.Allowance() <= budget
 	if enforced {
-		cfg.fairShare = lim.PerInstance
-		cfg.MaxConns = max(lim.PerInstance, int32((budget-cfg.Reserve)/2))
+		s.fairShare = lim.perInstance
+		s.MaxConns = max(lim.perInstance, int32((budget-s.Reserve)/2))
 	}
-	cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", budget, "source", source,
-		"reserve", cfg.Reserve, "max_instances", cfg.MaxInstances, "divided_by", lim.Instances,
-		"max_conns", cfg.MaxConns, "fair_share", lim.PerInstance, "borrowing", enforced, "platform", platform.Name)
-	return nil
+	events = append(events, s.info("runpool: budget derived", "budget", budget, "source", source,
+		"reserve", s.Reserve, "max_instances", s.MaxInstances, "divided_by", lim.instances,
+		"max_conns", s.MaxConns, "fair_share", lim.perInstance, "borrowing", enforced, "platform", platform.Name))
+	return events, nil
 }
 
 // tooManyConnections reports SQLSTATE 53300, read through the interface

@@ -9,22 +9,22 @@ import (
 
 // The worked example of docs/budget.md.
 func TestDeriveLimitsWorkedExample(t *testing.T) {
-	lim, err := DeriveLimits(100, 5, 10)
+	lim, err := deriveLimits(100, 5, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lim.Instances != 11 || lim.PerInstance != 8 {
+	if lim.instances != 11 || lim.perInstance != 8 {
 		t.Fatalf("got %+v, want 11 instances with the surge margin and 8 connections each", lim)
 	}
-	if total := int(lim.PerInstance) * lim.Instances; total > 100-5 {
+	if total := int(lim.perInstance) * lim.instances; total > 100-5 {
 		t.Fatalf("%d connections during a surge exceed the budget less the reserve", total)
 	}
 }
 
 func TestDeriveLimitsNeverBelowOne(t *testing.T) {
 	for _, c := range []struct{ budget, reserve, instances int }{{2, 0, 1}, {11, 0, 10}, {1000, 100, 3}} {
-		lim, err := DeriveLimits(c.budget, c.reserve, c.instances)
-		if err != nil || lim.PerInstance < 1 {
+		lim, err := deriveLimits(c.budget, c.reserve, c.instances)
+		if err != nil || lim.perInstance < 1 {
 			t.Errorf("%+v: %+v %v", c, lim, err)
 		}
 	}
@@ -32,7 +32,7 @@ func TestDeriveLimitsNeverBelowOne(t *testing.T) {
 
 // A budget below the instance count names the variables and the fix.
 func TestBudgetBelowInstances(t *testing.T) {
-	_, err := DeriveLimits(5, 0, 10)
+	_, err := deriveLimits(5, 0, 10)
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Setting != "RUNPOOL_BUDGET" {
 		t.Fatalf("got %v", err)

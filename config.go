@@ -136,7 +136,7 @@ type Config struct {
 	BudgetCheck string
 
 	// DrainTimeout bounds the drain that Close runs and the whole shutdown
-	// that ServeHTTP runs. Default: the platform's grace period less a
+	// that serve.HTTP runs. Default: the platform's grace period less a
 	// fifth (at least 100ms) for the process to exit (Cloud Run: 10s ->
 	// 8s); 8s where no platform is detected.
 	DrainTimeout time.Duration
@@ -153,10 +153,6 @@ type Config struct {
 	Logger *slog.Logger
 	// MeterProvider receives the pool's metrics. Default: the global one.
 	MeterProvider metric.MeterProvider
-
-	// fairShare is set by Open when the server enforces the budget: the
-	// connections beyond it are borrowed (see budget.go).
-	fairShare int32
 }
 
 // Defaults used where a Config field is zero.
@@ -179,7 +175,7 @@ const (
 )
 
 // withDefaults returns a copy of c with every zero field set to its
-// default. It does not derive MaxConns from the budget.
+// default. It does not size the pool: resolve does.
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name = defaultName
@@ -250,14 +246,18 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	idle := c.MaxConnIdleTime
+	if idle == 0 {
+		idle = defaultMaxConnIdleTime
+	}
 	switch {
 	case c.MaxConns > 0 && c.MinConns > c.MaxConns:
 		return fieldError("MinConns", c.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
 	case c.MaxConns > 0 && c.MinIdleConns > c.MaxConns:
 		return fieldError("MinIdleConns", c.MinIdleConns, fmt.Sprintf("must not exceed MaxConns (%d)", c.MaxConns))
-	case c.ServerIdleSessionTimeout > 0 && c.ServerIdleSessionTimeout <= c.withDefaults().MaxConnIdleTime:
+	case c.ServerIdleSessionTimeout > 0 && c.ServerIdleSessionTimeout <= idle:
 		return fieldError("ServerIdleSessionTimeout", c.ServerIdleSessionTimeout,
-			fmt.Sprintf("must exceed MaxConnIdleTime (%v), or the server ends sessions the pool still keeps", c.withDefaults().MaxConnIdleTime))
+			fmt.Sprintf("must exceed MaxConnIdleTime (%v), or the server ends sessions the pool still keeps", idle))
 	case c.Budget > 0 && c.Reserve >= c.Budget:
 		return fieldError("Reserve", c.Reserve, fmt.Sprintf("must be less than Budget (%d)", c.Budget))
 	case c.BudgetCheck != "" && c.BudgetCheck != BudgetCheckWarn && c.BudgetCheck != BudgetCheckError && c.BudgetCheck != BudgetCheckOff:

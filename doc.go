@@ -8,14 +8,25 @@
 // overruns the server's max_connections; they stop instances with SIGTERM
 // and a short grace period; and nothing tells the operator which of these
 // is happening. runpool's pool checks each connection on checkout with a
-// bounded probe and notices freezes (health.go), derives its size from a
-// budget shared by all instances (budget.go), waits out a server that is
-// away for a moment, a restart or a failover (serveraway.go), drains inside
-// the grace period (lifecycle.go) and reports what it does (Stat, metrics,
-// slog).
+// bounded probe and notices freezes, derives its size from a budget shared
+// by all instances, waits out a server that is away for a moment (a
+// restart, a failover), drains inside the grace period and reports what it
+// does ([Stat], OpenTelemetry metrics, slog).
 //
 // Most users want one of the adapters: package pgxadapter (a drop-in for
 // the query methods of pgxpool.Pool) or package sqladapter (a *sql.DB).
+// Package serve runs an HTTP server and, on SIGTERM, shuts it down and
+// drains the pools.
+//
+// # Using the pool directly
+//
+// A driver plugs in through a [Connector]. The zero [Config] is usable;
+// [ConfigFromEnv] fills one from the RUNPOOL_* variables ([EnvVars] lists
+// them). [Open] dials once and reads the server's limits to size the pool,
+// [Start] does so only when the size or the start-up check needs them,
+// and [New] does no I/O. [Pool.Acquire] lends a [Conn], given back with
+// [Conn.Release]; [Pool.Stat] counts what the pool did, and
+// [Pool.Shutdown] drains it.
 //
 // # Why the pool is generic
 //

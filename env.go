@@ -88,18 +88,19 @@ func setString(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *field(c) = v; return nil }
 }
 
-// Platforms lists the values RUNPOOL_PLATFORM and Config.Platform accept.
-var Platforms = []string{"cloudrun", "cloudrun-job", "lambda", "knative", "fly", "azure-container-apps", "none"}
+// platformNames lists the values RUNPOOL_PLATFORM and Config.Platform
+// accept, in the order error messages give them.
+var platformNames = []string{"cloudrun", "cloudrun-job", "lambda", "knative", "fly", "azure-container-apps", "none"}
 
 func setPlatform(c *Config, v string) error {
 	v = strings.ToLower(v)
-	for _, p := range Platforms {
+	for _, p := range platformNames {
 		if v == p {
 			c.Platform = v
 			return nil
 		}
 	}
-	return problem("unknown platform (want one of " + strings.Join(Platforms, ", ") + ")")
+	return problem("unknown platform (want one of " + strings.Join(platformNames, ", ") + ")")
 }
 
 func setBudgetCheck(c *Config, v string) error {

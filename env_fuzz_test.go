@@ -70,7 +70,7 @@ func FuzzConfigFromEnv(f *testing.F) {
 		d := c.withDefaults()
 		checkDerived(t, target+"="+value, d)
 		if d.MaxInstances > 0 && d.Budget > 0 {
-			if _, err := DeriveLimits(d.Budget, d.Reserve, d.MaxInstances); err != nil {
+			if _, err := deriveLimits(d.Budget, d.Reserve, d.MaxInstances); err != nil {
 				assertNoPassword(t, target, value, err.Error())
 			}
 		}

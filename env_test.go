@@ -172,3 +172,19 @@ func TestServerIdleSessionTimeoutOff(t *testing.T) {
 		t.Fatalf("-5s: error %v, want one naming the variable and off", err)
 	}
 }
+
+// Every platform RUNPOOL_PLATFORM accepts has its entry in the table
+// DetectPlatform reads, and no entry is unreachable.
+func TestPlatformNamesMatchTheTable(t *testing.T) {
+	if len(platformNames) != len(platforms) {
+		t.Errorf("%d names accepted, %d platforms described", len(platformNames), len(platforms))
+	}
+	for _, name := range platformNames {
+		if p, ok := platforms[name]; !ok || p.Name != name {
+			t.Errorf("%q: described as %+v", name, p)
+		}
+		if got := DetectPlatform(lookupFrom(map[string]string{"RUNPOOL_PLATFORM": name})); got.Name != name {
+			t.Errorf("RUNPOOL_PLATFORM=%s detected as %q", name, got.Name)
+		}
+	}
+}

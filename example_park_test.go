@@ -33,8 +33,8 @@ func (s *session) run(ctx context.Context, sql string) error {
 	return err
 }
 
-// A connector whose callers park connections says so (runpool.Parker);
-// on other pools Park is Release. Here parkingConnector (park_test.go)
+// A connector whose callers park connections says so with a method
+// Parks() bool that reports true; on other pools Park is Release. Here parkingConnector (park_test.go)
 // wraps pgx.Connect.
 func ExampleConn_Park() {
 	pool, err := runpool.New(runpool.Config{MaxConns: 4}, &parkingConnector{url: "postgres://localhost/app"}, runpool.Hooks[*pgx.Conn]{})

@@ -22,6 +22,13 @@ type DrainReport struct {
 	Duration time.Duration // from the start of the drain to its end
 }
 
+// Drainer is a pool that can drain: *Pool, *pgxadapter.Pool, or a
+// database/sql *sql.DB through sqladapter.Drainer(db). What shuts a
+// process down takes them: serve.HTTP, lambdadrain.Start.
+type Drainer interface {
+	Shutdown(ctx context.Context) (DrainReport, error)
+}
+
 // Shutdown drains the pool, as http.Server.Shutdown drains a server: it
 // closes idle connections at once, lets borrowed ones finish (their
 // holders may still acquire more), closes each as it is released (or

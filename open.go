@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/jackc/puddle/v2"
 )
@@ -19,14 +18,12 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
-	cfg = cfg.withDefaults()
 	platform := DetectPlatform(lookupWith(cfg.Platform))
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = platform.Concurrency
-	}
-	m := newMetrics(cfg)
-	boot := &Pool[C]{connector: connector, cfg: cfg, hooks: hooks, dialSem: make(chan struct{}, 1), m: m}
+	// The first dial needs the dial settings only; the pool's size waits
+	// for the server's limits.
+	dialing := settings{Config: cfg.withDefaults()}
+	m := newMetrics(dialing.Config)
+	boot := &Pool[C]{connector: connector, cfg: dialing, hooks: hooks, dialSem: make(chan struct{}, 1), m: m}
 	first, err := boot.dialBackoff(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("runpool: cannot reach the server: %w", err)
@@ -34,18 +31,20 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	var server *ServerLimits
 	// Behind a pooler the server's limits describe the pooler's server
 	// side, not this service's share (pooler.go): they are not read.
-	if lr, ok := connector.(LimitReader[C]); ok && cfg.BudgetCheck != BudgetCheckOff && !cfg.BehindPooler() {
+	if lr, ok := connector.(LimitReader[C]); ok && dialing.BudgetCheck != BudgetCheckOff && !dialing.BehindPooler() {
 		if sl, err := lr.ServerLimits(ctx, first); err == nil {
 			server = &sl
 		} else {
-			cfg.Logger.Warn("runpool: cannot read the server's connection limits", "pool", cfg.Name, "err", err)
+			dialing.Logger.Warn("runpool: cannot read the server's connection limits", "pool", dialing.Name, "err", err)
 		}
 	}
-	if err := settleMaxConns(&cfg, server, platform, instancesKnown, explicitMax); err != nil {
+	s, events, err := resolve(cfg, platform, server, sizeFromBudget)
+	logEvents(dialing.Logger, events)
+	if err != nil {
 		connector.Close(first, false)
 		return nil, err
 	}
-	p, err := newPool(cfg, connector, hooks, m, false) // the maintainer's first tick fills the floors, the first connection counted
+	p, err := newPool(s, connector, hooks, m, false) // the maintainer's first tick fills the floors, the first connection counted
 	if err != nil {
 		connector.Close(first, false)
 		return nil, err
@@ -65,31 +64,6 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 	return p, nil
 }
 
-// settleMaxConns settles cfg.MaxConns from the configuration and, when
-// read, the server's limits (planLimits), then pgxpool's default and the
-// platform's concurrency, and logs where the number came from.
-func settleMaxConns(cfg *Config, server *ServerLimits, platform Platform, instancesKnown, explicitMax bool) error {
-	if err := planLimits(cfg, server, platform, instancesKnown); err != nil {
-		return err
-	}
-	derived := !explicitMax && cfg.MaxConns != 0 // planLimits logged where it came from
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = int32(defaultMaxConns())
-	}
-	if c := int32(cfg.Concurrency); !explicitMax && c > 0 && c < cfg.MaxConns {
-		cfg.MaxConns = c // more connections than concurrent requests would only idle
-	}
-	if !derived {
-		source := "default"
-		if explicitMax {
-			source = "MaxConns"
-		}
-		cfg.Logger.Info("runpool: budget derived", "pool", cfg.Name, "budget", 0, "source", source,
-			"max_conns", cfg.MaxConns, "concurrency", cfg.Concurrency, "platform", platform.Name)
-	}
-	return nil
-}
-
 // Start creates a pool as pgxpool.NewWithConfig does, without I/O, when
 // the server's limits are needed neither to size the pool nor for the
 // start-up check: MaxConns is set or MaxInstances is not (then the
@@ -107,16 +81,12 @@ func Start[C any](ctx context.Context, cfg Config, connector Connector[C], hooks
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
-	cfg = cfg.withDefaults()
-	platform := DetectPlatform(lookupWith(cfg.Platform))
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = platform.Concurrency
-	}
-	if err := settleMaxConns(&cfg, nil, platform, instancesKnown, explicitMax); err != nil {
+	s, events, err := resolve(cfg, DetectPlatform(lookupWith(cfg.Platform)), nil, sizeFromBudget)
+	logEvents(cfg.Logger, events)
+	if err != nil {
 		return nil, err
 	}
-	return newPool(cfg, connector, hooks, nil, true)
+	return newPool(s, connector, hooks, nil, true)
 }
 
 // needsServerToStart reports whether sizing the pool or its start-up
@@ -145,28 +115,25 @@ func lookupWith(platform string) func(string) (string, bool) {
 // New creates a pool that opens connections through connector. Unlike
 // Open it does no I/O: it opens no connection before returning (the
 // MinConns and MinIdleConns floors open in the background at once), and
-// reads no server limits.
+// reads no server limits. It sizes the pool by MaxConns, else pgxpool's
+// default: it neither divides a budget nor caps the size at the
+// platform's concurrency, as Start does without I/O when it can.
 func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return newPool(cfg.withDefaults(), connector, hooks, nil, true)
+	s, _, err := resolve(cfg, DetectPlatform(lookupWith(cfg.Platform)), nil, sizeAsConfigured)
+	if err != nil {
+		return nil, err
+	}
+	return newPool(s, connector, hooks, nil, true)
 }
 
-// newPool is New with cfg's defaults applied and, from Open, the
-// instruments its first dial was recorded with.
-func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metrics, fillNow bool) (*Pool[C], error) {
+// newPool creates the pool with its resolved settings and, from Open,
+// the instruments its first dial was recorded with.
+func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *metrics, fillNow bool) (*Pool[C], error) {
 	if m == nil {
-		m = newMetrics(cfg)
-	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = int32(defaultMaxConns())
-	}
-	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = DetectPlatform(lookupWith(cfg.Platform)).DrainTimeout()
-	}
-	if cfg.MinConns > cfg.MaxConns {
-		return nil, fieldError("MinConns", cfg.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", cfg.MaxConns))
+		m = newMetrics(cfg.Config)
 	}
 	ender, _ := connector.(OrphanEnder[C])
 	if cfg.BehindPooler() {
@@ -200,7 +167,7 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	p.gone, _ = connector.(GoneChecker[C])
 	p.witness, _ = connector.(InterruptWitness[C])
 	p.said, _ = connector.(ServerWitness[C])
-	if pk, ok := connector.(Parker); ok {
+	if pk, ok := connector.(parker); ok {
 		p.parking = pk.Parks()
 	}
 	p.health.init(nanotime())
@@ -208,6 +175,3 @@ func newPool[C any](cfg Config, connector Connector[C], hooks Hooks[C], m *metri
 	go p.maintain(fillNow)
 	return p, nil
 }
-
-// defaultMaxConns is pgxpool's default size, for pools with no budget.
-func defaultMaxConns() int { return max(4, runtime.GOMAXPROCS(0)) }

@@ -17,25 +17,26 @@ import (
 // tick (so idle and lifetime expiry, orphan ending and MinConns see them)
 // and when the drain begins.
 
-// Parker is an optional interface for a Connector whose callers park
-// connections (Conn.Park). On a pool whose connector does not implement it,
-// or whose Parks reports false, Park is Release.
-type Parker interface {
-	// Parks reports whether the pool's callers park connections. The pool
-	// then counts callers on its slow path, so that none waits for a slot
-	// a parked connection holds.
+// parker is the optional method by which a Connector says its callers
+// park connections: a pool whose connector has a Parks method that
+// reports true counts callers on its slow path, so that none waits for
+// a slot a parked connection holds. On any other pool Park is Release.
+// sqladapter's connector has it.
+type parker interface {
 	Parks() bool
 }
 
 // Park returns the connection to the pool, as Release does, but leaves it
-// with c, for Unpark to take back. Its idle time counts from its checkout,
+// with c, for Unpark to take back. It parks only on a pool whose
+// connector has a method Parks() bool that reports true; on other pools
+// Park is Release. The connection's idle time counts from its checkout,
 // so that Park reads no clock: a connection used for longer than
 // Config.ProbeAfterIdle is probed at its next checkout. Park reports
-// whether it parked the connection; when not
-// (the connection was closed, or given to the pool's idle list because
-// callers wait for one, the pool drains, or it is past its lifetime or
-// its lease), c is released and must not be used again. Park on a
-// connection already parked does nothing and reports true.
+// whether it parked the connection; when not (the connection was closed,
+// or given to the pool's idle list because callers wait for one, the
+// pool drains, or it is past its lifetime or its lease), c is released
+// and must not be used again. Park on a connection already parked does
+// nothing and reports true.
 func (c *Conn[C]) Park() bool {
 	e := c.e
 	if e == nil || c.parked {

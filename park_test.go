@@ -13,7 +13,7 @@ import (
 )
 
 // parkingConnector is a plain pgx connector whose callers park
-// connections (runpool.Parker), as sqladapter's shells do. inUse catches
+// connections (its Parks method), as sqladapter's shells do. inUse catches
 // a connection handed to two holders at once.
 type parkingConnector struct {
 	url   string

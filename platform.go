@@ -8,7 +8,8 @@ import (
 // Platform describes the serverless platform the process runs on, as far
 // as the pool's defaults care.
 type Platform struct {
-	// Name is one of Platforms.
+	// Name is one of the values Config.Platform accepts: cloudrun,
+	// cloudrun-job, lambda, knative, fly, azure-container-apps or none.
 	Name string
 	// Grace is the time from SIGTERM to SIGKILL; zero when the platform
 	// sends no SIGTERM worth draining for.

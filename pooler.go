@@ -39,8 +39,8 @@ import (
 //     or the per-database/per-user client limit), divided among instances
 //     as usual.
 
-// Poolers lists the values RUNPOOL_POOLER and Config.Pooler accept.
-var Poolers = []string{PoolerNone, PoolerPgBouncer}
+// poolerNames lists the values RUNPOOL_POOLER and Config.Pooler accept.
+var poolerNames = []string{PoolerNone, PoolerPgBouncer}
 
 // Pooler values.
 const (
@@ -57,13 +57,13 @@ func (c Config) BehindPooler() bool { return c.Pooler == PoolerPgBouncer }
 
 func setPooler(c *Config, v string) error {
 	v = strings.ToLower(v)
-	for _, p := range Poolers {
+	for _, p := range poolerNames {
 		if v == p {
 			c.Pooler = v
 			return nil
 		}
 	}
-	return problem("unknown pooler (want one of " + strings.Join(Poolers, ", ") + ")")
+	return problem("unknown pooler (want one of " + strings.Join(poolerNames, ", ") + ")")
 }
 
 // minFairShare is the smallest per-instance share worth dividing: with one

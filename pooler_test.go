@@ -30,10 +30,11 @@ func TestBudgetCallsForPooler(t *testing.T) {
 	plan := func(cfg Config) string {
 		var buf bytes.Buffer
 		cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
-		cfg = cfg.withDefaults()
-		if err := planLimits(&cfg, nil, Platform{Name: "none"}, true); err != nil {
+		_, events, err := resolve(cfg, Platform{Name: "none"}, nil, sizeFromBudget)
+		if err != nil {
 			t.Fatal(err)
 		}
+		logEvents(cfg.Logger, events)
 		return buf.String()
 	}
 	// 97 usable connections, 50 instances: 55 with the margin, 1 each.
@@ -54,7 +55,7 @@ func TestBudgetCallsForPooler(t *testing.T) {
 // A budget that cannot give each instance one connection is an error whose
 // message gives the pooler settings too.
 func TestBudgetBelowInstancesNamesPoolerSettings(t *testing.T) {
-	_, err := DeriveLimits(20, 2, 40)
+	_, err := deriveLimits(20, 2, 40)
 	if err == nil {
 		t.Fatal("20 connections for 44 instances: no error")
 	}

@@ -14,8 +14,9 @@ type Stat struct {
 	c  counterSnapshot
 	// parked connections are idle to the pool but borrowed to puddle;
 	// unparks are checkouts puddle did not see (park.go).
-	parked  int32
-	unparks int64
+	parked    int32
+	unparks   int64
+	fairShare int32
 }
 
 // AcquireCount is the number of successful acquires from the pool, as
@@ -55,6 +56,10 @@ func (s *Stat) IdleConns() int32 { return s.ps.IdleResources() + s.parked }
 
 // MaxConns is the most connections the pool may hold.
 func (s *Stat) MaxConns() int32 { return s.ps.MaxResources() }
+
+// FairShare is this instance's share of the budget when it may borrow
+// beyond it, up to MaxConns (the server enforces the budget), else 0.
+func (s *Stat) FairShare() int32 { return s.fairShare }
 
 // TotalConns is the number of connections held now: idle, borrowed and
 // being opened.
@@ -107,10 +112,6 @@ func (s *Stat) DialFailureCount() int64 { return s.c.dialFailures }
 // HedgedDialCount is the number of connections opened in the background
 // because a checkout probe was slow to answer (see health.go).
 func (s *Stat) HedgedDialCount() int64 { return s.c.hedgedDials }
-
-// FairShare is this instance's share of the budget when it may borrow
-// beyond it (the server enforces the budget), else 0.
-func (p *Pool[C]) FairShare() int32 { return p.cfg.fairShare }
 
 // OrphansEndedCount is the number of server sessions the pool ended
 // (pg_terminate_backend) after giving up their connections as dead: left

@@ -123,7 +123,6 @@ func TestSleepingDatabase(t *testing.T) {
 	}
 }
 
-
 // TestIdleSessionEnd57P05: a server that ends idle sessions itself
 // (idle_session_timeout, as some providers set it) is routine: the
 // sessions it ended are found by the look at the socket on checkout and

@@ -62,7 +62,7 @@ func TestCloseWithLeakedRowsAndTx(t *testing.T) {
 	waitFor(t, 5*time.Second, "no backend left", func() bool { return srv.Backends(t, user) == 0 })
 }
 
-// TestDrainer: sqladapter.Drainer(db), the form runpool.ServeHTTP takes,
+// TestDrainer: sqladapter.Drainer(db), the form serve.HTTP takes,
 // must drain as Shutdown does, waiting for the transaction under way,
 // then close db.
 func TestDrainer(t *testing.T) {

@@ -13,7 +13,7 @@
 //	db, err := sqladapter.OpenFromEnv(ctx)
 //
 // and drain it on SIGTERM with [Shutdown], or hand [Drainer](db) to
-// runpool.ServeHTTP. db.Close does not drain: as database/sql's own pool,
+// serve.HTTP. db.Close does not drain: as database/sql's own pool,
 // it closes the idle connections and returns at once, even with a Rows or
 // Tx left open; the borrowed connections close as they come back, and
 // what still runs on them is cancelled on the server after

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/serve"
 	"github.com/runpool/runpool/sqladapter"
 )
 
@@ -34,7 +34,7 @@ func ExampleDrainer() {
 		log.Fatal(err)
 	}
 	srv := &http.Server{Addr: ":" + os.Getenv("PORT")}
-	if err := runpool.ServeHTTP(ctx, srv, 0, sqladapter.Drainer(db)); err != nil {
+	if err := serve.HTTP(ctx, srv, 0, sqladapter.Drainer(db)); err != nil {
 		log.Fatal(err)
 	}
 }

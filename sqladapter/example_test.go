@@ -78,7 +78,7 @@ func ExampleShutdown() {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
-	go serve(db)
+	go handleRequests(db)
 	<-sig
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second) // Cloud Run gives 10 s
 	defer cancel()
@@ -125,4 +125,4 @@ func ExampleDriverConn_Conn() {
 	}
 }
 
-func serve(*sql.DB) {}
+func handleRequests(*sql.DB) {}

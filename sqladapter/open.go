@@ -86,10 +86,10 @@ func Shutdown(ctx context.Context, db *sql.DB) (runpool.DrainReport, error) {
 	return rep, err
 }
 
-// Drainer returns db as a runpool.Drainer, for runpool.ServeHTTP: its
-// Shutdown is [Shutdown] of db (drain within ctx, then close db).
+// Drainer returns db as a runpool.Drainer, for serve.HTTP: its Shutdown
+// is [Shutdown] of db (drain within ctx, then close db).
 //
-//	err := runpool.ServeHTTP(ctx, srv, 0, sqladapter.Drainer(db))
+//	err := serve.HTTP(ctx, srv, 0, sqladapter.Drainer(db))
 func Drainer(db *sql.DB) runpool.Drainer { return dbDrainer{db} }
 
 type dbDrainer struct{ db *sql.DB }

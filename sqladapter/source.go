@@ -49,4 +49,4 @@ func newSource(ctx context.Context, cfg *Config, rc runpool.Config) (*source, er
 // Parks tells runpool that the shells park connections (DriverConn).
 func (s *source) Parks() bool { return true }
 
-var _ runpool.Parker = (*source)(nil)
+var _ interface{ Parks() bool } = (*source)(nil) // runpool's parking method

@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
+	"github.com/runpool/runpool/serve"
 )
 
 func main() {
@@ -86,7 +86,7 @@ func run(ctx context.Context) error {
 	slog.Info("listening", "port", port)
 	// On SIGTERM: stop accepting, finish requests in flight, drain the
 	// pool, all within the platform's grace period (RUNPOOL_DRAIN_TIMEOUT).
-	return runpool.ServeHTTP(ctx, srv, 0, pool)
+	return serve.HTTP(ctx, srv, 0, pool)
 }
 
 // writeDBError answers a failed query; a query the drain cancelled says so.

@@ -1,4 +1,11 @@
-package runpool
+// Package serve runs an HTTP server until the platform stops the
+// process, then shuts it down and drains runpool's pools in the order
+// that loses no work:
+//
+//	err := serve.HTTP(ctx, srv, 0, pool) // 0: RUNPOOL_DRAIN_TIMEOUT or the platform's
+//
+// Without it, call the pool's Shutdown on SIGTERM after the server's.
+package serve
 
 import (
 	"context"
@@ -8,15 +15,11 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/runpool/runpool"
 )
 
-// Drainer is a pool that can drain: *Pool, *pgxadapter.Pool, or a
-// sqladapter *sql.DB through sqladapter.Drainer(db).
-type Drainer interface {
-	Shutdown(ctx context.Context) (DrainReport, error)
-}
-
-// ServeHTTP runs srv (ListenAndServe) until ctx ends or the process gets
+// HTTP runs srv (ListenAndServe) until ctx ends or the process gets
 // SIGTERM or SIGINT, then shuts down within timeout, in the order that
 // loses no work: srv.Shutdown closes the listeners (a new request is
 // refused as http.Server refuses it) and waits for requests in flight,
@@ -26,14 +29,14 @@ type Drainer interface {
 // is closed. A zero timeout means RUNPOOL_DRAIN_TIMEOUT when set, else the
 // detected platform's drain budget (Cloud Run: 8s of its 10s grace).
 //
-// ServeHTTP never swallows a signal: it stops listening for them as soon
+// HTTP never swallows a signal: it stops listening for them as soon
 // as the first arrives, so a second SIGTERM or SIGINT ends the process
 // the ordinary way. It returns nil after a clean shutdown, the error that
 // stopped srv otherwise.
-func ServeHTTP(ctx context.Context, srv *http.Server, timeout time.Duration, pools ...Drainer) error {
+func HTTP(ctx context.Context, srv *http.Server, timeout time.Duration, pools ...runpool.Drainer) error {
 	if timeout <= 0 {
-		timeout = DetectPlatform(os.LookupEnv).DrainTimeout()
-		if c, err := ConfigFromEnv(Config{}); err == nil && c.DrainTimeout > 0 {
+		timeout = runpool.DetectPlatform(os.LookupEnv).DrainTimeout()
+		if c, err := runpool.ConfigFromEnv(runpool.Config{}); err == nil && c.DrainTimeout > 0 {
 			timeout = c.DrainTimeout
 		}
 	}
