@@ -317,3 +317,76 @@ func TestFailoverNameResolvedPerDial(t *testing.T) {
 		t.Logf("%d lookups, %d dials", n, dials)
 	}
 }
+
+// TestFailoverNotForReadOnlyOfTheCallers: a 25006 that is not a server's
+// change of role changes nothing: a read-only transaction of the
+// caller's on a writer, and a pool pointed at a read-only server from
+// the start (a replica), keep their connections, dial nothing, and do
+// not run the refused statement again.
+func TestFailoverNotForReadOnlyOfTheCallers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	open := func(s *pgtest.Server) *pgxadapter.Pool {
+		cfg, err := pgxadapter.ParseConfig(s.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 4
+		pool, err := pgxadapter.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	warm := func(pool *pgxadapter.Pool) {
+		var cs []*pgxadapter.Conn
+		for range 3 {
+			c, err := pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+		}
+		for _, c := range cs {
+			c.Release()
+		}
+	}
+	refused := func(err error) bool { return err != nil && strings.Contains(err.Error(), "25006") }
+
+	writer, replica := failoverServers(t)
+	replica.Exec(t, "ALTER SYSTEM SET default_transaction_read_only = on")
+	replica.Exec(t, "SELECT pg_reload_conf()")
+	for replica.QueryInt(t, "SELECT CASE WHEN current_setting('default_transaction_read_only') = 'on' THEN 1 ELSE 0 END") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+
+	pool := open(writer)
+	warm(pool)
+	before := pool.Stat().NewConnsCount()
+	for i := range 5 {
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO fo (id) VALUES ($1)", i); !refused(err) {
+			t.Fatalf("a write in a read-only transaction: %v", err)
+		}
+		tx.Rollback(ctx)
+	}
+	if st := pool.Stat(); st.NewConnsCount() != before || st.TotalConns() != 3 {
+		t.Errorf("writer: %d dials, %d connections after the caller's read-only transactions; want %d and 3", st.NewConnsCount(), st.TotalConns(), before)
+	}
+
+	pool = open(replica)
+	warm(pool)
+	before = pool.Stat().NewConnsCount()
+	for i := range 5 {
+		if _, err := pool.Exec(ctx, "INSERT INTO fo (id) VALUES ($1)", i); !refused(err) {
+			t.Fatalf("a write on a read-only server: %v", err)
+		}
+	}
+	if st := pool.Stat(); st.NewConnsCount() != before || st.TotalConns() != 3 {
+		t.Errorf("replica: %d dials, %d connections after writes it refused; want %d and 3", st.NewConnsCount(), st.TotalConns(), before)
+	}
+}

@@ -48,13 +48,18 @@ func roleOf(pc *pgconn.PgConn) role {
 }
 
 // hearErrors makes cfg's OnPgError note in said the errors the pool acts
-// on, before pgx's own handling (or the user's hook) runs.
+// on, before pgx's own handling (or the user's hook) runs. A 25006 counts
+// only for a statement outside an explicit transaction (the transaction
+// status is still the one before the statement): read-only there comes
+// from the server's default, not from a BEGIN READ ONLY of the caller's.
 func hearErrors(cfg *pgconn.Config, said *atomic.Uint32) {
 	prev := cfg.OnPgError
 	cfg.OnPgError = func(pc *pgconn.PgConn, e *pgconn.PgError) bool {
 		switch e.Code {
 		case "25006":
-			said.Or(saidReadOnly)
+			if pc.TxStatus() == 'I' {
+				said.Or(saidReadOnly)
+			}
 		case "57P05":
 			said.Or(saidIdleEnd)
 		}
