@@ -36,12 +36,12 @@ func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
 	return c, nil
 }
 
-// acquire is Acquire without the metrics. lentAt is when the connection
-// was lent (the clock read the idle check made, on the fast path: a clock
+// acquire is Acquire without the metrics. outWhileWaited is when the connection
+// was checked out (the clock read the idle check made, on the fast path: a clock
 // read costs 20-60 ns on a VM's clock, a tenth of a checkout). bp reports
 // that the caller met a 53300 on the way (it took part in a back-pressure
 // episode).
-func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp bool, _ error) {
+func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], outWhileWaited int64, bp bool, _ error) {
 	if p.parking {
 		// Before puddle's Acquire, which on a full pool blocks inside
 		// puddle, where no parked connection would be taken back.
@@ -130,13 +130,13 @@ func (p *Pool[C]) acquire(ctx context.Context) (_ *Conn[C], lentAt int64, bp boo
 		if now, ok := p.inspect(ctx, res, e, true); ok {
 			if c, err := p.handOut(ctx, res, e, now, &rejected); c != nil || err != nil {
 				if c == nil {
-					p.counters.notLent.Add(1)
+					p.counters.notHandedOut.Add(1)
 				}
 				return c, now, bp, err
 			}
 		}
 		// puddle counted a checkout that the caller did not get.
-		p.counters.notLent.Add(1)
+		p.counters.notHandedOut.Add(1)
 		if err := ctx.Err(); err != nil {
 			return nil, 0, bp, p.acquireError(ctx, err, false, waitProbe)
 		}
@@ -163,9 +163,9 @@ func (p *Pool[C]) acquireError(ctx context.Context, err error, waiting bool, kin
 			if kind == waitUnknown {
 				kind = p.waitedIn(err)
 			}
-			return &AcquireTimeoutError{Timeout: p.cfg.AcquireTimeout, WaitedFor: kind.String(), LastDialErr: p.health.lastDialError()}
+			return &AcquireTimeoutError{Timeout: p.cfg.AcquireTimeout, WaitedFor: kind.String(), LastDialErr: p.path.lastDialError()}
 		}
-		if dialErr := p.health.lastDialError(); dialErr != nil {
+		if dialErr := p.path.lastDialError(); dialErr != nil {
 			return &AcquireError{Err: ctxErr, LastDialErr: dialErr}
 		}
 		return ctxErr

@@ -110,7 +110,7 @@ type Config struct {
 	// ServerIdleSessionTimeout asks the server (PostgreSQL 14+) to end a
 	// session idle this long. It must exceed MaxConnIdleTime. Default 0:
 	// off (negative too). Opt in only when no caller holds a connection
-	// idle this long: the server ends borrowed connections too (a LISTEN
+	// idle this long: the server ends connections in use too (a LISTEN
 	// loop, a connection held across a slow call) with FATAL 57P05. See
 	// docs/server-reclaim.md.
 	ServerIdleSessionTimeout time.Duration

@@ -7,7 +7,8 @@ import (
 	"github.com/jackc/puddle/v2"
 )
 
-// Conn is a connection borrowed from a Pool. Release it exactly once.
+// Conn is a connection checked out of a Pool (Acquire). Release it
+// exactly once.
 type Conn[C any] struct {
 	e      *entry[C] // nil once released
 	parked bool      // Park left the connection here (park.go)
@@ -78,7 +79,7 @@ func (p *Pool[C]) putIdle(res *puddle.Resource[*entry[C]]) {
 // passOn returns a connection handed to a caller that gave up meanwhile:
 // to the next caller in line, or to the idle list.
 func (p *Pool[C]) passOn(res *puddle.Resource[*entry[C]]) {
-	p.counters.notLent.Add(1)
+	p.counters.notHandedOut.Add(1)
 	p.returnIdle(res)
 }
 
@@ -91,11 +92,11 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.m.useTime.Record(context.Background(), nanosToSeconds(now-e.since), p.m.rec...)
 		e.since = 0
 	}
-	if e.lentAt != 0 {
-		p.policy.useTook(time.Duration(now - e.lentAt))
-		e.lentAt = 0
+	if e.outWhileWaited != 0 {
+		p.policy.useTook(time.Duration(now - e.outWhileWaited))
+		e.outWhileWaited = 0
 	}
-	e.borrowed.Store(false)
+	e.inUse.Store(false)
 	if !p.connector.Reusable(e.conn) {
 		p.counters.brokenOnRelease.Add(1)
 		if p.endedIdle(e) {
@@ -124,7 +125,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.destroy(res)
 		return false
 	}
-	if e.lent && (now-e.created >= int64(borrowLease) || p.policy.contended(now)) {
+	if e.borrowed && (now-e.created >= int64(borrowLease) || p.policy.contended(now)) {
 		p.counters.borrowReturned.Add(1)
 		p.destroy(res)
 		return false
@@ -155,7 +156,7 @@ func (c *Conn[C]) Destroy() {
 		p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-e.since), p.m.rec...)
 		e.since = 0
 	}
-	e.borrowed.Store(false)
+	e.inUse.Store(false)
 	e.dead.Store(true)
 	p.destroy(e.res)
 }
@@ -167,20 +168,20 @@ func (p *Pool[C]) destroy(res *puddle.Resource[*entry[C]]) {
 	}
 }
 
-// lend hands a checked connection to its caller. While callers wait for
+// checkOut hands a checked connection to its caller. While callers wait for
 // a connection it notes when, so that Release can time the use
 // (the policy's useNanos) that tells whether waiting beats dialing.
-func (p *Pool[C]) lend(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
+func (p *Pool[C]) checkOut(res *puddle.Resource[*entry[C]], e *entry[C], now int64) *Conn[C] {
 	e.res = res
-	p.markLent(e, now)
+	p.markCheckedOut(e, now)
 	return e.handle()
 }
 
-// markLent notes a checkout at now (lend, Unpark).
-func (p *Pool[C]) markLent(e *entry[C], now int64) {
-	e.borrowed.Store(true)
+// markCheckedOut notes a checkout at now (checkOut, Unpark).
+func (p *Pool[C]) markCheckedOut(e *entry[C], now int64) {
+	e.inUse.Store(true)
 	e.out = now
 	if p.waiters.Load() > 0 {
-		e.lentAt = now
+		e.outWhileWaited = now
 	}
 }

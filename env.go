@@ -42,7 +42,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_TCP_KEEPALIVE_COUNT", "count", "3", "kernel keepalive probes before the socket fails", nil},
 	{"RUNPOOL_TCP_USER_TIMEOUT", "duration", "20s", "unacknowledged data older than this fails the socket; off: the kernel's default", nil},
 	{"RUNPOOL_SERVER_KEEPALIVE_IDLE", "duration", "30s", "server-side keepalive on each session, so a vanished client's backend ends; off: none", nil},
-	{"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT", "duration", "off", "server ends sessions idle this long, borrowed ones too (PostgreSQL 14+); must exceed the idle time; see docs/server-reclaim.md", nil},
+	{"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT", "duration", "off", "server ends sessions idle this long, ones in use too (PostgreSQL 14+); must exceed the idle time; see docs/server-reclaim.md", nil},
 	{"RUNPOOL_BUDGET", "connections", "read from the server", "connections the whole service may use, all instances together", nil},
 	{"RUNPOOL_MAX_INSTANCES", "count", "1", "the platform's maximum instance count", nil},
 	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", nil},

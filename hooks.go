@@ -48,12 +48,12 @@ func (p *Pool[C]) pingWanted(ctx context.Context, e *entry[C], idle time.Duratio
 // connection, and each would cost a dial) the checkout fails.
 func (p *Pool[C]) handOut(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], now int64, rejected *int) (*Conn[C], error) {
 	if p.hooks.PrepareConn == nil {
-		return p.lend(res, e, now), nil
+		return p.checkOut(res, e, now), nil
 	}
 	ok, err := p.hooks.PrepareConn(ctx, e.conn)
 	switch {
 	case ok && err == nil:
-		return p.lend(res, e, now), nil
+		return p.checkOut(res, e, now), nil
 	case ok:
 		p.returnIdle(res) // unused: its idle time runs on
 		return nil, fmt.Errorf("runpool: PrepareConn: %w", err)

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 // Connections given up behind a NAT that forgot their flows leave their

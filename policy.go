@@ -174,7 +174,7 @@ const (
 	// beyond its fair share: wait for one of the pool's own connections
 	// to come back, until the contention ends (until).
 	awaitContention
-	// awaitReturn: a borrowed connection comes back sooner than a dial
+	// awaitReturn: a connection in use comes back sooner than a dial
 	// would serve: wait for one, and dial once until passes.
 	awaitReturn
 	// awaitDialSlot: every dial slot (MaxConcurrentDials) is taken: wait
@@ -192,7 +192,7 @@ type dialAnswer struct {
 // dialFacts are what dialOrWait weighs, read just before it is asked.
 type dialFacts struct {
 	total     int32 // connections open or opening, the caller's own included
-	busy      int32 // connections borrowed
+	busy      int32 // connections in use
 	waiting   int32 // callers waiting for a connection, the caller included
 	fairShare int32 // the pool's share of the server's budget, 0 for none
 	// patienceSpent: the caller waited returnPatience dials' time for a

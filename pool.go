@@ -55,12 +55,12 @@ type Pool[C any] struct {
 	// first served: a connection that comes back is handed to the first.
 	q waitq[puddle.Resource[*entry[C]]]
 
-	health   health
-	counters counters
-	m        *metrics     // instruments (metrics.go)
-	bp       backpressure // the current 53300 episode, for its log lines
-	lentOpen atomic.Int64 // open connections beyond the fair share
-	staleLog staleLog     // what the maintainer last logged of stale discards
+	path         pathRecord
+	counters     counters
+	m            *metrics     // instruments (metrics.go)
+	bp           backpressure // the current 53300 episode, for its log lines
+	borrowedOpen atomic.Int64 // open connections beyond the fair share
+	staleLog     staleLog     // what the maintainer last logged of stale discards
 
 	said ServerWitness[C] // the connector, when it reports role changes and idle ends (failover.go)
 	fo   failover         // the last demotion noticed (failover.go)
@@ -81,15 +81,15 @@ type Pool[C any] struct {
 type entry[C any] struct {
 	conn C
 	stamps
-	lent     bool        // opened beyond the fair share: on a lease (budget.go)
-	borrowed atomic.Bool // between checkout and release
-	dead     atomic.Bool // known unusable: close without a goodbye
-	routine  atomic.Bool // closed for a known end of its session (failover.go): never an orphan
-	since    int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
-	lentAt   int64       // nanotime of a checkout while callers waited, else 0 (the borrower's; see lend)
-	out      int64       // nanotime of the checkout (the borrower's): Park's stamp
-	pool     *Pool[C]
-	res      *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
+	borrowed       bool        // opened beyond the fair share: on a lease (budget.go)
+	inUse          atomic.Bool // between checkout and release
+	dead           atomic.Bool // known unusable: close without a goodbye
+	routine        atomic.Bool // closed for a known end of its session (failover.go): never an orphan
+	since          int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
+	outWhileWaited int64       // nanotime of a checkout while callers waited, else 0 (the holder's; see checkOut)
+	out            int64       // nanotime of the checkout (the borrower's): Park's stamp
+	pool           *Pool[C]
+	res            *puddle.Resource[*entry[C]] // puddle's record of it (set on checkout)
 	// parkedBy is the handle that parked the connection, while it is
 	// parked; whoever swaps it to nil (Unpark, Release, the pool taking it
 	// back) owns the connection.
@@ -119,8 +119,8 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	now := nanotime()
 	e := &entry[C]{pool: p, conn: c, stamps: stamps{expiresAt: now + p.lifetime(), epoch: p.policy.epoch.Load(), created: now, idleSince: now}}
 	if fs := p.cfg.fairShare; fs > 0 && p.p.Stat().TotalResources() > fs {
-		e.lent = true
-		p.lentOpen.Add(1)
+		e.borrowed = true
+		p.borrowedOpen.Add(1)
 	}
 	p.mu.Lock()
 	p.entries[e] = struct{}{}
@@ -178,7 +178,7 @@ func (p *Pool[C]) sweepIdle() {
 			p.counters.idleExpired.Add(1)
 			total--
 			res.Destroy()
-		case e.lent && time.Duration(now-e.idleSince) >= borrowIdle:
+		case e.borrowed && time.Duration(now-e.idleSince) >= borrowIdle:
 			p.counters.borrowReturned.Add(1)
 			total--
 			res.Destroy()

@@ -25,7 +25,7 @@ type Stat struct {
 // rejected by PrepareConn) while the caller waits for another does not
 // count. Checkouts by Conn.Unpark count too.
 func (s *Stat) AcquireCount() int64 {
-	return s.ps.AcquireCount() + s.c.handedOver - s.c.notLent + s.unparks
+	return s.ps.AcquireCount() + s.c.handedOver - s.c.notHandedOut + s.unparks
 }
 
 // AcquireDuration is the total time spent in successful acquires.

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/runpool/runpool/internal/pgtest"
-	"github.com/runpool/runpool/internal/wiretap"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
+	"github.com/runpool/runpool/internal/testbed/wiretap"
 	"github.com/runpool/runpool/pgxadapter"
 )
 

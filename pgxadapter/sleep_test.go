@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpool/runpool/internal/pgtest"
-	"github.com/runpool/runpool/internal/sleepproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
+	"github.com/runpool/runpool/internal/testbed/sleepproxy"
 	"github.com/runpool/runpool/pgxadapter"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/runpool/runpool/internal/pgtest"
-	"github.com/runpool/runpool/internal/wiretap"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
+	"github.com/runpool/runpool/internal/testbed/wiretap"
 	"github.com/runpool/runpool/sqladapter"
 )
 
