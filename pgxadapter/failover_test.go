@@ -51,7 +51,8 @@ func demote(t *testing.T, s *pgtest.Server) time.Time {
 }
 
 // writeLoad runs writers that insert unique ids into fo until stop, each
-// write within deadline, and records what became of each.
+// write within deadline (Exec and QueryRow by turns), and records what
+// became of each.
 type writeLoad struct {
 	next     atomic.Int64
 	mu       sync.Mutex
@@ -83,7 +84,15 @@ func (w *writeLoad) run(t *testing.T, pool *pgxadapter.Pool, writers int, deadli
 				start := time.Now()
 				moved := w.movedAt.Load()
 				ctx, cancel := context.WithTimeout(context.Background(), deadline)
-				_, err := pool.Exec(ctx, "INSERT INTO fo (id) VALUES ($1)", id)
+				var err error
+				if id%2 == 0 { // both paths that run a refused statement again
+					_, err = pool.Exec(ctx, "INSERT INTO fo (id) VALUES ($1)", id)
+				} else {
+					var got int64
+					if err = pool.QueryRow(ctx, "INSERT INTO fo (id) VALUES ($1) RETURNING id", id).Scan(&got); err == nil && got != id {
+						err = fmt.Errorf("RETURNING %d for %d", got, id)
+					}
+				}
 				cancel()
 				r := writeResult{id: id, took: time.Since(start), err: err}
 				w.mu.Lock()
@@ -388,5 +397,66 @@ func TestFailoverNotForReadOnlyOfTheCallers(t *testing.T) {
 	}
 	if st := pool.Stat(); st.NewConnsCount() != before || st.TotalConns() != 3 {
 		t.Errorf("replica: %d dials, %d connections after writes it refused; want %d and 3", st.NewConnsCount(), st.TotalConns(), before)
+	}
+}
+
+// TestFailoverRetryOnce: a write that takes an idle connection to the
+// demoted writer is refused there (25006: nothing written) and runs once
+// more on a new connection, which follows the name to the new writer;
+// for Exec as for QueryRow, whose refusal shows only in Scan.
+func TestFailoverRetryOnce(t *testing.T) {
+	a, b := failoverServers(t)
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: a.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	cfg, err := pgxadapter.ParseConfig(strings.Replace(a.URL(), a.Addr(), proxy.Addr(), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pool, err := pgxadapter.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for i, write := range []func(id int64) error{
+		func(id int64) error { _, err := pool.Exec(ctx, "INSERT INTO fo (id) VALUES ($1)", id); return err },
+		func(id int64) error {
+			return pool.QueryRow(ctx, "INSERT INTO fo (id) VALUES ($1) RETURNING id", id).Scan(&id)
+		},
+	} {
+		id := int64(i) * 10
+		if err := write(id); err != nil { // opens a connection to the writer of the moment
+			t.Fatal(err)
+		}
+		old, now := a, b
+		if i == 1 {
+			old, now = b, a // back again: a is the writer once more
+			old.Exec(t, "ALTER SYSTEM SET default_transaction_read_only = on")
+			old.Exec(t, "SELECT pg_reload_conf()")
+			now.Exec(t, "ALTER SYSTEM RESET default_transaction_read_only")
+			now.Exec(t, "SELECT pg_reload_conf()")
+			for now.QueryInt(t, "SELECT CASE WHEN current_setting('default_transaction_read_only') = 'off' THEN 1 ELSE 0 END") == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			demote(t, old)
+		}
+		proxy.SetTarget(now.Addr())
+		dials := pool.Stat().NewConnsCount()
+		if err := write(id + 1); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if n := now.QueryInt(t, "SELECT count(*) FROM fo WHERE id = $1", id+1) + old.QueryInt(t, "SELECT count(*) FROM fo WHERE id = $1", id+1)*100; n != 1 {
+			t.Errorf("write %d: on the new writer and the old one: %d (want 1: on the new writer only)", i, n)
+		}
+		if d := pool.Stat().NewConnsCount() - dials; d != 1 {
+			t.Errorf("write %d: %d dials, want 1", i, d)
+		}
 	}
 }
