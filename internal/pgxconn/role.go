@@ -145,10 +145,10 @@ var wakeMessages = []string{
 
 // classifyDialError marks err as the server being away when it is a
 // provider's wake-up message, or every host refused a required writer
-// as read-only (target_session_attrs=read-write during a failover, while
-// no server is promoted yet).
+// as read-only or in standby (target_session_attrs=read-write or primary
+// during a failover, while no server is promoted yet).
 func classifyDialError(err error) error {
-	if errors.Is(err, pgconn.ErrReadOnlyConnection) {
+	if errors.Is(err, pgconn.ErrReadOnlyConnection) || errors.Is(err, pgconn.ErrStandbyConnection) {
 		return &awayError{err}
 	}
 	var pgErr *pgconn.PgError

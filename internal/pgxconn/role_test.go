@@ -24,6 +24,8 @@ func TestWakeMessageIsServerAway(t *testing.T) {
 		{&pgconn.PgError{Severity: "FATAL", Code: "XX000", Message: "Couldn't connect to compute node"}, true},
 		{fmt.Errorf("dial: %w", &pgconn.PgError{Severity: "ERROR", Code: "XX000", Message: "couldn't connect to compute node: timed out"}), true},
 		{fmt.Errorf("ValidateConnect failed: %w", pgconn.ErrReadOnlyConnection), true},
+		{fmt.Errorf("ValidateConnect failed: %w", pgconn.ErrStandbyConnection), true},
+		{fmt.Errorf("ValidateConnect failed: %w", pgconn.ErrReadWriteConnection), false},
 		{&pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: "password authentication failed for user \"app\""}, false},
 		{&pgconn.PgError{Severity: "FATAL", Code: "3D000", Message: "database \"x\" does not exist"}, false},
 		{errors.New("some other failure"), false},
