@@ -187,7 +187,7 @@ func planLimits(s *settings, server *ServerLimits, platform Platform, instancesK
 		events = append(events, s.warn(advice))
 	}
 	s.MaxConns = lim.perInstance
-	enforced := server != nil && server.Allowance() <= budget
+	enforced := server != nil && server.Allowance() <= budget || s.SlotsOn() // the server's limit or the slots (slots.go)
 	if enforced {
 		s.fairShare = lim.perInstance
 		s.MaxConns = max(lim.perInstance, int32((budget-s.Reserve)/2))

@@ -134,6 +134,14 @@ type Config struct {
 	// the server allows: "warn" (default), "error" or "off" (do not read
 	// the server's limits at all).
 	BudgetCheck string
+	// BudgetSlots makes the database enforce the budget on any server:
+	// "advisory" has every connection hold one of Budget-Reserve session
+	// advisory locks in a key space derived from Name, the role and the
+	// database, so that the instances together never exceed it and a busy
+	// instance may borrow what idle ones leave (see docs/budget.md). It
+	// needs Budget and session-mode connections (no Pooler). Default
+	// "off": the division alone keeps the total within the budget.
+	BudgetSlots string
 
 	// DrainTimeout bounds the drain that Close runs and the whole shutdown
 	// that serve.HTTP runs. Default: the platform's grace period less a
@@ -245,6 +253,9 @@ func (c Config) Validate() error {
 		if err := limits[i].check(&c); err != nil {
 			return err
 		}
+	}
+	if err := c.validateSlots(); err != nil {
+		return err
 	}
 	idle := c.MaxConnIdleTime
 	if idle == 0 {

@@ -48,6 +48,7 @@ var envVars = []EnvVar{
 	{"RUNPOOL_RESERVE", "connections", "0", "kept out of the budget for admin work", nil},
 	{"RUNPOOL_CONCURRENCY", "count", "from the platform", "most requests one instance serves at once; caps the connections", nil},
 	{"RUNPOOL_BUDGET_CHECK", "name", "warn", "warn, error or off: what the start-up check does when the budget exceeds the server's limit", setBudgetCheck},
+	{"RUNPOOL_BUDGET_SLOTS", "name", "off", "off or advisory: every connection holds one of budget-reserve advisory locks, so the database enforces the budget and busy instances borrow what idle ones leave; needs RUNPOOL_BUDGET, no pooler", setBudgetSlots},
 	{"RUNPOOL_PLATFORM", "name", "detected", "cloudrun, cloudrun-job, lambda, knative, fly, azure-container-apps or none", setPlatform},
 	{"RUNPOOL_POOLER", "name", "none", "none or pgbouncer: a transaction-mode pooler is in front (no named prepared statements, no session settings, budget = its client limit)", setPooler},
 	{"RUNPOOL_DRAIN_TIMEOUT", "duration", "from the platform", "bound on the drain at shutdown", nil},

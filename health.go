@@ -55,11 +55,6 @@ func (h *pathRecord) lastDialError() error {
 	return nil
 }
 
-// idleRules are the settings policy.idle reads.
-func (p *Pool[C]) idleRules() idleRules {
-	return idleRules{probeAfter: p.probeAfter, maxIdle: p.maxIdle, probeTimeout: p.cfg.ProbeTimeout, pingTimeout: p.cfg.PingTimeout}
-}
-
 // inspect puts the idle connection res, just checked out, through the
 // checks the policy calls for (policy.idle) and reports whether it may be
 // checked out, with the clock read to check it out at; when not, it has closed res
@@ -70,7 +65,7 @@ func (p *Pool[C]) idleRules() idleRules {
 // pgxpool does.
 func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], shouldPing bool) (now int64, ok bool) {
 	now = nanotime()
-	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	a := p.policy.idle(now, &e.stamps, &p.rules, false)
 	if a.do.unprobed() && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
 		a.do = idleDoubt
 	}
@@ -80,7 +75,7 @@ func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], 
 		// answers again, and may condemn this connection.
 		now = nanotime()
 		p.observeClock(now, time.Now())
-		a = p.policy.idle(now, &e.stamps, p.idleRules(), true)
+		a = p.policy.idle(now, &e.stamps, &p.rules, true)
 	}
 	switch a.do {
 	case idleHandOut:

@@ -68,8 +68,10 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	// Parks from now on return the connection instead (Conn.Park); those
 	// parked before are idle, closed here.
 	p.report.ClosedIdle += p.takeParked()
+	now := nanotime()
 	for _, res := range p.p.AcquireAllIdle() {
 		p.report.ClosedIdle++
+		p.noteDoubted(res.Value(), now)
 		res.Destroy()
 	}
 
@@ -116,8 +118,9 @@ wait:
 	closed := make(chan struct{})
 	go func() { p.p.Close(); p.wakeAll(); close(closed) }()
 	if p.report.Abandoned == 0 {
-		<-closed
+		<-closed // every close done: every orphan noted
 	}
+	p.endLeftOrphans(ctx)
 	p.report.Duration = time.Since(start)
 	p.drained(p.report, p.report.Abandoned == 0)
 	p.unregisterGauges()

@@ -120,6 +120,7 @@ type metrics struct {
 	idleObs   []metric.ObserveOption
 	usedObs   []metric.ObserveOption
 	reg       metric.Registration
+	slots     slotMetrics // the budget slots' (slotsevents.go)
 }
 
 // newMetrics creates the pool's instruments on cfg's MeterProvider, the
@@ -239,6 +240,8 @@ func newMetrics(cfg Config) *metrics {
 		metric.WithDescription("1 while the pool drains (after SIGTERM), else 0."))
 	keep(err)
 
+	m.slots.init(mt, keep)
+
 	if err := errors.Join(errs...); err != nil {
 		cfg.Logger.Warn("runpool: metrics: the MeterProvider refused an instrument", "pool", cfg.Name, "err", err)
 	}
@@ -289,10 +292,12 @@ func (p *Pool[C]) registerGauges() {
 		return
 	}
 	m.reg = reg
+	p.registerSlotGauge()
 }
 
 func (p *Pool[C]) unregisterGauges() {
 	if p.m.reg != nil {
 		_ = p.m.reg.Unregister()
 	}
+	p.unregisterSlotGauge()
 }

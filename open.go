@@ -142,12 +142,12 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 		ender = nil // the pooler's sessions are not ours to end (pooler.go)
 	}
 	p := &Pool[C]{
-		ender:          ender,
-		connector:      connector,
-		cfg:            cfg,
-		hooks:          hooks,
-		probeAfter:     cfg.ProbeAfterIdle,
-		maxIdle:        cfg.MaxConnIdleTime,
+		ender:     ender,
+		connector: connector,
+		cfg:       cfg,
+		hooks:     hooks,
+		rules: idleRules{probeAfter: cfg.ProbeAfterIdle, maxIdle: cfg.MaxConnIdleTime,
+			probeTimeout: cfg.ProbeTimeout, pingTimeout: cfg.PingTimeout},
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),

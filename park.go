@@ -94,7 +94,7 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	}
 	p, res := e.pool, e.res // read once the connection is this caller's
 	now := nanotime()
-	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	a := p.policy.idle(now, &e.stamps, &p.rules, false)
 	if a.do.unprobed() && !p.draining.Load() {
 		if a.do == idleHandOut || p.looksOpen(e) {
 			e.unparks.Add(1)

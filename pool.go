@@ -24,9 +24,9 @@ type Pool[C any] struct {
 	cfg       settings            // resolved once, at start (resolve.go)
 	hooks     Hooks[C]
 
-	// Read on every checkout.
-	probeAfter time.Duration
-	maxIdle    time.Duration
+	// rules are the settings the policy's idle question reads, on every
+	// checkout.
+	rules idleRules
 	// policy holds the trust signals and estimates, and decides what a
 	// checkout does (policy.go).
 	policy policy
@@ -174,7 +174,7 @@ func (p *Pool[C]) sweepIdle() {
 			p.counters.lifetimeExpired.Add(1)
 			total--
 			res.Destroy()
-		case time.Duration(now-e.idleSince) >= p.maxIdle && total > p.cfg.MinConns:
+		case time.Duration(now-e.idleSince) >= p.rules.maxIdle && total > p.cfg.MinConns:
 			p.counters.idleExpired.Add(1)
 			total--
 			res.Destroy()

@@ -55,6 +55,7 @@ func (p *Pool[C]) dialFacts(ctx context.Context) dialFacts {
 		busy:          st.AcquiredResources(),
 		waiting:       waiting,
 		fairShare:     p.cfg.fairShare,
+		slack:         p.slotSlack(),
 		patienceSpent: ctx.Value(patienceSpent{}) != nil,
 		slotFree:      len(p.dialSem) < cap(p.dialSem),
 	}
@@ -102,8 +103,8 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 		p.counters.dialFailures.Add(1)
 		p.path.dialFailed(err)
 		p.dialsFailing(err)
-		if tooManyConnections(err) && p.cfg.fairShare > 0 {
-			p.policy.serverFull(nanotime())
+		if tooManyConnections(err) {
+			p.budgetFull(err)
 		}
 		return c, err
 	}

@@ -61,13 +61,16 @@ func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
 		return errClosedByServer
 	}
-	if err := c.Pgx.PgConn().Ping(ctx); err != nil {
-		return err
+	var err error
+	if held, ok := slotOf(c.Pgx); ok {
+		err = c.slotProbe(ctx, held)
+	} else {
+		err = c.Pgx.PgConn().Ping(ctx)
 	}
-	if c.roleChanged() {
-		return errRoleChanged
+	if err == nil && c.roleChanged() {
+		err = errRoleChanged
 	}
-	return nil
+	return err
 }
 
 // reusable reports whether c may go back to the idle list: open, not
