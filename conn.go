@@ -99,6 +99,10 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 	e.inUse.Store(false)
 	if !p.connector.Reusable(e.conn) {
 		p.counters.brokenOnRelease.Add(1)
+		if p.endedIdle(e) {
+			p.destroy(res)
+			return false
+		}
 		if p.witness != nil {
 			if in := p.witness.Interruption(e.conn); !in.At.IsZero() {
 				// Closed without a goodbye of the pool's own: the
@@ -111,6 +115,9 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.policy.distrust() // its siblings may be dead too
 		e.dead.Store(true)
 		p.destroy(res)
+		return false
+	}
+	if p.roleChanged(res, e) {
 		return false
 	}
 	if now >= e.expiresAt {

@@ -105,6 +105,10 @@ func (p *Pool[C]) looksOpen(e *entry[C]) bool {
 // fate (a restart, pg_terminate_backend of the role): each must now prove
 // itself.
 func (p *Pool[C]) discardGone(res *puddle.Resource[*entry[C]], e *entry[C]) {
+	if p.endedIdle(e) {
+		res.Destroy()
+		return
+	}
 	p.discarded(staleClosedByServer)
 	e.dead.Store(true)
 	res.Destroy()
@@ -196,6 +200,11 @@ func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err er
 		p.probed(took, probeOK)
 		p.policy.probeAnswered(took)
 		return true
+	}
+	if p.endedIdle(e) {
+		res.Destroy()
+		p.probed(took, probeFailed)
+		return false
 	}
 	p.policy.probeUnanswered()
 	e.dead.Store(true)

@@ -96,7 +96,7 @@ func (o *orphans) take() []notedOrphan {
 // closing connections idle past their limit right after a thaw is the
 // common case. A session that did end is simply not found.
 func (p *Pool[C]) noteOrphan(e *entry[C]) {
-	if p.ender == nil || (!e.dead.Load() && e.epoch == p.policy.epoch.Load()) {
+	if p.ender == nil || e.routine.Load() || (!e.dead.Load() && e.epoch == p.policy.epoch.Load()) {
 		return
 	}
 	if o, ok := p.ender.Session(e.conn); ok {

@@ -62,6 +62,9 @@ type Pool[C any] struct {
 	borrowedOpen atomic.Int64 // open connections beyond the fair share
 	staleLog     staleLog     // what the maintainer last logged of stale discards
 
+	said ServerWitness[C] // the connector, when it reports role changes and idle ends (failover.go)
+	fo   failover         // the last demotion noticed (failover.go)
+
 	// bg bounds the dials no caller waits for (hedges, the MinConns
 	// floor): Shutdown cancels it, so none holds up the drain.
 	bg     context.Context
@@ -81,6 +84,7 @@ type entry[C any] struct {
 	borrowed       bool        // opened beyond the fair share: on a lease (budget.go)
 	inUse          atomic.Bool // between checkout and release
 	dead           atomic.Bool // known unusable: close without a goodbye
+	routine        atomic.Bool // closed for a known end of its session (failover.go): never an orphan
 	since          int64       // nanotime of the checkout when metrics time it, else 0 (the borrower's)
 	outWhileWaited int64       // nanotime of a checkout while callers waited, else 0 (the holder's; see checkOut)
 	out            int64       // nanotime of the checkout (the borrower's): Park's stamp

@@ -14,7 +14,15 @@ import (
 // password, an unknown database or role, a refused TLS handshake are not:
 // the caller gets them at once. Open's first dial never waits (its errors
 // are the configuration's); 53300 has its own back-pressure (budget.go).
+// An error that says for itself whether it is the server being away
+// (ServerAway, as the connector marks a provider's wake-up message or a
+// server refused as read-only while a writer was required) is taken at
+// its word.
 func serverAway(err error) bool {
+	var a interface{ ServerAway() bool }
+	if errors.As(err, &a) {
+		return a.ServerAway()
+	}
 	var s interface{ SQLState() string }
 	if errors.As(err, &s) {
 		switch s.SQLState() {

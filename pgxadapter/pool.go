@@ -98,14 +98,16 @@ func (p *Pool) AcquireFunc(ctx context.Context, f func(*Conn) error) error {
 // Exec runs sql on a pooled connection. A failure before the statement
 // reached the server is retried on another connection (see retry.go).
 func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var refused bool
 	for attempt := 0; ; attempt++ {
 		c, err := p.acquire(ctx)
 		if err != nil {
 			return pgconn.CommandTag{}, err
 		}
 		tag, err := c.Value().Pgx.Exec(ctx, sql, args...)
+		again := err != nil && p.refusedOnce(ctx, c, err, &refused)
 		c.Release()
-		if err == nil || !retryable(ctx, err, attempt) {
+		if err == nil || !again && !retryable(ctx, err, attempt) {
 			return tag, err
 		}
 	}
@@ -114,6 +116,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 // Query runs sql on a pooled connection; the connection returns to the
 // pool when the rows are closed (or fully read).
 func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	var refused bool
 	for attempt := 0; ; attempt++ {
 		c, err := p.acquire(ctx)
 		if err != nil {
@@ -123,8 +126,9 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 		if err == nil {
 			return c.Value().newRows(rows, c), nil
 		}
+		again := p.refusedOnce(ctx, c, err, &refused)
 		c.Release()
-		if !retryable(ctx, err, attempt) {
+		if !again && !retryable(ctx, err, attempt) {
 			return errRows{err: err}, err
 		}
 	}
@@ -133,8 +137,15 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 // QueryRow runs sql on a pooled connection at once, as pgxpool's does;
 // its errors, and the row, come with Scan, which returns the connection
 // to the pool. A failure before the query reached the server is retried
-// on another connection (see retry.go).
+// on another connection, and so, once, is a query the server refused
+// without running it (see retry.go), its error seen by Scan.
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return p.queryRow(ctx, sql, args, false)
+}
+
+// queryRow is QueryRow; refused says the query ran once more already,
+// the server having refused it without running it.
+func (p *Pool) queryRow(ctx context.Context, sql string, args []any, refused bool) pgx.Row {
 	for attempt := 0; ; attempt++ {
 		c, err := p.acquire(ctx)
 		if err != nil {
@@ -146,7 +157,11 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 			c.Release()
 			continue
 		}
-		return c.Value().newRow(rows, c)
+		r := c.Value().newRow(rows, c)
+		if !refused {
+			r.p, r.ctx, r.sql, r.args = p, ctx, sql, args
+		}
+		return r
 	}
 }
 

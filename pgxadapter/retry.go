@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/runpool/runpool"
 )
 
 // maxAttempts bounds how often one call runs its statement: a failure
@@ -15,4 +16,19 @@ const maxAttempts = 3
 
 func retryable(ctx context.Context, err error, attempt int) bool {
 	return attempt+1 < maxAttempts && ctx.Err() == nil && pgconn.SafeToRetry(err)
+}
+
+// refusedOnce reports whether a statement that failed with err on c,
+// outside any transaction, was refused without running and may run once
+// more on another connection: the server turned read-only under c (a
+// failover: 25006 means nothing was written, and the pool has discarded
+// the demoted server's connections, so the retry dials the name afresh),
+// or the server had ended c's idle session before reading it (57P05).
+// retried says the call already ran its statement again for this reason.
+func (p *Pool) refusedOnce(ctx context.Context, c *runpool.Conn[*pconn], err error, retried *bool) bool {
+	if *retried || ctx.Err() != nil || !c.Value().Refused(err) {
+		return false
+	}
+	*retried = true
+	return true
 }

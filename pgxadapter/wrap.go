@@ -53,11 +53,38 @@ func (r *poolRows) Values() ([]any, error) {
 type poolRow struct {
 	rows pgx.Rows
 	c    *runpool.Conn[*pconn]
+	// p, ctx, sql and args run the query once more when the server
+	// refused it without running it (Pool.refusedOnce); p is nil when it
+	// ran once more already.
+	p    *Pool
+	ctx  context.Context
+	sql  string
+	args []any
 }
 
-// Scan is pgx's connRow.Scan.
+// Scan is pgx's connRow.Scan; a query the server refused without running
+// it runs once more on another connection (see retry.go).
 func (r *poolRow) Scan(dest ...any) error {
-	defer r.c.Release() // also when Scan panics
+	released := false
+	defer func() { // also when Scan panics
+		if !released {
+			r.c.Release()
+		}
+	}()
+	err := r.scan(dest...)
+	if err != nil && r.p != nil {
+		var refused bool
+		if r.p.refusedOnce(r.ctx, r.c, err, &refused) {
+			released = true
+			r.c.Release()
+			return r.p.queryRow(r.ctx, r.sql, r.args, true).Scan(dest...)
+		}
+	}
+	return err
+}
+
+// scan is pgx's connRow.Scan, without the release.
+func (r *poolRow) scan(dest ...any) error {
 	rows := r.rows
 	if rows.Err() != nil {
 		rows.Close()

@@ -193,9 +193,12 @@ func (c *DriverConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver
 }
 
 // ExecContext runs a statement as pgx's stdlib driver does: an error before
-// any byte reached the server is driver.ErrBadConn, so database/sql retries.
-// A statement whose result columns changed since it was prepared is
-// prepared again and run once more (see replan).
+// any byte reached the server is driver.ErrBadConn, so database/sql retries,
+// and so is a statement the server refused without running it, outside
+// any transaction (a server demoted under the connection, a session it
+// ended for idling: pgxconn's Refused). A statement whose result columns
+// changed since it was prepared is prepared again and run once more (see
+// replan).
 func (c *DriverConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	p, err := c.conn(ctx)
 	if err != nil {
@@ -204,6 +207,9 @@ func (c *DriverConn) ExecContext(ctx context.Context, query string, args []drive
 	res, err := p.sc.ExecContext(ctx, query, args)
 	if err != nil && p.replan(ctx, query, err) {
 		res, err = p.sc.ExecContext(ctx, query, args)
+	}
+	if err != nil && p.Refused(err) {
+		return nil, &badConnError{err}
 	}
 	return res, err
 }
@@ -224,6 +230,9 @@ func (c *DriverConn) QueryContext(ctx context.Context, query string, args []driv
 		rows, err = p.sc.QueryContext(ctx, query, args)
 	}
 	if err != nil {
+		if p.Refused(err) {
+			return nil, &badConnError{err}
+		}
 		return nil, retryable(err)
 	}
 	return rows, nil

@@ -3,6 +3,7 @@ package pgxconn
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,11 @@ type Conn struct {
 	// Pgx is the connection, open for the Conn's whole life.
 	Pgx  *pgx.Conn
 	sock sockpeek.Socket // the look on checkout (gone)
+	// said notes the server's errors the pool acts on (role.go); writer
+	// is the role its server reported at connect time.
+	said      *atomic.Uint32
+	writer    role
+	sawWriter *atomic.Bool // the connector's: a sibling was opened to a writer
 }
 
 // Pooled is an adapter's connection type: a pointer to a struct that
@@ -55,10 +61,16 @@ func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
 		return errClosedByServer
 	}
+	var err error
 	if held, ok := slotOf(c.Pgx); ok {
-		return c.slotProbe(ctx, held)
+		err = c.slotProbe(ctx, held)
+	} else {
+		err = c.Pgx.PgConn().Ping(ctx)
 	}
-	return c.Pgx.PgConn().Ping(ctx)
+	if err == nil && c.roleChanged() {
+		err = errRoleChanged
+	}
+	return err
 }
 
 // reusable reports whether c may go back to the idle list: open, not

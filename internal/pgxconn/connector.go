@@ -21,7 +21,10 @@ type Connector[C Pooled] struct {
 	server   string               // names the server in errors
 	cloudSQL *cloudsqldial.Handle // the share of the Cloud SQL Dialer; nil without Cloud SQL
 	live     atomic.Int64         // connections open
-	retired  atomic.Bool          // release cloudSQL when the last connection closes
+	// sawWriter: a connection was opened to a server that accepted
+	// writes, so a server refusing writes later changed role (role.go).
+	sawWriter atomic.Bool
+	retired   atomic.Bool // release cloudSQL when the last connection closes
 }
 
 // Options is what an adapter gives New.
@@ -82,12 +85,18 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 		}
 	}
 	watch(&cc.Config)
+	said := new(atomic.Uint32)
+	hearErrors(&cc.Config, said)
 	c, err := k.open(ctx, cc)
 	if err != nil {
 		k.session.DialFailed(err)
-		return zero, err
+		return zero, classifyDialError(err)
 	}
 	pc := c.pooled()
+	pc.said, pc.writer, pc.sawWriter = said, roleOf(pc.Pgx.PgConn()), &k.sawWriter
+	if pc.writer == roleWriter && !k.sawWriter.Load() {
+		k.sawWriter.Store(true)
+	}
 	if err := k.session.AfterConnect(ctx, pc.Pgx); err != nil {
 		pc.Pgx.Close(ctx)
 		return zero, err
@@ -125,6 +134,14 @@ func (k *Connector[C]) Close(c C, dead bool) {
 		k.cloudSQL.Release()
 	}
 }
+
+// Demoted reports that c's server refused a write because it turned
+// read-only under c (runpool.ServerWitness; role.go).
+func (k *Connector[C]) Demoted(c C) bool { return c.pooled().demoted() }
+
+// EndedIdle reports that the server ended c's session for idling
+// (runpool.ServerWitness).
+func (k *Connector[C]) EndedIdle(c C) bool { return c.pooled().endedIdle() }
 
 // ServerLimits reads what the server allows the connection's role
 // (runpool.LimitReader).
@@ -168,4 +185,5 @@ var (
 	_ runpool.LimitReader[*Conn]      = (*Connector[*Conn])(nil)
 	_ runpool.OrphanEnder[*Conn]      = (*Connector[*Conn])(nil)
 	_ runpool.InterruptWitness[*Conn] = (*Connector[*Conn])(nil)
+	_ runpool.ServerWitness[*Conn]    = (*Connector[*Conn])(nil)
 )
