@@ -31,7 +31,9 @@ func (s *Stat) AcquireCount() int64 {
 // AcquireDuration is the total time spent in successful acquires.
 func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
 
-// AcquiredConns is the number of connections borrowed now.
+// AcquiredConns is the number of connections borrowed now. A connection
+// being closed counts until its close completes, as in pgxpool: its slot
+// is not free before.
 func (s *Stat) AcquiredConns() int32 { return s.ps.AcquiredResources() - s.parked }
 
 // CanceledAcquireCount is the number of acquires that failed because
@@ -61,8 +63,8 @@ func (s *Stat) MaxConns() int32 { return s.ps.MaxResources() }
 // beyond it, up to MaxConns (the server enforces the budget), else 0.
 func (s *Stat) FairShare() int32 { return s.fairShare }
 
-// TotalConns is the number of connections held now: idle, borrowed and
-// being opened.
+// TotalConns is the number of connections held now: idle, borrowed,
+// being opened and being closed.
 func (s *Stat) TotalConns() int32 { return s.ps.TotalResources() }
 
 // NewConnsCount is the number of connections opened since the pool began.
