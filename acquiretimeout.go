@@ -53,7 +53,7 @@ type waitKind uint8
 
 const (
 	waitUnknown    waitKind = iota // what puddle's Acquire waited for: see waitedIn
-	waitInUse                      // a borrowed connection coming back (a full pool, awaitReturn, awaitContention)
+	waitInUse                      // a connection in use coming back (a full pool, awaitReturn, awaitContention)
 	waitDialTurn                   // a dial token (MaxConcurrentDials)
 	waitDial                       // the caller's own dial
 	waitPressure                   // out a 53300

@@ -173,6 +173,7 @@ func planLimits(s *settings, server *ServerLimits, platform Platform, instancesK
 	}
 	if !instancesKnown && s.Budget == 0 {
 		s.MaxConns = int32(min(defaultMaxConns(), budget))
+		s.capAtConcurrency()
 		events = append(events, s.warn("runpool: RUNPOOL_MAX_INSTANCES is not set, so the server's connections are not divided among instances; "+
 			"set it (and RUNPOOL_BUDGET) to keep scale-out from overrunning the server",
 			"server_allows", budget, "max_conns", s.MaxConns))
@@ -186,11 +187,12 @@ func planLimits(s *settings, server *ServerLimits, platform Platform, instancesK
 		events = append(events, s.warn(advice))
 	}
 	s.MaxConns = lim.perInstance
-	enforced := server != nil && server.Allowance() <= budget
+	enforced := server != nil && server.Allowance() <= budget || s.SlotsOn() // the server's limit or the slots (slots.go)
 	if enforced {
 		s.fairShare = lim.perInstance
 		s.MaxConns = max(lim.perInstance, int32((budget-s.Reserve)/2))
 	}
+	s.capAtConcurrency()
 	events = append(events, s.info("runpool: budget derived", "budget", budget, "source", source,
 		"reserve", s.Reserve, "max_instances", s.MaxInstances, "divided_by", lim.instances,
 		"max_conns", s.MaxConns, "fair_share", lim.perInstance, "borrowing", enforced, "platform", platform.Name))

@@ -110,7 +110,7 @@ type Config struct {
 	// ServerIdleSessionTimeout asks the server (PostgreSQL 14+) to end a
 	// session idle this long. It must exceed MaxConnIdleTime. Default 0:
 	// off (negative too). Opt in only when no caller holds a connection
-	// idle this long: the server ends borrowed connections too (a LISTEN
+	// idle this long: the server ends connections in use too (a LISTEN
 	// loop, a connection held across a slow call) with FATAL 57P05. See
 	// docs/server-reclaim.md.
 	ServerIdleSessionTimeout time.Duration
@@ -134,6 +134,14 @@ type Config struct {
 	// the server allows: "warn" (default), "error" or "off" (do not read
 	// the server's limits at all).
 	BudgetCheck string
+	// BudgetSlots makes the database enforce the budget on any server:
+	// "advisory" has every connection hold one of Budget-Reserve session
+	// advisory locks in a key space derived from Name, the role and the
+	// database, so that the instances together never exceed it and a busy
+	// instance may borrow what idle ones leave (see docs/budget.md). It
+	// needs Budget and session-mode connections (no Pooler). Default
+	// "off": the division alone keeps the total within the budget.
+	BudgetSlots string
 
 	// DrainTimeout bounds the drain that Close runs and the whole shutdown
 	// that serve.HTTP runs. Default: the platform's grace period less a
@@ -245,6 +253,9 @@ func (c Config) Validate() error {
 		if err := limits[i].check(&c); err != nil {
 			return err
 		}
+	}
+	if err := c.validateSlots(); err != nil {
+		return err
 	}
 	idle := c.MaxConnIdleTime
 	if idle == 0 {

@@ -21,9 +21,9 @@ type counters struct {
 	hedgedDials     atomic.Int64
 	orphansEnded    atomic.Int64
 	unparks         atomic.Int64 // Unpark's checkouts of connections closed since
-	// notLent counts puddle's checkouts that acquire did not hand out
+	// notHandedOut counts puddle's checkouts that acquire did not hand out
 	// (closed on checkout, rejected), which puddle's AcquireCount counts.
-	notLent atomic.Int64
+	notHandedOut atomic.Int64
 	// handedOver counts connections handed from a release to a waiting
 	// caller, checkouts that puddle does not see.
 	handedOver atomic.Int64
@@ -38,7 +38,7 @@ type counterSnapshot struct {
 	probes, probeFailures, staleDiscarded, freezes          int64
 	backoffs, borrowReturned, timeouts, dialFailures        int64
 	hedgedDials, orphansEnded                               int64
-	notLent, canceledAcquires, handedOver                   int64
+	notHandedOut, canceledAcquires, handedOver              int64
 }
 
 func (c *counters) snapshot() counterSnapshot {
@@ -57,7 +57,7 @@ func (c *counters) snapshot() counterSnapshot {
 		dialFailures:     c.dialFailures.Load(),
 		hedgedDials:      c.hedgedDials.Load(),
 		orphansEnded:     c.orphansEnded.Load(),
-		notLent:          c.notLent.Load(),
+		notHandedOut:     c.notHandedOut.Load(),
 		canceledAcquires: c.canceledAcquires.Load(),
 		handedOver:       c.handedOver.Load(),
 	}

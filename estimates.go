@@ -6,7 +6,7 @@ import (
 )
 
 // estimates are the pool's moving averages of how long things take on
-// its path: a dial, a probe's round trip, a borrower's use. The policy
+// its path: a dial, a probe's round trip, a caller's use. The policy
 // decides on them (policy.go); the mechanism feeds them as dials,
 // probes and borrows end.
 type estimates struct {
@@ -22,7 +22,7 @@ type estimates struct {
 	// one round trip of the path; 0 when none was measured since the last
 	// failed probe (see roundTrip).
 	rttNanos atomic.Int64
-	// useNanos is a moving average of how long a borrower keeps a
+	// useNanos is a moving average of how long a caller keeps a
 	// connection, timed while callers wait (see returnBeatsDial).
 	useNanos atomic.Int64
 }

@@ -85,7 +85,7 @@ func (p *Pool[C]) logStale(now time.Time, flush bool) {
 			args = append(args, name, d)
 		}
 	}
-	if err := p.health.lastProbeError(); err != nil && cur[staleProbeFailed] > l.logged[staleProbeFailed] {
+	if err := p.path.lastProbeError(); err != nil && cur[staleProbeFailed] > l.logged[staleProbeFailed] {
 		args = append(args, "probe_err", err)
 	}
 	args = append(args, "within", now.Sub(l.since).Round(time.Millisecond))
@@ -100,20 +100,20 @@ func (p *Pool[C]) dialsFailing(err error) {
 	if tooManyConnections(err) {
 		return
 	}
-	p.health.failedInRun.Add(1)
-	if p.health.failingSince.CompareAndSwap(0, nanotime()) {
+	p.path.failedInRun.Add(1)
+	if p.path.failingSince.CompareAndSwap(0, nanotime()) {
 		p.cfg.Logger.Warn("runpool: dials failing", "pool", p.cfg.Name, "err", err, "server_away", serverAway(err))
 	}
 }
 
 // dialsSucceedAgain ends a run of failed dials with one Info line.
 func (p *Pool[C]) dialsSucceedAgain() {
-	since := p.health.failingSince.Load()
-	if since == 0 || !p.health.failingSince.CompareAndSwap(since, 0) {
+	since := p.path.failingSince.Load()
+	if since == 0 || !p.path.failingSince.CompareAndSwap(since, 0) {
 		return
 	}
 	p.cfg.Logger.Info("runpool: dials succeed again", "pool", p.cfg.Name,
-		"failed", p.health.failedInRun.Swap(0), "duration", time.Duration(nanotime()-since).Round(time.Millisecond))
+		"failed", p.path.failedInRun.Swap(0), "duration", time.Duration(nanotime()-since).Round(time.Millisecond))
 }
 
 // backpressure tracks an episode of 53300 back-pressure across callers:

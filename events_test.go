@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"go.opentelemetry.io/otel/attribute"
 )
 

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"

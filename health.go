@@ -10,11 +10,11 @@ import (
 	"github.com/jackc/puddle/v2"
 )
 
-// health is what the pool observed of its path for the freeze detector
+// pathRecord is what the pool observed of its path for the freeze detector
 // (the clocks at the last observation) and for the logs (the last
 // failures, a run of failed dials). What the checkouts decide on is the
 // policy's (policy.go).
-type health struct {
+type pathRecord struct {
 	mu       sync.Mutex // guards lastMono and lastWall
 	lastMono int64      // nanotime of the last observation
 	lastWall int64      // wall clock (Unix ns) of the last observation
@@ -29,40 +29,35 @@ type health struct {
 	failedInRun  atomic.Int64
 }
 
-func (h *health) init(now int64) {
+func (h *pathRecord) init(now int64) {
 	h.lastMono = now
 	h.lastWall = time.Now().UnixNano()
 }
 
-func (h *health) dialFailed(err error) { h.dialErr.Store(&err) }
-func (h *health) dialSucceeded() {
+func (h *pathRecord) dialFailed(err error) { h.dialErr.Store(&err) }
+func (h *pathRecord) dialSucceeded() {
 	if h.dialErr.Load() != nil {
 		h.dialErr.Store(nil)
 	}
 }
 
-func (h *health) lastProbeError() error {
+func (h *pathRecord) lastProbeError() error {
 	if p := h.probeErr.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-func (h *health) lastDialError() error {
+func (h *pathRecord) lastDialError() error {
 	if p := h.dialErr.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-// idleRules are the settings policy.idle reads.
-func (p *Pool[C]) idleRules() idleRules {
-	return idleRules{probeAfter: p.probeAfter, maxIdle: p.maxIdle, probeTimeout: p.cfg.ProbeTimeout, pingTimeout: p.cfg.PingTimeout}
-}
-
 // inspect puts the idle connection res, just checked out, through the
 // checks the policy calls for (policy.idle) and reports whether it may be
-// lent, with the clock read to lend it at; when not, it has closed res
+// checked out, with the clock read to check it out at; when not, it has closed res
 // or, when ctx ended before its probe, put it back. With shouldPing the
 // ShouldPing hook may ask for a probe of a connection the policy trusts.
 // A trusted connection costs one clock read and two atomic loads; the
@@ -70,7 +65,7 @@ func (p *Pool[C]) idleRules() idleRules {
 // pgxpool does.
 func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], shouldPing bool) (now int64, ok bool) {
 	now = nanotime()
-	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	a := p.policy.idle(now, &e.stamps, &p.rules, false)
 	if a.do.unprobed() && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
 		a.do = idleDoubt
 	}
@@ -80,7 +75,7 @@ func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], 
 		// answers again, and may condemn this connection.
 		now = nanotime()
 		p.observeClock(now, time.Now())
-		a = p.policy.idle(now, &e.stamps, p.idleRules(), true)
+		a = p.policy.idle(now, &e.stamps, &p.rules, true)
 	}
 	switch a.do {
 	case idleHandOut:
@@ -207,7 +202,7 @@ func (p *Pool[C]) probeDone(res *puddle.Resource[*entry[C]], e *entry[C], err er
 	res.Destroy()
 	p.probed(took, probeFailed)
 	p.counters.probeFailures.Add(1)
-	p.health.probeErr.Store(&err)
+	p.path.probeErr.Store(&err)
 	p.discarded(staleProbeFailed)
 	p.policy.condemnCohort(last)
 	return false
@@ -252,7 +247,7 @@ func (p *Pool[C]) observeTick(now time.Time) { p.observeClock(nanotime(), now) }
 // trusted without a probe, or at all when the freeze outlasted the path's
 // idle timeout.
 func (p *Pool[C]) observeClock(mono int64, wall time.Time) {
-	h := &p.health
+	h := &p.path
 	h.mu.Lock()
 	gap := max(mono-h.lastMono, wall.UnixNano()-h.lastWall)
 	h.lastMono, h.lastWall = mono, wall.UnixNano()

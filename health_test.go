@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
 	"github.com/runpool/runpool/pgxadapter"
 )
 

@@ -25,7 +25,7 @@ func (c *Conn[C]) Hijack() C {
 		p.m.useTime.Record(context.Background(), nanosToSeconds(nanotime()-e.since), p.m.rec...)
 		e.since = 0
 	}
-	e.borrowed.Store(false)
+	e.inUse.Store(false)
 	p.forget(e)
 	e.res.Hijack()
 	if p.waiters.Load() > 0 || p.isDraining() {
@@ -41,7 +41,7 @@ func (p *Pool[C]) forget(e *entry[C]) {
 	delete(p.entries, e)
 	p.counters.unparks.Add(e.unparks.Load()) // under mu: parkedNow sums both
 	p.mu.Unlock()
-	if e.lent {
-		p.lentOpen.Add(-1)
+	if e.borrowed {
+		p.borrowedOpen.Add(-1)
 	}
 }

@@ -9,10 +9,10 @@ import (
 // DrainReport says what a drain did, for the shutdown log line.
 type DrainReport struct {
 	ClosedIdle int // idle connections closed at once
-	WaitedFor  int // connections borrowed when the drain began
+	WaitedFor  int // connections in use when the drain began
 	Returned   int // connections released during the drain
 	Cancelled  int // connections whose work was cancelled at the deadline
-	Abandoned  int // connections still borrowed when the drain gave up
+	Abandoned  int // connections still in use when the drain gave up
 	// DialsCut is the dials still under way when the drain ended: from
 	// the cancel point (shortly before the deadline) it stops waiting for
 	// callers' dials, and closing the pool cuts them (a dial into a black
@@ -30,7 +30,7 @@ type Drainer interface {
 }
 
 // Shutdown drains the pool, as http.Server.Shutdown drains a server: it
-// closes idle connections at once, lets borrowed ones finish (their
+// closes idle connections at once, lets the ones in use finish (their
 // holders may still acquire more), closes each as it is released (or
 // hands it to a caller that was already waiting for one), and
 // shortly before ctx's deadline asks the server to cancel whatever is still
@@ -60,7 +60,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	p.mu.Lock()
 	p.draining.Store(true)
 	for e := range p.entries {
-		if e.borrowed.Load() {
+		if e.inUse.Load() {
 			p.report.WaitedFor++
 		}
 	}
@@ -68,8 +68,10 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	// Parks from now on return the connection instead (Conn.Park); those
 	// parked before are idle, closed here.
 	p.report.ClosedIdle += p.takeParked()
+	now := nanotime()
 	for _, res := range p.p.AcquireAllIdle() {
 		p.report.ClosedIdle++
+		p.noteDoubted(res.Value(), now)
 		res.Destroy()
 	}
 
@@ -93,7 +95,7 @@ wait:
 		case <-timer.C:
 			if !cancelled {
 				cancelled = true
-				p.report.Cancelled = p.cancelBorrowed()
+				p.report.Cancelled = p.cancelInUse()
 			}
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -111,13 +113,14 @@ wait:
 		p.report.Returned = 0
 	}
 
-	// puddle's Close waits for every borrowed connection; only wait for it
+	// puddle's Close waits for every connection in use; only wait for it
 	// when none is left.
 	closed := make(chan struct{})
 	go func() { p.p.Close(); p.wakeAll(); close(closed) }()
 	if p.report.Abandoned == 0 {
-		<-closed
+		<-closed // every close done: every orphan noted
 	}
+	p.endLeftOrphans(ctx)
 	p.report.Duration = time.Since(start)
 	p.drained(p.report, p.report.Abandoned == 0)
 	p.unregisterGauges()
@@ -143,24 +146,24 @@ func cancelTime(ctx context.Context) time.Time {
 	return deadline.Add(-margin)
 }
 
-// cancelBorrowed asks the server to cancel the work of every borrowed
+// cancelInUse asks the server to cancel the work of every checked-out
 // connection. The holders then see an error, release, and the release
 // closes the connection.
-func (p *Pool[C]) cancelBorrowed() int {
+func (p *Pool[C]) cancelInUse() int {
 	p.mu.Lock()
-	var borrowed []C
+	var inUse []C
 	for e := range p.entries {
-		if e.borrowed.Load() {
-			borrowed = append(borrowed, e.conn)
+		if e.inUse.Load() {
+			inUse = append(inUse, e.conn)
 		}
 	}
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for _, c := range borrowed {
+	for _, c := range inUse {
 		_ = p.connector.Cancel(ctx, c)
 	}
-	return len(borrowed)
+	return len(inUse)
 }
 
 func (p *Pool[C]) isDraining() bool { return p.draining.Load() }

@@ -43,6 +43,7 @@ func (p *Pool[C]) tick(now time.Time) {
 	p.observeTick(now)
 	p.sweepIdle()
 	p.logStale(now, false)
+	p.logSlots(nanotime())
 }
 
 // work is the maintainer's worker: at each tick handed to it, it ends

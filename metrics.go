@@ -120,6 +120,7 @@ type metrics struct {
 	idleObs   []metric.ObserveOption
 	usedObs   []metric.ObserveOption
 	reg       metric.Registration
+	slots     slotMetrics // the budget slots' (slotsevents.go)
 }
 
 // newMetrics creates the pool's instruments on cfg's MeterProvider, the
@@ -221,7 +222,7 @@ func newMetrics(cfg Config) *metrics {
 		metric.WithDescription("Connection attempts, by runpool.dial.result: ok, failed or too_many_connections (53300)."))
 	keep(err)
 	m.drainConns, err = mt.Int64Counter("runpool.drain.connections", metric.WithUnit("{connection}"),
-		metric.WithDescription("What the drain did with the connections it found, by runpool.drain.outcome: closed_idle, returned (borrowed, closed on release), cancelled (work cancelled at the deadline; also counted as returned or abandoned) or abandoned (still borrowed when the drain gave up)."))
+		metric.WithDescription("What the drain did with the connections it found, by runpool.drain.outcome: closed_idle, returned (in use, closed on release), cancelled (work cancelled at the deadline; also counted as returned or abandoned) or abandoned (still in use when the drain gave up)."))
 	keep(err)
 	m.drainTime, err = mt.Float64Histogram("runpool.drain.duration", metric.WithUnit("s"), buckets,
 		metric.WithDescription("How long each drain took, by runpool.drain.result: complete, or incomplete (connections abandoned at the deadline)."))
@@ -238,6 +239,8 @@ func newMetrics(cfg Config) *metrics {
 	m.draining, err = mt.Int64ObservableUpDownCounter("runpool.draining", metric.WithUnit("{pool}"),
 		metric.WithDescription("1 while the pool drains (after SIGTERM), else 0."))
 	keep(err)
+
+	m.slots.init(mt, keep)
 
 	if err := errors.Join(errs...); err != nil {
 		cfg.Logger.Warn("runpool: metrics: the MeterProvider refused an instrument", "pool", cfg.Name, "err", err)
@@ -275,7 +278,7 @@ func (p *Pool[C]) registerGauges() {
 			share = p.cfg.MaxConns
 		}
 		o.ObserveInt64(m.share, int64(share), m.obs...)
-		o.ObserveInt64(m.borrowed, p.lentOpen.Load(), m.obs...)
+		o.ObserveInt64(m.borrowed, p.borrowedOpen.Load(), m.obs...)
 		o.ObserveInt64(m.waiting, int64(p.bp.callers.Load()), m.obs...)
 		var draining int64
 		if p.draining.Load() {
@@ -289,10 +292,12 @@ func (p *Pool[C]) registerGauges() {
 		return
 	}
 	m.reg = reg
+	p.registerSlotGauge()
 }
 
 func (p *Pool[C]) unregisterGauges() {
 	if p.m.reg != nil {
 		_ = p.m.reg.Unregister()
 	}
+	p.unregisterSlotGauge()
 }

@@ -38,7 +38,7 @@ func Open[C any](ctx context.Context, cfg Config, connector Connector[C], hooks 
 			dialing.Logger.Warn("runpool: cannot read the server's connection limits", "pool", dialing.Name, "err", err)
 		}
 	}
-	s, events, err := resolve(cfg, platform, server, sizeFromBudget)
+	s, events, err := resolve(cfg, platform, server)
 	logEvents(dialing.Logger, events)
 	if err != nil {
 		connector.Close(first, false)
@@ -81,7 +81,7 @@ func Start[C any](ctx context.Context, cfg Config, connector Connector[C], hooks
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, events, err := resolve(cfg, DetectPlatform(lookupWith(cfg.Platform)), nil, sizeFromBudget)
+	s, events, err := resolve(cfg, DetectPlatform(lookupWith(cfg.Platform)), nil)
 	logEvents(cfg.Logger, events)
 	if err != nil {
 		return nil, err
@@ -115,14 +115,16 @@ func lookupWith(platform string) func(string) (string, bool) {
 // New creates a pool that opens connections through connector. Unlike
 // Open it does no I/O: it opens no connection before returning (the
 // MinConns and MinIdleConns floors open in the background at once), and
-// reads no server limits. It sizes the pool by MaxConns, else pgxpool's
-// default: it neither divides a budget nor caps the size at the
-// platform's concurrency, as Start does without I/O when it can.
+// reads no server limits. It sizes the pool as Start does without I/O:
+// MaxConns when set, else Budget divided among MaxInstances, capped at
+// the platform's concurrency; a Budget is not compared with what the
+// server allows (Open and Start do that).
 func New[C any](cfg Config, connector Connector[C], hooks Hooks[C]) (*Pool[C], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, _, err := resolve(cfg, DetectPlatform(lookupWith(cfg.Platform)), nil, sizeAsConfigured)
+	s, events, err := resolve(cfg, DetectPlatform(lookupWith(cfg.Platform)), nil)
+	logEvents(cfg.Logger, events)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +142,12 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 		ender = nil // the pooler's sessions are not ours to end (pooler.go)
 	}
 	p := &Pool[C]{
-		ender:          ender,
-		connector:      connector,
-		cfg:            cfg,
-		hooks:          hooks,
-		probeAfter:     cfg.ProbeAfterIdle,
-		maxIdle:        cfg.MaxConnIdleTime,
+		ender:     ender,
+		connector: connector,
+		cfg:       cfg,
+		hooks:     hooks,
+		rules: idleRules{probeAfter: cfg.ProbeAfterIdle, maxIdle: cfg.MaxConnIdleTime,
+			probeTimeout: cfg.ProbeTimeout, pingTimeout: cfg.PingTimeout},
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),
@@ -169,7 +171,7 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 	if pk, ok := connector.(parker); ok {
 		p.parking = pk.Parks()
 	}
-	p.health.init(nanotime())
+	p.path.init(nanotime())
 	p.registerGauges()
 	go p.maintain(fillNow)
 	return p, nil

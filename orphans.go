@@ -104,6 +104,20 @@ func (p *Pool[C]) noteOrphan(e *entry[C]) {
 	}
 }
 
+// noteDoubted notes, as the drain closes it, the session of an idle
+// connection the pool would not trust without a probe that noteOrphan
+// would not note (released in the current epoch): its flow may be gone,
+// and with it the goodbye its close sends. The drain's last step ends the
+// noted sessions (endLeftOrphans); one that did end is simply not found.
+func (p *Pool[C]) noteDoubted(e *entry[C], now int64) {
+	if p.ender == nil || e.epoch != p.policy.epoch.Load() || p.policy.trusted(time.Duration(now-e.idleSince), &e.stamps, p.rules.probeAfter) {
+		return
+	}
+	if o, ok := p.ender.Session(e.conn); ok {
+		p.orphans.add(notedOrphan{Orphan: o, at: now})
+	}
+}
+
 // endOrphans ends the noted sessions on the server of an idle connection
 // the pool trusts without a probe; with none at hand, they wait for the
 // next tick, and those on another server wait (up to orphanKeep) for a
@@ -121,7 +135,7 @@ func (p *Pool[C]) endOrphans() {
 	var here Orphan
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
-		if via == nil && p.policy.trusted(time.Duration(nanotime()-e.idleSince), &e.stamps, p.probeAfter) {
+		if via == nil && p.policy.trusted(time.Duration(nanotime()-e.idleSince), &e.stamps, p.rules.probeAfter) {
 			if s, ok := p.ender.Session(e.conn); ok {
 				via, here = res, s
 				continue
@@ -146,7 +160,7 @@ func (p *Pool[C]) endOrphans() {
 		return
 	}
 	ctx, cancel := withRunningTimeout(context.Background(), orphansTimeout)
-	n, err := p.ender.EndOrphans(ctx, via.Value().conn, mine)
+	p.endSessions(ctx, via.Value().conn, mine)
 	cancel()
 	if p.connector.Reusable(via.Value().conn) {
 		via.ReleaseUnused()
@@ -154,8 +168,53 @@ func (p *Pool[C]) endOrphans() {
 		via.Value().dead.Store(true)
 		via.Destroy()
 	}
+}
+
+// endLeftOrphans is the drain's last step: it ends the noted sessions
+// that no trusted connection was at hand to end, through a connection it
+// dials for the purpose and closes after, within ctx and orphansTimeout.
+// At a drain after a freeze every idle connection is in doubt, and the
+// sessions behind flows a NAT forgot would otherwise keep their server
+// slots after the process is gone, until the server's keepalives end
+// them. Sessions on another server than the one the dial reaches are
+// left to those keepalives.
+func (p *Pool[C]) endLeftOrphans(ctx context.Context) {
+	if p.ender == nil || ctx.Err() != nil {
+		return
+	}
+	list := p.orphans.take()
+	if len(list) == 0 {
+		return
+	}
+	ctx, cancel := withRunningTimeout(ctx, orphansTimeout)
+	defer cancel()
+	c, err := p.connector.Connect(ctx)
 	if err != nil {
-		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(mine), "err", err)
+		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(list), "err", err)
+		return
+	}
+	defer p.connector.Close(c, false)
+	here, ok := p.ender.Session(c)
+	if !ok {
+		return
+	}
+	var mine []Orphan
+	for _, o := range list {
+		if o.Server.Equal(here.Server) {
+			mine = append(mine, o.Orphan)
+		}
+	}
+	if len(mine) > 0 {
+		p.endSessions(ctx, c, mine)
+	}
+}
+
+// endSessions ends the sessions listed through c, and counts and logs
+// what it did.
+func (p *Pool[C]) endSessions(ctx context.Context, c C, list []Orphan) {
+	n, err := p.ender.EndOrphans(ctx, c, list)
+	if err != nil {
+		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(list), "err", err)
 		return
 	}
 	p.counters.orphansEnded.Add(int64(n))
@@ -164,5 +223,5 @@ func (p *Pool[C]) endOrphans() {
 		level = slog.LevelInfo
 		p.m.orphans.Add(context.Background(), int64(n), p.m.add...)
 	}
-	p.cfg.Logger.Log(context.Background(), level, "runpool: ended orphaned sessions", "pool", p.cfg.Name, "ended", n, "noted", len(mine))
+	p.cfg.Logger.Log(context.Background(), level, "runpool: ended orphaned sessions", "pool", p.cfg.Name, "ended", n, "noted", len(list))
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 // Connections given up behind a NAT that forgot their flows leave their
@@ -188,3 +188,38 @@ func TestOrphanEndingSurvivesAFreeze(t *testing.T) {
 // orphansTimeoutForTest is the bound on the maintainer's orphan query
 // (orphans.go): the freeze above outlasts it.
 const orphansTimeoutForTest = time.Second
+
+// A drain after a NAT forgot every flow finds no connection it trusts to
+// end the session an unanswered probe left behind: it dials one for it
+// and closes it after, so no server slot outlives the process. Before,
+// the drain left that session to the server's keepalives (the simulator's
+// reset scenario saw 12 of them after a SIGTERM).
+func TestDrainEndsOrphansThroughAFreshConnection(t *testing.T) {
+	const natIdle = 300 * time.Millisecond
+	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 30 * time.Second},
+		through(proxy))
+	srv := pgtest.Shared(t)
+	ctx := ctxT(t, 20*time.Second)
+
+	for _, c := range acquireAll(t, ctx, p.Acquire, 3) {
+		c.Release()
+	}
+	time.Sleep(2 * natIdle) // the NAT forgets the three flows
+	// The probe goes unanswered: its session is noted as an orphan, and no
+	// maintainer tick comes to end it.
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * natIdle) // and the flow of the connection that replaced it
+	if n := srv.Backends(t, user); n <= int(p.Stat().TotalConns()) {
+		t.Fatalf("%d backends for %d connections: no orphan left for the drain, the scenario did not happen", n, p.Stat().TotalConns())
+	}
+	if _, err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "no backend of the pool's role left after the drain", func() bool { return srv.Backends(t, user) == 0 })
+	if n := p.Stat().OrphansEndedCount(); n == 0 {
+		t.Fatal("OrphansEndedCount 0: the session ended by itself, not through the drain")
+	}
+}

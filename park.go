@@ -43,7 +43,7 @@ func (c *Conn[C]) Park() bool {
 		return c.parked
 	}
 	p, res := e.pool, e.res
-	if !p.parking || e.lent || p.acquiring.Load() > 0 || p.waiters.Load() > 0 {
+	if !p.parking || e.borrowed || p.acquiring.Load() > 0 || p.waiters.Load() > 0 {
 		c.Release()
 		return false
 	}
@@ -51,7 +51,7 @@ func (c *Conn[C]) Park() bool {
 	// would cost a tenth of a database/sql checkout), and a connection
 	// used past ProbeAfterIdle is probed on its next checkout.
 	now := e.out
-	if e.since != 0 || e.lentAt != 0 {
+	if e.since != 0 || e.outWhileWaited != 0 {
 		now = nanotime() // to time the use
 	}
 	if !p.checkIn(res, e, now) {
@@ -94,7 +94,7 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 	}
 	p, res := e.pool, e.res // read once the connection is this caller's
 	now := nanotime()
-	a := p.policy.idle(now, &e.stamps, p.idleRules(), false)
+	a := p.policy.idle(now, &e.stamps, &p.rules, false)
 	if a.do.unprobed() && !p.draining.Load() {
 		if a.do == idleHandOut || p.looksOpen(e) {
 			e.unparks.Add(1)
@@ -103,7 +103,7 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 				e.since = now
 				p.m.waitTime.Record(ctx, 0, p.m.rec...)
 			}
-			p.markLent(e, now)
+			p.markCheckedOut(e, now)
 			return true
 		}
 		p.discardGone(res, e)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 // parkingConnector is a plain pgx connector whose callers park

@@ -114,7 +114,7 @@ type idleRules struct {
 // probe), one idle past MaxConnIdleTime or condemned (by a freeze, by
 // its cohort) is discarded, any other probed. The trusted path costs a
 // compare and two atomic loads.
-func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
+func (pl *policy) idle(now int64, c *stamps, r *idleRules, doubting bool) idleAnswer {
 	idle := time.Duration(now - c.idleSince)
 	if now < c.expiresAt && !doubting && pl.trusted(idle, c, r.probeAfter) {
 		if idle < peekAfterIdle {
@@ -133,7 +133,7 @@ func (pl *policy) idle(now int64, c *stamps, r idleRules, doubting bool) idleAns
 // deadline (a hedged one, probed because a sibling's probe failed as it
 // opened) gets no hedge of its own: it was dialled a moment ago, and its
 // probe takes a round trip, which the hedge's delay may not cover.
-func (pl *policy) untrusted(now int64, c *stamps, r idleRules, doubting bool) idleAnswer {
+func (pl *policy) untrusted(now int64, c *stamps, r *idleRules, doubting bool) idleAnswer {
 	switch {
 	case now >= c.expiresAt:
 		return idleAnswer{do: idleDiscard, why: discardLifetime}
@@ -174,7 +174,7 @@ const (
 	// beyond its fair share: wait for one of the pool's own connections
 	// to come back, until the contention ends (until).
 	awaitContention
-	// awaitReturn: a borrowed connection comes back sooner than a dial
+	// awaitReturn: a connection in use comes back sooner than a dial
 	// would serve: wait for one, and dial once until passes.
 	awaitReturn
 	// awaitDialSlot: every dial slot (MaxConcurrentDials) is taken: wait
@@ -192,9 +192,10 @@ type dialAnswer struct {
 // dialFacts are what dialOrWait weighs, read just before it is asked.
 type dialFacts struct {
 	total     int32 // connections open or opening, the caller's own included
-	busy      int32 // connections borrowed
+	busy      int32 // connections in use
 	waiting   int32 // callers waiting for a connection, the caller included
 	fairShare int32 // the pool's share of the server's budget, 0 for none
+	slack     int32 // connections beyond the fair share a contended pool keeps (budget slots: slotSlack)
 	// patienceSpent: the caller waited returnPatience dials' time for a
 	// returning connection in vain.
 	patienceSpent bool
@@ -214,7 +215,7 @@ type dialFacts struct {
 // dial (returnBeatsDial), unless it has waited its patience out; then it
 // dials when a dial slot is free.
 func (pl *policy) dialOrWait(now int64, f dialFacts) dialAnswer {
-	if until := pl.contendedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare {
+	if until := pl.contendedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare+f.slack {
 		return dialAnswer{do: awaitContention, until: until}
 	}
 	if !f.patienceSpent && pl.returnBeatsDial(now, f.busy, f.waiting) {

@@ -102,7 +102,7 @@ func TestPolicyIdle(t *testing.T) {
 		if r == (idleRules{}) {
 			r = testRules
 		}
-		if got := c.s.policy().idle(t0, &c.c, r, c.doubting); got != c.want {
+		if got := c.s.policy().idle(t0, &c.c, &r, c.doubting); got != c.want {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
 		}
 	}
@@ -115,7 +115,7 @@ func TestPolicyIdle(t *testing.T) {
 // path's idle timeout.
 func TestPolicyTroubleMovesEpochs(t *testing.T) {
 	older, younger := conn(time.Hour/2, 20*time.Second, 0), conn(time.Hour/2, 500*time.Millisecond, 0)
-	ask := func(pl *policy, c stamps, doubting bool) idleAnswer { return pl.idle(t0, &c, testRules, doubting) }
+	ask := func(pl *policy, c stamps, doubting bool) idleAnswer { return pl.idle(t0, &c, &testRules, doubting) }
 
 	pl := signals{}.policy()
 	if got := ask(pl, younger, false).do; got != idlePeek {

@@ -30,7 +30,7 @@ func TestBudgetCallsForPooler(t *testing.T) {
 	plan := func(cfg Config) string {
 		var buf bytes.Buffer
 		cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
-		_, events, err := resolve(cfg, Platform{Name: "none"}, nil, sizeFromBudget)
+		_, events, err := resolve(cfg, Platform{Name: "none"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,53 +37,40 @@ func logEvents(l *slog.Logger, events []event) {
 	}
 }
 
-// sizing says how resolve settles MaxConns when the Config leaves it zero.
-type sizing int
-
-const (
-	// sizeFromBudget (Open, Start): divide the budget (Config.Budget, else
-	// the server's allowance when read) among the instances, and cap the
-	// maximum at the requests one instance serves at once.
-	sizeFromBudget sizing = iota
-	// sizeAsConfigured (New): pgxpool's default; no budget, no platform
-	// concurrency, nothing to log.
-	sizeAsConfigured
-)
-
 // resolve settles a pool's settings from a Config that passed Validate,
 // the platform the process runs on and, when read, the server's limits
-// (nil when not), and returns the lines to log: where the maximum came
+// (nil when not): it divides the budget (Config.Budget, else the
+// server's allowance when read) among the instances and caps a derived
+// maximum at the requests one instance serves at once, and returns the lines to log: where the maximum came
 // from, and the start-up check's warnings. It fails when the budget
 // cannot be divided, when the start-up check is to fail (BudgetCheck
 // error), or when MinConns exceeds the settled maximum. The lines are
 // returned with an error too: they say what was found before it.
-func resolve(cfg Config, platform Platform, server *ServerLimits, how sizing) (settings, []event, error) {
+func resolve(cfg Config, platform Platform, server *ServerLimits) (settings, []event, error) {
 	instancesKnown, explicitMax := cfg.MaxInstances > 0, cfg.MaxConns > 0
 	s := settings{Config: cfg.withDefaults()}
 	var events []event
-	if how == sizeFromBudget {
-		if s.Concurrency == 0 {
-			s.Concurrency = platform.Concurrency
+	if s.Concurrency == 0 {
+		s.Concurrency = platform.Concurrency
+	}
+	var err error
+	if events, err = planLimits(&s, server, platform, instancesKnown); err != nil {
+		return settings{}, events, err
+	}
+	derived := !explicitMax && s.MaxConns != 0 // planLimits said where it came from
+	if s.MaxConns == 0 {
+		s.MaxConns = int32(defaultMaxConns())
+	}
+	if !explicitMax {
+		s.capAtConcurrency()
+	}
+	if !derived {
+		source := "default"
+		if explicitMax {
+			source = "MaxConns"
 		}
-		var err error
-		if events, err = planLimits(&s, server, platform, instancesKnown); err != nil {
-			return settings{}, events, err
-		}
-		derived := !explicitMax && s.MaxConns != 0 // planLimits said where it came from
-		if s.MaxConns == 0 {
-			s.MaxConns = int32(defaultMaxConns())
-		}
-		if c := int32(s.Concurrency); !explicitMax && c > 0 && c < s.MaxConns {
-			s.MaxConns = c // more connections than concurrent requests would only idle
-		}
-		if !derived {
-			source := "default"
-			if explicitMax {
-				source = "MaxConns"
-			}
-			events = append(events, s.info("runpool: budget derived", "budget", 0, "source", source,
-				"max_conns", s.MaxConns, "concurrency", s.Concurrency, "platform", platform.Name))
-		}
+		events = append(events, s.info("runpool: budget derived", "budget", 0, "source", source,
+			"max_conns", s.MaxConns, "concurrency", s.Concurrency, "platform", platform.Name))
 	}
 	if s.MaxConns == 0 {
 		s.MaxConns = int32(defaultMaxConns())
@@ -95,6 +82,14 @@ func resolve(cfg Config, platform Platform, server *ServerLimits, how sizing) (s
 		return settings{}, events, fieldError("MinConns", s.MinConns, fmt.Sprintf("must not exceed MaxConns (%d)", s.MaxConns))
 	}
 	return s, events, nil
+}
+
+// capAtConcurrency caps a derived MaxConns at the requests one instance
+// serves at once: more connections than that would only idle.
+func (s *settings) capAtConcurrency() {
+	if c := int32(s.Concurrency); c > 0 && c < s.MaxConns {
+		s.MaxConns = c
+	}
 }
 
 // info and warn make the pool's log lines, labelled with its name.

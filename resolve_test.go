@@ -37,7 +37,6 @@ func TestResolve(t *testing.T) {
 		cfg      Config
 		platform Platform
 		server   *ServerLimits
-		how      sizing
 
 		maxConns    int32
 		fairShare   int32
@@ -104,7 +103,7 @@ func TestResolve(t *testing.T) {
 			events: []wantEvent{derived(map[string]any{"source": "default", "max_conns": int32(1), "concurrency": 1, "platform": "lambda"})}},
 		{name: "Cloud Run: a budget's share capped at the concurrency", cfg: Config{Budget: 1000, MaxInstances: 1}, platform: cloudRun,
 			maxConns: 80, concurrency: 80, drain: 8 * time.Second,
-			events: []wantEvent{derived(map[string]any{"source": "RUNPOOL_BUDGET", "max_conns": int32(500), "platform": "cloudrun"})}},
+			events: []wantEvent{derived(map[string]any{"source": "RUNPOOL_BUDGET", "max_conns": int32(80), "platform": "cloudrun"})}},
 		{name: "explicit maximum above the concurrency", cfg: Config{MaxConns: 100, Concurrency: 10}, platform: cloudRun,
 			maxConns: 100, concurrency: 10, drain: 8 * time.Second,
 			events: []wantEvent{derived(map[string]any{"source": "MaxConns", "max_conns": int32(100), "concurrency": 10})}},
@@ -114,19 +113,16 @@ func TestResolve(t *testing.T) {
 		{name: "MinConns above the settled maximum", cfg: Config{MinConns: 2}, platform: lambda,
 			err: "Config.MinConns"},
 
-		// New: no budget, no platform concurrency, nothing to log.
-		{name: "as configured: budget ignored", cfg: Config{Budget: 10, MaxInstances: 2}, platform: lambda, how: sizeAsConfigured,
-			maxConns: def, drain: 400 * time.Millisecond},
-		{name: "as configured: explicit maximum", cfg: Config{MaxConns: 3}, platform: none, how: sizeAsConfigured,
-			maxConns: 3, drain: 8 * time.Second},
-		{name: "as configured: MinConns above the default maximum", cfg: Config{MinConns: def + 1}, platform: none, how: sizeAsConfigured,
-			err: "Config.MinConns"},
+		// New and Start without I/O: the budget divided, not checked.
+		{name: "no server: the budget divided", cfg: Config{Budget: 10, MaxInstances: 2}, platform: none,
+			maxConns: 3, drain: 8 * time.Second,
+			events: []wantEvent{derived(map[string]any{"source": "RUNPOOL_BUDGET", "max_conns": int32(3), "divided_by": 3, "borrowing": false})}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.cfg.Validate(); err != nil {
 				t.Fatalf("the case's Config: %v", err)
 			}
-			s, events, err := resolve(c.cfg, c.platform, c.server, c.how)
+			s, events, err := resolve(c.cfg, c.platform, c.server)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one saying %q", err, c.err)
@@ -182,12 +178,12 @@ func showEvents(events []event) string {
 // beyond the server's allowance wraps ErrBudgetExceedsServer.
 func TestResolveBudgetCheckError(t *testing.T) {
 	server := &ServerLimits{MaxConnections: 10, RoleLimit: -1, DatabaseLimit: -1}
-	_, _, err := resolve(Config{Budget: 20, MaxInstances: 1, BudgetCheck: BudgetCheckError}, Platform{Name: "none"}, server, sizeFromBudget)
+	_, _, err := resolve(Config{Budget: 20, MaxInstances: 1, BudgetCheck: BudgetCheckError}, Platform{Name: "none"}, server)
 	if !errors.Is(err, ErrBudgetExceedsServer) {
 		t.Fatalf("got %v, want ErrBudgetExceedsServer", err)
 	}
 	// Warned, then the division fails: the warning is still returned.
-	_, events, err := resolve(Config{Budget: 20, Reserve: 19, MaxInstances: 2}, Platform{Name: "none"}, server, sizeFromBudget)
+	_, events, err := resolve(Config{Budget: 20, Reserve: 19, MaxInstances: 2}, Platform{Name: "none"}, server)
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Setting != "RUNPOOL_BUDGET" {
 		t.Fatalf("got %v, want a *ConfigError naming RUNPOOL_BUDGET", err)
@@ -198,7 +194,7 @@ func TestResolveBudgetCheckError(t *testing.T) {
 // The defaults are applied once, in resolve, and what the user set is
 // kept.
 func TestResolveAppliesDefaults(t *testing.T) {
-	s, _, err := resolve(Config{Name: "api", DialTimeout: time.Second}, Platform{Name: "none"}, nil, sizeFromBudget)
+	s, _, err := resolve(Config{Name: "api", DialTimeout: time.Second}, Platform{Name: "none"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

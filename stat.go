@@ -17,6 +17,8 @@ type Stat struct {
 	parked    int32
 	unparks   int64
 	fairShare int32
+
+	slotWaits, slotsGivenBack int64 // budget slots (slots.go)
 }
 
 // AcquireCount is the number of successful acquires from the pool, as
@@ -25,7 +27,7 @@ type Stat struct {
 // rejected by PrepareConn) while the caller waits for another does not
 // count. Checkouts by Conn.Unpark count too.
 func (s *Stat) AcquireCount() int64 {
-	return s.ps.AcquireCount() + s.c.handedOver - s.c.notLent + s.unparks
+	return s.ps.AcquireCount() + s.c.handedOver - s.c.notHandedOut + s.unparks
 }
 
 // AcquireDuration is the total time spent in successful acquires.
@@ -62,6 +64,14 @@ func (s *Stat) MaxConns() int32 { return s.ps.MaxResources() }
 // FairShare is this instance's share of the budget when it may borrow
 // beyond it, up to MaxConns (the server enforces the budget), else 0.
 func (s *Stat) FairShare() int32 { return s.fairShare }
+
+// SlotWaitCount is the number of dials refused because every budget slot
+// was held (RUNPOOL_BUDGET_SLOTS=advisory).
+func (s *Stat) SlotWaitCount() int64 { return s.slotWaits }
+
+// SlotsGivenBackCount is the number of borrowed connections closed on
+// release before their lease ended because the budget slots were full.
+func (s *Stat) SlotsGivenBackCount() int64 { return s.slotsGivenBack }
 
 // TotalConns is the number of connections held now: idle, borrowed,
 // being opened and being closed.

@@ -55,6 +55,7 @@ func (p *Pool[C]) dialFacts(ctx context.Context) dialFacts {
 		busy:          st.AcquiredResources(),
 		waiting:       waiting,
 		fairShare:     p.cfg.fairShare,
+		slack:         p.slotSlack(),
 		patienceSpent: ctx.Value(patienceSpent{}) != nil,
 		slotFree:      len(p.dialSem) < cap(p.dialSem),
 	}
@@ -100,15 +101,15 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	p.m.dialed(took, err)
 	if err != nil {
 		p.counters.dialFailures.Add(1)
-		p.health.dialFailed(err)
+		p.path.dialFailed(err)
 		p.dialsFailing(err)
-		if tooManyConnections(err) && p.cfg.fairShare > 0 {
-			p.policy.serverFull(nanotime())
+		if tooManyConnections(err) {
+			p.budgetFull(err)
 		}
 		return c, err
 	}
 	p.policy.dialTook(took)
-	p.health.dialSucceeded()
+	p.path.dialSucceeded()
 	p.dialsSucceedAgain()
 	return c, nil
 }
@@ -240,12 +241,12 @@ func (p *Pool[C]) dialBackoff(ctx context.Context) (C, error) {
 		p.m.dialed(took, err)
 		if err == nil {
 			p.policy.dialTook(took)
-			p.health.dialSucceeded()
+			p.path.dialSucceeded()
 			ended(true)
 			return c, nil
 		}
 		p.counters.dialFailures.Add(1)
-		p.health.dialFailed(err)
+		p.path.dialFailed(err)
 		if !tooManyConnections(err) {
 			ended(false)
 			return zero, err

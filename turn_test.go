@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
 	"github.com/runpool/runpool/pgxadapter"
 )
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/lambdadrain"
 	"github.com/runpool/runpool/pgxadapter"
 	"github.com/runpool/runpool/sqladapter"

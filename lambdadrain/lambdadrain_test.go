@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/lambdatest"
+	"github.com/runpool/runpool/internal/testbed/lambdatest"
 	"github.com/runpool/runpool/lambdadrain"
 )
 

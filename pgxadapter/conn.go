@@ -8,7 +8,7 @@ import (
 	"github.com/runpool/runpool"
 )
 
-// Conn is a connection borrowed from a Pool, like *pgxpool.Conn. It is
+// Conn is a connection checked out of a Pool, like *pgxpool.Conn. It is
 // the root pool's handle under another name, so a checkout allocates
 // nothing.
 type Conn runpool.Conn[*pconn]

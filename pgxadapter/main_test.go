@@ -3,7 +3,7 @@ package pgxadapter_test
 import (
 	"testing"
 
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

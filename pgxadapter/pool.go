@@ -76,7 +76,7 @@ func NewFromEnv(ctx context.Context) (*Pool, error) {
 // Config returns a copy of the configuration the pool was created with.
 func (p *Pool) Config() *Config { return p.cfg.Copy() }
 
-// Acquire borrows a connection; Release it when done.
+// Acquire checks out a connection; Release it when done.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	c, err := p.acquire(ctx)
 	if err != nil {
@@ -85,7 +85,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	return (*Conn)(c), nil
 }
 
-// AcquireFunc runs f with a borrowed connection and releases it after.
+// AcquireFunc runs f with a connection checked out and releases it after.
 func (p *Pool) AcquireFunc(ctx context.Context, f func(*Conn) error) error {
 	c, err := p.Acquire(ctx)
 	if err != nil {

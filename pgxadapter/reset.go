@@ -3,7 +3,7 @@ package pgxadapter
 import "context"
 
 // Reset closes every connection and leaves the pool open, as pgxpool's
-// Reset does: idle connections at once, borrowed ones as they are
+// Reset does: idle connections at once, the ones in use as they are
 // released. It is for an error that spoils every connection in a way
 // runpool's checks cannot see (a failover behind an unchanged address, a
 // rotated credential).

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/adaptertest"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/adaptertest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 // TestAdapters runs the guarantees this package promises to share with

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for a DB sqladapter did not open
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/sqladapter"
 )
 

@@ -15,9 +15,9 @@ import (
 // Connector is a driver.Connector whose connections come from a runpool
 // pool. Build the *sql.DB with [OpenDB] (sql.OpenDB works too: see the
 // package doc), or let sql.Open("runpool", dsn) build one ([Driver]).
-// db.Close closes the idle connections at once and the borrowed ones as
+// db.Close closes the idle connections at once and the ones in use as
 // they come back, and returns, as database/sql's own pool does; [Shutdown]
-// drains within a context, waiting for the borrowed ones.
+// drains within a context, waiting for the ones in use.
 type Connector struct {
 	// pool is set when the Connector is built, or for sql.Open by the
 	// first Connect, which opens it as Open does (see Driver).
@@ -42,8 +42,10 @@ var (
 )
 
 // NewConnector creates the runpool pool behind a Connector. It opens no
-// connection (see [Open], which checks that the server is reachable and
-// derives the pool's size from the server's limits).
+// connection and reads nothing from the server: it divides a budget
+// (RUNPOOL_BUDGET) among the instances as [Open] does, but only Open
+// checks that the server is reachable and derives the pool's size from
+// the server's limits when no budget is set.
 func NewConnector(cfg *Config) (*Connector, error) {
 	c, err := prepare(nil, cfg)
 	if err != nil {
@@ -150,7 +152,7 @@ func (c *Connector) open(ctx context.Context) (*runpool.Pool[*pooled], error) {
 func (c *Connector) Driver() driver.Driver { return c.drv }
 
 // Close closes the pool as database/sql's Close closes its own: idle
-// connections at once, borrowed ones as they come back, without waiting
+// connections at once, the ones in use as they come back, without waiting
 // for them, so a Rows or Tx that user code never closed does not hold it
 // for the drain timeout. sql.DB.Close calls it. A Connector shared by
 // several sql.Open of one DSN closes with the last of their *sql.DBs.
@@ -164,7 +166,7 @@ func (c *Connector) Close() error {
 
 // closeNow drains the pool within Config.Pool.DrainTimeout (see
 // runpool.Pool.Shutdown), but waits only until the idle connections are
-// closed: the drain goes on for the borrowed ones, closing each as it
+// closed: the drain goes on for the ones in use, closing each as it
 // comes back and cancelling what still runs at the deadline. The Cloud
 // SQL dialer, which would cut them, is released after the last one
 // closed.

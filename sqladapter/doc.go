@@ -15,7 +15,7 @@
 // and drain it on SIGTERM with [Shutdown], or hand [Drainer](db) to
 // serve.HTTP. db.Close does not drain: as database/sql's own pool,
 // it closes the idle connections and returns at once, even with a Rows or
-// Tx left open; the borrowed connections close as they come back, and
+// Tx left open; the connections in use close as they come back, and
 // what still runs on them is cancelled on the server after
 // RUNPOOL_DRAIN_TIMEOUT. docs/migrating-database-sql.md lists what
 // differs from sql.Open("pgx", ...).

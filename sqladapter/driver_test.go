@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/sqladapter"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/adaptertest"
+	"github.com/runpool/runpool/internal/testbed/adaptertest"
 	"github.com/runpool/runpool/sqladapter"
 )
 

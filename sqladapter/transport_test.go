@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/sqladapter"
 )
 

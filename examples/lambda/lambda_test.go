@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/lambdatest"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/lambdatest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

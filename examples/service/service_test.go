@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -51,7 +51,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
 )
 
 // settings are every timing and size of a run.

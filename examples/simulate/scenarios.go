@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/runpool/runpool/internal/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
 )
 
 // table is one scenario's result: a row per pool.

@@ -137,7 +137,7 @@ type socketConn struct {
 func (c *socketConn) SyscallConn() (syscall.RawConn, error) { return c.sock.SyscallConn() }
 
 // Hooks let this module's tests point the Dialer at a local stand-in for
-// Cloud SQL (internal/cloudsqltest). Production code never sets them.
+// Cloud SQL (internal/testbed/cloudsqltest). Production code never sets them.
 type Hooks struct {
 	// Options are added when the process-wide Dialer is created.
 	Options func(iamAuthN bool) []cloudsqlconn.Option

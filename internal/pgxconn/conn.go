@@ -55,6 +55,9 @@ func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
 		return errClosedByServer
 	}
+	if held, ok := slotOf(c.Pgx); ok {
+		return c.slotProbe(ctx, held)
+	}
 	return c.Pgx.PgConn().Ping(ctx)
 }
 

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/adaptertest"
 	"github.com/runpool/runpool/internal/pgxconn"
+	"github.com/runpool/runpool/internal/testbed/adaptertest"
 )
 
 // The dialer's sockets carry the keepalive and TCP_USER_TIMEOUT settings.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
-	"github.com/runpool/runpool/internal/faultproxy"
-	"github.com/runpool/runpool/internal/pgtest"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
 // Two servers behind one address (a load balancer over replicas, a

@@ -28,6 +28,7 @@ type Session struct {
 	pool  runpool.Config
 	user  map[string]bool                // runtime parameters the user set: never overridden
 	known atomic.Pointer[pgx.ConnConfig] // base plus the version's settings, once known
+	slots slots                          // the budget slots, when on (slots.go)
 }
 
 // Setup returns the Session for cc: a copy of cc that dials with
@@ -50,7 +51,7 @@ func Setup(cc *pgx.ConnConfig, pool runpool.Config) *Session {
 			cc.RuntimeParams[k] = v
 		}
 	}
-	return &Session{base: cc, pool: pool, user: user}
+	return &Session{base: cc, pool: pool, user: user, slots: slotsFor(cc, pool)}
 }
 
 // netDialerCode is the code of every (*net.Dialer).DialContext method
@@ -78,7 +79,8 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 // settings for the server's version that the startup packet did not
 // carry (and from then on has them carried there), and, unless a pooler
 // hides the server sessions, reads what identifies the session exactly
-// (sessionOf), in the same round trip.
+// (sessionOf) and, with budget slots on, takes a slot (slots.go), in the
+// same round trip: a *runpool.NoSlotError when every slot is held.
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 	_, set := serverSettings(s.pool, serverMajor(conn))
 	sent := conn.Config().RuntimeParams
@@ -103,12 +105,26 @@ func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 	if identify {
 		batch.ExecParams(sessionQuery, nil, nil, nil, []int16{1, 1, 1})
 	}
-	if sets == 0 && !identify {
+	if s.slots.n > 0 {
+		batch.ExecParams(s.slots.takeQuery(), nil, nil, nil, nil)
+	}
+	if sets == 0 && !identify && s.slots.n == 0 {
 		return nil
 	}
 	results, err := conn.PgConn().ExecBatch(ctx, batch).ReadAll()
-	if err != nil || !identify {
+	if err != nil {
 		return err
+	}
+	if s.slots.n > 0 {
+		k, ok := readSlot(results[len(results)-1])
+		if !ok {
+			return &runpool.NoSlotError{Slots: s.slots.n}
+		}
+		conn.PgConn().CustomData()[slotKey] = slot{s: s.slots, k: k}
+		results = results[:len(results)-1]
+	}
+	if !identify {
+		return nil
 	}
 	if rows := results[len(results)-1].Rows; len(rows) == 1 {
 		if o, ok := decodeSession(rows[0]); ok {

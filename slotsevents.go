@@ -1,0 +1,159 @@
+package runpool
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// What the pool records of the budget slots (slots.go): the instruments,
+// and one pair of log lines per episode of a full budget, as for
+// back-pressure (events.go).
+
+// slotMetrics are the slots' instruments and the current episode.
+type slotMetrics struct {
+	held     metric.Int64ObservableUpDownCounter // connections holding a slot
+	waits    metric.Int64Counter                 // dials refused for want of a free slot
+	gaveBack metric.Int64Counter                 // borrowed connections closed early for fairness
+	reg      metric.Registration
+
+	// The episode: it begins with the first dial refused for want of a
+	// slot while no episode runs, and ends at the first maintainer tick
+	// after the contention it caused has passed (policy.contended).
+	since        atomic.Int64 // nanotime it began, 0 for none
+	waitsIn      atomic.Int64 // dials refused in it
+	gaveBackIn   atomic.Int64 // borrowed connections closed early for fairness in it
+	waitsTotal   atomic.Int64
+	gaveBackTotl atomic.Int64
+
+	// slack is how many connections beyond its fair share a contended
+	// pool keeps (slotSlack).
+	slack atomic.Int32
+}
+
+// init creates the slots' instruments on mt; keep collects the errors.
+func (s *slotMetrics) init(mt metric.Meter, keep func(error)) {
+	var err error
+	s.held, err = mt.Int64ObservableUpDownCounter("runpool.budget.slots.held", metric.WithUnit("{slot}"),
+		metric.WithDescription("Budget slots this instance holds (RUNPOOL_BUDGET_SLOTS=advisory): one per open connection."))
+	keep(err)
+	s.waits, err = mt.Int64Counter("runpool.budget.slot_waits", metric.WithUnit("{dial}"),
+		metric.WithDescription("Dials refused because every budget slot was held: the service used its whole budget, and the caller waited as on 53300."))
+	keep(err)
+	s.gaveBack, err = mt.Int64Counter("runpool.budget.slots.given_back", metric.WithUnit("{slot}"),
+		metric.WithDescription("Borrowed connections closed on release before their lease ended, because the budget was full: their slots go to instances below their fair share."))
+	keep(err)
+}
+
+// registerSlotGauge observes the slots held, when the slots are on.
+func (p *Pool[C]) registerSlotGauge() {
+	if !p.cfg.SlotsOn() {
+		return
+	}
+	s := &p.m.slots
+	reg, err := p.m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := p.p.Stat()
+		o.ObserveInt64(s.held, int64(st.TotalResources()-st.ConstructingResources()), p.m.obs...)
+		return nil
+	}, s.held)
+	if err == nil {
+		s.reg = reg
+	}
+}
+
+// unregisterSlotGauge undoes registerSlotGauge.
+func (p *Pool[C]) unregisterSlotGauge() {
+	if p.m.slots.reg != nil {
+		_ = p.m.slots.reg.Unregister()
+	}
+}
+
+// budgetFull follows a dial that met 53300, the server's or the slots'
+// (NoSlotError): a pool with a fair share keeps to it for contentionHold
+// (policy.dialOrWait). A refusal for want of a slot is counted, and the
+// first of an episode logged.
+func (p *Pool[C]) budgetFull(err error) {
+	if !errors.Is(err, ErrNoFreeSlot) {
+		if p.cfg.fairShare > 0 {
+			p.policy.serverFull(nanotime())
+		}
+		return
+	}
+	s := &p.m.slots
+	if fs := p.cfg.fairShare; fs > 0 {
+		st := p.p.Stat()
+		open := st.TotalResources() - st.ConstructingResources()
+		s.slack.Store(max(open-fs, 0) / 2)
+		p.policy.serverFull(nanotime())
+	}
+	s.waits.Add(context.Background(), 1, p.m.add...)
+	s.waitsTotal.Add(1)
+	s.waitsIn.Add(1)
+	if s.since.CompareAndSwap(0, nanotime()) {
+		st := p.p.Stat()
+		p.cfg.Logger.Info("runpool: budget slots full: the service holds its whole budget; this instance gives back half "+
+			"of what it holds beyond its fair share as connections come back", "pool", p.cfg.Name, "slots", p.cfg.Slots(),
+			"held", st.TotalResources()-st.ConstructingResources(), "fair_share", p.cfg.fairShare)
+	}
+}
+
+// With budget slots, a refused dial tells the pool only that the
+// service holds its whole budget, not whether an instance below its
+// share waits: the refused pool may be one of a few busy instances
+// sharing what idle ones leave, where holding each to its fair share
+// would leave slots unused. So a pool above its share that is refused
+// keeps half of what it holds beyond its share (slotSlack) for
+// contentionHold, closing the rest of its borrowed connections as they
+// come back, and grows again once the hold ends: the instances above
+// their share shrink by halves, and one below it finds the slots they
+// free, while a few busy instances keep most of what they borrowed.
+// Where the server's own limit is the budget, a 53300 holds the pool to
+// its fair share as before.
+
+// slotSlack is how many connections beyond its fair share the pool keeps
+// while contended: 0 unless slots are on.
+func (p *Pool[C]) slotSlack() int32 {
+	if !p.cfg.SlotsOn() {
+		return 0
+	}
+	return p.m.slots.slack.Load()
+}
+
+// aboveSlack reports whether the pool holds more than its fair share and
+// slack: a borrowed connection coming back while contended is closed.
+func (p *Pool[C]) aboveSlack() bool {
+	slack := p.slotSlack()
+	if slack == 0 {
+		return true
+	}
+	st := p.p.Stat()
+	return st.TotalResources()-st.ConstructingResources() > p.cfg.fairShare+slack
+}
+
+// slotGivenBack counts a borrowed connection closed on release at now,
+// created at created, before its lease ended because the budget was full.
+func (p *Pool[C]) slotGivenBack(created, now int64) {
+	if !p.cfg.SlotsOn() || now-created >= int64(borrowLease) {
+		return
+	}
+	s := &p.m.slots
+	s.gaveBack.Add(context.Background(), 1, p.m.add...)
+	s.gaveBackTotl.Add(1)
+	s.gaveBackIn.Add(1)
+}
+
+// logSlots ends, at a maintainer tick, an episode of a full budget whose
+// contention has passed, with one line.
+func (p *Pool[C]) logSlots(now int64) {
+	s := &p.m.slots
+	since := s.since.Load()
+	if since == 0 || p.policy.contended(now) || !s.since.CompareAndSwap(since, 0) {
+		return
+	}
+	p.cfg.Logger.Info("runpool: budget slots free again", "pool", p.cfg.Name,
+		"duration", time.Duration(now-since).Round(time.Millisecond),
+		"slot_waits", s.waitsIn.Swap(0), "given_back", s.gaveBackIn.Swap(0))
+}
