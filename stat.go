@@ -33,7 +33,9 @@ func (s *Stat) AcquireCount() int64 {
 // AcquireDuration is the total time spent in successful acquires.
 func (s *Stat) AcquireDuration() time.Duration { return s.ps.AcquireDuration() }
 
-// AcquiredConns is the number of connections borrowed now.
+// AcquiredConns is the number of connections borrowed now. A connection
+// being closed counts until its close completes, as in pgxpool: its slot
+// is not free before.
 func (s *Stat) AcquiredConns() int32 { return s.ps.AcquiredResources() - s.parked }
 
 // CanceledAcquireCount is the number of acquires that failed because
@@ -71,8 +73,8 @@ func (s *Stat) SlotWaitCount() int64 { return s.slotWaits }
 // release before their lease ended because the budget slots were full.
 func (s *Stat) SlotsGivenBackCount() int64 { return s.slotsGivenBack }
 
-// TotalConns is the number of connections held now: idle, borrowed and
-// being opened.
+// TotalConns is the number of connections held now: idle, borrowed,
+// being opened and being closed.
 func (s *Stat) TotalConns() int32 { return s.ps.TotalResources() }
 
 // NewConnsCount is the number of connections opened since the pool began.
