@@ -18,8 +18,13 @@ import (
 func TestWaitersAreServedInOrder(t *testing.T) {
 	const callers = 8
 	var slow atomic.Bool
+	slowDial := make(chan struct{}, 1)
 	p, _, _ := openPool(t, runpool.Config{MaxConns: 16, MaxConcurrentDials: 1}, afterConnect(func(ctx context.Context, _ *pgx.Conn) error {
 		if slow.Load() {
+			select {
+			case slowDial <- struct{}{}:
+			default:
+			}
 			select { // holds the one dial token while the burst is served
 			case <-time.After(5 * time.Second):
 			case <-ctx.Done():
@@ -31,7 +36,14 @@ func TestWaitersAreServedInOrder(t *testing.T) {
 	held := acquireAll(t, ctx, p.Acquire, 1)[0]
 	slow.Store(true)
 	dialer := acquireInBackground(ctx, p.Acquire)
-	waitFor(t, 5*time.Second, "the dial holding the token", func() bool { return p.Stat().ConstructingConns() == 1 })
+	// The dial holds the token once its AfterConnect runs: a constructing
+	// connection is counted before its dial takes the token, and a caller
+	// that came in between would take it and be the slow dial itself.
+	select {
+	case <-slowDial:
+	case <-ctx.Done():
+		t.Fatal("the slow dial never began")
+	}
 
 	var mu sync.Mutex
 	var served []int
