@@ -1,6 +1,7 @@
 package runpool_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,7 +15,32 @@ import (
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/testbed/faultproxy"
 	"github.com/runpool/runpool/internal/testbed/pgtest"
+	"github.com/runpool/runpool/pgxadapter"
 )
+
+// natIdleForOrphans is the idle timeout of orphanBehindNAT's NAT.
+const natIdleForOrphans = 300 * time.Millisecond
+
+// orphanBehindNAT opens a pool of three connections behind a NAT that
+// forgets flows idle natIdleForOrphans (packets vanish), lets it forget
+// them, and runs a query: its probe goes unanswered, which leaves that
+// session on the server, noted as an orphan, and the query runs on a
+// fresh connection.
+func orphanBehindNAT(t *testing.T, maintain time.Duration) (*pgxadapter.Pool, *pgtest.Server, string, context.Context) {
+	t.Helper()
+	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdleForOrphans})
+	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: maintain},
+		through(proxy))
+	ctx := ctxT(t, 20*time.Second)
+	for _, c := range acquireAll(t, ctx, p.Acquire, 3) {
+		c.Release()
+	}
+	time.Sleep(2 * natIdleForOrphans) // the NAT forgets the three flows
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	return p, pgtest.Shared(t), user, ctx
+}
 
 // Connections given up behind a NAT that forgot their flows leave their
 // server sessions waiting for a client that will never write: the pool
@@ -25,20 +51,7 @@ import (
 // flow's socket, as a NAT would not, so only the session whose probe went
 // unanswered stays orphaned here.) Before, it stayed.
 func TestOrphanedSessionsAreEnded(t *testing.T) {
-	const natIdle = 300 * time.Millisecond
-	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
-	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 100 * time.Millisecond},
-		through(proxy))
-	srv := pgtest.Shared(t)
-	ctx := ctxT(t, 20*time.Second)
-
-	for _, c := range acquireAll(t, ctx, p.Acquire, 3) {
-		c.Release()
-	}
-	time.Sleep(2 * natIdle) // the NAT forgets the three flows
-	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	p, srv, user, ctx := orphanBehindNAT(t, 100*time.Millisecond)
 	waitFor(t, 5*time.Second, "no session left but the pool's live connections", func() bool {
 		return srv.Backends(t, user) == int(p.Stat().TotalConns())
 	})
@@ -195,23 +208,9 @@ const orphansTimeoutForTest = time.Second
 // the drain left that session to the server's keepalives (the simulator's
 // reset scenario saw 12 of them after a SIGTERM).
 func TestDrainEndsOrphansThroughAFreshConnection(t *testing.T) {
-	const natIdle = 300 * time.Millisecond
-	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
-	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: 30 * time.Second},
-		through(proxy))
-	srv := pgtest.Shared(t)
-	ctx := ctxT(t, 20*time.Second)
-
-	for _, c := range acquireAll(t, ctx, p.Acquire, 3) {
-		c.Release()
-	}
-	time.Sleep(2 * natIdle) // the NAT forgets the three flows
-	// The probe goes unanswered: its session is noted as an orphan, and no
-	// maintainer tick comes to end it.
-	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * natIdle) // and the flow of the connection that replaced it
+	// No maintainer tick comes to end the orphan.
+	p, srv, user, ctx := orphanBehindNAT(t, 30*time.Second)
+	time.Sleep(2 * natIdleForOrphans) // the NAT forgets the flow of the connection that replaced it too
 	if n := srv.Backends(t, user); n <= int(p.Stat().TotalConns()) {
 		t.Fatalf("%d backends for %d connections: no orphan left for the drain, the scenario did not happen", n, p.Stat().TotalConns())
 	}
