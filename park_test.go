@@ -352,9 +352,12 @@ func TestParkingUnderContention(t *testing.T) {
 	if unparked.Load() == 0 || taken.Load() == 0 {
 		t.Errorf("unparked %d, taken back %d: want both", unparked.Load(), taken.Load())
 	}
+	// The maintainer, every 5 ms, holds idle connections for a moment
+	// (taking parked ones back, sweeping): wait out such a hold.
+	waitFor(t, 2*time.Second, "no connection acquired once every caller released", func() bool { return p.Stat().AcquiredConns() == 0 })
 	s := p.Stat()
-	if s.AcquiredConns() != 0 || s.TotalConns() > 2 {
-		t.Errorf("after: acquired %d, total %d", s.AcquiredConns(), s.TotalConns())
+	if s.TotalConns() > 2 {
+		t.Errorf("after: total %d, want at most MaxConns 2", s.TotalConns())
 	}
 	t.Logf("served %d, unparked %d, taken back %d, dials %d", served.Load(), unparked.Load(), taken.Load(), s.NewConnsCount())
 }
