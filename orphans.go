@@ -143,12 +143,12 @@ func (p *Pool[C]) endOrphans() {
 		}
 		res.ReleaseUnused()
 	}
-	var mine []Orphan
+	var mine []notedOrphan
 	now := nanotime()
 	for _, o := range list {
 		switch {
 		case via != nil && o.Server.Equal(here.Server):
-			mine = append(mine, o.Orphan)
+			mine = append(mine, o)
 		case time.Duration(now-o.at) < orphanKeep:
 			p.orphans.add(o)
 		}
@@ -198,10 +198,10 @@ func (p *Pool[C]) endLeftOrphans(ctx context.Context) {
 	if !ok {
 		return
 	}
-	var mine []Orphan
+	var mine []notedOrphan
 	for _, o := range list {
 		if o.Server.Equal(here.Server) {
-			mine = append(mine, o.Orphan)
+			mine = append(mine, o)
 		}
 	}
 	if len(mine) > 0 {
@@ -210,10 +210,21 @@ func (p *Pool[C]) endLeftOrphans(ctx context.Context) {
 }
 
 // endSessions ends the sessions listed through c, and counts and logs
-// what it did.
-func (p *Pool[C]) endSessions(ctx context.Context, c C, list []Orphan) {
+// what it did. When it cannot (c turned out dead too), the sessions stay
+// noted for the next attempt, up to orphanKeep after they were noted.
+func (p *Pool[C]) endSessions(ctx context.Context, c C, noted []notedOrphan) {
+	list := make([]Orphan, len(noted))
+	for i, o := range noted {
+		list[i] = o.Orphan
+	}
 	n, err := p.ender.EndOrphans(ctx, c, list)
 	if err != nil {
+		now := nanotime()
+		for _, o := range noted {
+			if time.Duration(now-o.at) < orphanKeep {
+				p.orphans.add(o)
+			}
+		}
 		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(list), "err", err)
 		return
 	}
