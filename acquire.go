@@ -14,7 +14,7 @@ import (
 // connections for a moment (a restart; see serverAway) it dials again
 // with backoff, for at most Config.ServerAwayTimeout.
 func (p *Pool[C]) Acquire(ctx context.Context) (*Conn[C], error) {
-	if !p.m.timing(ctx) {
+	if !p.m.timing() {
 		c, _, bp, err := p.acquire(ctx)
 		if bp {
 			p.backpressureLeft(err == nil)

@@ -44,6 +44,7 @@ func (p *Pool[C]) tick(now time.Time) {
 	p.sweepIdle()
 	p.logStale(now, false)
 	p.logSlots(nanotime())
+	p.m.refreshTiming()
 }
 
 // work is the maintainer's worker: at each tick handed to it, it ends

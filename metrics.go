@@ -87,6 +87,7 @@ type metrics struct {
 	useTime  metric.Float64Histogram
 	rec      []metric.RecordOption // the pool's name
 	pending  atomic.Int64          // callers inside a timed Acquire
+	timed    atomic.Bool           // timing's answer (refreshTiming)
 
 	add        []metric.AddOption
 	createTime metric.Float64Histogram
@@ -241,6 +242,7 @@ func newMetrics(cfg Config) *metrics {
 	keep(err)
 
 	m.slots.init(mt, keep)
+	m.refreshTiming()
 
 	if err := errors.Join(errs...); err != nil {
 		cfg.Logger.Warn("runpool: metrics: the MeterProvider refused an instrument", "pool", cfg.Name, "err", err)
@@ -252,8 +254,16 @@ func newMetrics(cfg Config) *metrics {
 // provider with wait_time or use_time enabled. A View that drops both
 // makes the hot path cost what it does with metrics off (and
 // pending_requests, counted only here, then reads 0).
-func (m *metrics) timing(ctx context.Context) bool {
-	return m.on && (m.waitTime.Enabled(ctx) || m.useTime.Enabled(ctx))
+func (m *metrics) timing() bool { return m.timed.Load() }
+
+// refreshTiming asks the histograms whether they are enabled, for timing.
+// It runs when the pool opens and at each maintainer tick, not on every
+// checkout: two interface calls there cost more than the rest of the
+// check-in. A provider installed later (otel.SetMeterProvider behind the
+// global one) is timed from the next tick on.
+func (m *metrics) refreshTiming() {
+	ctx := context.Background()
+	m.timed.Store(m.on && (m.waitTime.Enabled(ctx) || m.useTime.Enabled(ctx)))
 }
 
 func nanosToSeconds(nanos int64) float64 { return float64(nanos) / 1e9 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/pgxadapter"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
@@ -401,4 +404,71 @@ func TestMetricsSemanticConventions(t *testing.T) {
 	if !slices.Equal(states, []string{"idle", "used"}) {
 		t.Errorf("db.client.connection.count states %v, want idle and used", states)
 	}
+}
+
+// TestTimingFollowsTheHistograms: whether a checkout is timed (wait_time,
+// use_time) follows the two histograms' Enabled, asked again at every
+// maintainer tick: histograms enabled after Open, as the global provider's
+// are once the application calls otel.SetMeterProvider, are recorded into
+// from the next tick on.
+func TestTimingFollowsTheHistograms(t *testing.T) {
+	mp := &toggledProvider{}
+	p, _, _ := openPool(t, runpool.Config{MaxConns: 2, MaintainInterval: 10 * time.Millisecond, MeterProvider: mp})
+	ctx := context.Background()
+	cycle := func() {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Release()
+	}
+	for range 3 {
+		cycle()
+	}
+	if n := mp.records.Load(); n != 0 {
+		t.Fatalf("%d wait_time/use_time records while both histograms were disabled, want 0", n)
+	}
+	mp.enabled.Store(true)
+	for deadline := time.Now().Add(5 * time.Second); mp.records.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("checkouts still untimed 5 s after the histograms were enabled (MaintainInterval 10ms)")
+		}
+		cycle()
+	}
+}
+
+// toggledProvider makes no-op instruments, but for the two histograms the
+// checkout records: their Enabled is the provider's switch, and their
+// Records are counted.
+type toggledProvider struct {
+	noop.MeterProvider
+	enabled atomic.Bool
+	records atomic.Int64
+}
+
+func (p *toggledProvider) Meter(string, ...metric.MeterOption) metric.Meter {
+	return toggledMeter{p: p}
+}
+
+type toggledMeter struct {
+	noop.Meter
+	p *toggledProvider
+}
+
+func (m toggledMeter) Float64Histogram(name string, _ ...metric.Float64HistogramOption) (metric.Float64Histogram, error) {
+	if name == "db.client.connection.wait_time" || name == "db.client.connection.use_time" {
+		return toggledHistogram{p: m.p}, nil
+	}
+	return noop.Float64Histogram{}, nil
+}
+
+type toggledHistogram struct {
+	noop.Float64Histogram
+	p *toggledProvider
+}
+
+func (h toggledHistogram) Enabled(context.Context) bool { return h.p.enabled.Load() }
+
+func (h toggledHistogram) Record(context.Context, float64, ...metric.RecordOption) {
+	h.p.records.Add(1)
 }

@@ -99,7 +99,7 @@ func (c *Conn[C]) Unpark(ctx context.Context) bool {
 		if a.do == idleHandOut || p.looksOpen(e) {
 			e.unparks.Add(1)
 			c.e = e
-			if p.m.timing(ctx) {
+			if p.m.timing() {
 				e.since = now
 				p.m.waitTime.Record(ctx, 0, p.m.rec...)
 			}
