@@ -19,6 +19,19 @@ type pconn struct {
 	// are; only the caller holding the connection touches them.
 	rowBuf  []poolRow
 	rowsBuf []poolRows
+	// rowQuery is the query of the poolRow out on this connection, for
+	// its Scan to run once more (poolRow.again). One per connection, not
+	// per row: a poolRow holds its connection until Scan, and the
+	// buffer's rows stay small.
+	rowQuery rowQuery
+}
+
+// rowQuery is what runs a QueryRow once more.
+type rowQuery struct {
+	p    *Pool
+	ctx  context.Context
+	sql  string
+	args []any
 }
 
 // newRow returns a poolRow from pc's buffer.

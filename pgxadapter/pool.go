@@ -157,9 +157,10 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, refused boo
 			c.Release()
 			continue
 		}
-		r := c.Value().newRow(rows, c)
+		pc := c.Value()
+		r := pc.newRow(rows, c)
 		if !refused {
-			r.p, r.ctx, r.sql, r.args = p, ctx, sql, args
+			pc.rowQuery, r.again = rowQuery{p: p, ctx: ctx, sql: sql, args: args}, true
 		}
 		return r
 	}

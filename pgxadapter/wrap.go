@@ -53,18 +53,21 @@ func (r *poolRows) Values() ([]any, error) {
 type poolRow struct {
 	rows pgx.Rows
 	c    *runpool.Conn[*pconn]
-	// p, ctx, sql and args run the query once more when the server
-	// refused it without running it (Pool.refusedOnce); p is nil when it
-	// ran once more already.
-	p    *Pool
-	ctx  context.Context
-	sql  string
-	args []any
+	// again: the query, in the connection's rowQuery, runs once more
+	// when the server refused it without running it (Pool.refusedOnce);
+	// false when it ran once more already, and after the first Scan.
+	again bool
 }
 
 // Scan is pgx's connRow.Scan; a query the server refused without running
 // it runs once more on another connection (see retry.go).
 func (r *poolRow) Scan(dest ...any) error {
+	var q rowQuery
+	if r.again { // the connection is still this row's
+		r.again = false
+		pc := r.c.Value()
+		q, pc.rowQuery = pc.rowQuery, rowQuery{}
+	}
 	released := false
 	defer func() { // also when Scan panics
 		if !released {
@@ -72,12 +75,12 @@ func (r *poolRow) Scan(dest ...any) error {
 		}
 	}()
 	err := r.scan(dest...)
-	if err != nil && r.p != nil {
+	if err != nil && q.p != nil {
 		var refused bool
-		if r.p.refusedOnce(r.ctx, r.c, err, &refused) {
+		if q.p.refusedOnce(q.ctx, r.c, err, &refused) {
 			released = true
 			r.c.Release()
-			return r.p.queryRow(r.ctx, r.sql, r.args, true).Scan(dest...)
+			return q.p.queryRow(q.ctx, q.sql, q.args, true).Scan(dest...)
 		}
 	}
 	return err
