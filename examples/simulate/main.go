@@ -17,14 +17,21 @@
 //   - budget: the same against a larger server, with a budget for the
 //     whole service that the instances together must not exceed;
 //   - hot: one busy instance while the others idle;
+//   - hot-budget (only when -only names it): hot against the larger
+//     server, within the budget;
 //   - sigterm: an instance stopped under load.
 //
 // The pools: pgxpool and database/sql (pgx's stdlib driver) with their
-// defaults and tuned by hand as the incident write-ups advise, and runpool
-// through both adapters, configured from the environment as a user would
-// (RUNPOOL_BUDGET, RUNPOOL_MAX_INSTANCES, defaults otherwise; RUNPOOL_*
-// variables set when running the simulator reach runpool's instances
-// too). Each pool logs in as a role of its own, so the tables count its
+// defaults and tuned by hand as the incident write-ups advise (in the
+// budget scenarios each instance gets budget / instances connections:
+// static division), and runpool through both adapters, configured from
+// the environment as a user would (RUNPOOL_BUDGET, RUNPOOL_MAX_INSTANCES,
+// defaults otherwise; RUNPOOL_* variables set when running the simulator
+// reach runpool's instances too). The row runpool-slots, run only when
+// -pools or -only slots names it and only in the budget scenarios, adds
+// RUNPOOL_BUDGET_SLOTS=advisory; under each budget scenario's table its
+// p99 and p50 are printed as ratios to static division's (pgxpool tuned
+// by hand). Each pool logs in as a role of its own, so the tables count its
 // backends on the server: the peak while the scenario ran, those left
 // -leak-wait after its instances exited, and those still there -reclaim
 // after it (leaked: the server never ended them).
@@ -34,8 +41,8 @@
 // half of the bursts, p99 within 2x a cold burst of the same size
 // measured in the burst's own turn, so that a loaded machine moves the bar with
 // the figures and one stalled burst does not decide the row; peak
-// backends within the budget; nothing leaked), exiting 1 when a row
-// misses it.
+// backends within the budget; nothing leaked), the slots row too when it
+// runs, exiting 1 when a row misses it.
 // With -svg it also draws the latency of every request around each freeze.
 package main
 
@@ -71,7 +78,14 @@ type settings struct {
 }
 
 // scenarios in the order they run.
-var scenarios = []string{"blackhole", "reset", "scale", "budget", "hot", "sigterm"}
+var scenarios = []string{"blackhole", "reset", "scale", "budget", "hot", "hot-budget", "sigterm"}
+
+// defaultScenarios run when -only is not given: all but hot-budget.
+var defaultScenarios = []string{"blackhole", "reset", "scale", "budget", "hot", "sigterm"}
+
+// budgetScenarios are those where the service has a budget: the only
+// ones the slots row runs in, and what -only slots selects.
+var budgetScenarios = []string{"scale", "budget", "hot", "hot-budget"}
 
 func main() {
 	if spec := os.Getenv(instanceEnv); spec != "" {
@@ -100,40 +114,50 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	fs.IntVar(&s.Bursts, "bursts", 4, "freezes (each followed by a burst) per pool")
 	fs.DurationVar(&s.Query, "query", 5*time.Millisecond, "query time in the freeze scenarios")
 	fs.DurationVar(&s.Deadline, "deadline", 2*time.Second, "deadline of each request in the freeze scenarios")
-	fs.IntVar(&s.Instances, "instances", 10, "instances per pool in the scale, budget and hot scenarios")
-	fs.IntVar(&s.Rounds, "rounds", 3, "rounds of load in the scale, budget and hot scenarios")
+	fs.IntVar(&s.Instances, "instances", 10, "instances per pool in the scale, budget, hot and hot-budget scenarios")
+	fs.IntVar(&s.Rounds, "rounds", 3, "rounds of load in the scale, budget, hot and hot-budget scenarios")
 	fs.IntVar(&s.Load, "load", 20, "concurrent queries per instance and round (and in sigterm)")
-	fs.DurationVar(&s.LoadQuery, "load-query", 50*time.Millisecond, "query time in the scale, budget and hot scenarios")
-	fs.DurationVar(&s.LoadDeadline, "load-deadline", 5*time.Second, "deadline of each request in the scale, budget, hot and sigterm scenarios")
+	fs.DurationVar(&s.LoadQuery, "load-query", 50*time.Millisecond, "query time in the scale, budget, hot and hot-budget scenarios")
+	fs.DurationVar(&s.LoadDeadline, "load-deadline", 5*time.Second, "deadline of each request in the scale, budget, hot, hot-budget and sigterm scenarios")
 	fs.DurationVar(&s.TermQuery, "term-query", time.Second, "query time in the sigterm scenario")
 	fs.IntVar(&s.ServerMax, "server-max", 25, "max_connections of the small server (scale, hot)")
-	fs.IntVar(&s.Budget, "budget", 25, "the service's connection budget in the budget scenario")
-	fs.IntVar(&s.BudgetServerMax, "budget-server-max", 100, "max_connections of the server in the budget scenario")
+	fs.IntVar(&s.Budget, "budget", 25, "the service's connection budget in the budget and hot-budget scenarios")
+	fs.IntVar(&s.BudgetServerMax, "budget-server-max", 100, "max_connections of the server in the budget and hot-budget scenarios")
 	fs.DurationVar(&s.Grace, "grace", 10*time.Second, "from SIGTERM (or the end of input) to SIGKILL, as Cloud Run's grace period")
 	fs.DurationVar(&s.LeakWait, "leak-wait", 3*time.Second, "count the backends left this long after the instances exit")
 	fs.DurationVar(&s.Reclaim, "reclaim", 60*time.Second, "backends still there this long after the instances exit are leaked (runpool's server-side reclaim ends them within 57s by default)")
-	only := fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarios, ",")+"; freeze means blackhole,reset")
-	poolList := fs.String("pools", "", "comma-separated pools (default all): "+poolNames())
+	only := fs.String("only", "", "comma-separated scenarios to run (default "+strings.Join(defaultScenarios, ",")+"; also hot-budget): "+
+		"freeze means blackhole,reset; slots means "+strings.Join(budgetScenarios, ",")+" with the rows "+strings.Join(slotsPools, ",")+" unless -pools is given")
+	poolList := fs.String("pools", "", "comma-separated pools (default all but runpool-slots, which runs only in "+strings.Join(budgetScenarios, ",")+"): "+poolNames())
 	fs.BoolVar(&s.RunpoolUnscaled, "runpool-unscaled", false, "freeze scenarios: leave runpool's idle limit at its default (45s) instead of scaling it with the NAT's idle timeout as the simulation scales time (nat-idle/2, as pgxpool's hand tuning)")
 	fs.StringVar(&s.SVG, "svg", "", "write a chart of latency over time around each freeze to this SVG file")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	s.Scenarios = scenarios
+	s.Scenarios = defaultScenarios
+	s.Pools = defaultPools()
 	if *only != "" {
-		s.Scenarios = nil
+		var named []string
 		for _, n := range strings.Split(*only, ",") {
 			switch n = strings.TrimSpace(n); {
 			case n == "freeze":
-				s.Scenarios = append(s.Scenarios, "blackhole", "reset")
+				named = append(named, "blackhole", "reset")
+			case n == "slots":
+				named = append(named, budgetScenarios...)
+				s.Pools = nil
+				for _, p := range slotsPools {
+					k, _ := poolByName(p)
+					s.Pools = append(s.Pools, k)
+				}
 			case slices.Contains(scenarios, n):
-				s.Scenarios = append(s.Scenarios, n)
+				named = append(named, n)
 			default:
-				return s, fmt.Errorf("-only: unknown scenario %q (known: %s, freeze)", n, strings.Join(scenarios, ","))
+				return s, fmt.Errorf("-only: unknown scenario %q (known: %s, freeze, slots)", n, strings.Join(scenarios, ","))
 			}
 		}
+		// In the order they run, each once.
+		s.Scenarios = slices.DeleteFunc(slices.Clone(scenarios), func(n string) bool { return !slices.Contains(named, n) })
 	}
-	s.Pools = pools
 	if *poolList != "" {
 		s.Pools = nil
 		for _, n := range strings.Split(*poolList, ",") {
@@ -156,6 +180,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 			return s, fmt.Errorf("-%s must be positive", name)
 		}
 	}
+	if !slices.ContainsFunc(s.Scenarios, func(n string) bool { return len(s.poolsIn(n)) > 0 }) {
+		return s, fmt.Errorf("-pools: none of %s runs in %s (runpool-slots runs only in %s)",
+			poolNamesOf(s.Pools), strings.Join(s.Scenarios, ","), strings.Join(budgetScenarios, ","))
+	}
 	if s.ServerMax <= 3 || s.BudgetServerMax <= 3 {
 		return s, errors.New("-server-max and -budget-server-max must exceed the 3 superuser_reserved_connections")
 	}
@@ -166,8 +194,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 // done, and returns the tables and runpool's misses of the bar.
 func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, error) {
 	start := time.Now()
+	// want: one of the scenarios is selected and has a row to run.
 	want := func(n ...string) bool {
-		return slices.ContainsFunc(n, func(n string) bool { return slices.Contains(s.Scenarios, n) })
+		return slices.ContainsFunc(n, func(n string) bool { return slices.Contains(s.Scenarios, n) && len(s.poolsIn(n)) > 0 })
 	}
 	e := &env{s: s, faults: map[faultproxy.Mode]*server{}}
 	// Room for every backend a forgotten flow leaves dangling until -reclaim.
@@ -181,7 +210,7 @@ func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, erro
 		{want("blackhole"), faultsMax, &blackhole},
 		{want("reset", "sigterm"), faultsMax + len(s.Pools)*s.Load, &reset},
 		{want("scale", "hot"), s.ServerMax, &e.small},
-		{want("budget"), s.BudgetServerMax, &e.large},
+		{want("budget", "hot-budget"), s.BudgetServerMax, &e.large},
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(servers))
@@ -227,7 +256,10 @@ func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, erro
 		add(e.scaleOut("budget", e.large, s.Budget))
 	}
 	if want("hot") {
-		add(e.hot())
+		add(e.hot("hot", e.small, 0))
+	}
+	if want("hot-budget") {
+		add(e.hot("hot-budget", e.large, s.Budget))
 	}
 	if want("sigterm") {
 		add(e.sigterm())
@@ -253,7 +285,11 @@ func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, erro
 	fails := verdicts(tables)
 	fmt.Fprintf(w, "\nrunpool's bar: every request served, more than half of the bursts after a freeze in bar,\npeak backends within the budget, nothing leaked: ")
 	if len(fails) == 0 {
-		fmt.Fprintln(w, "met in every row")
+		fmt.Fprint(w, "met in every row")
+		if slices.ContainsFunc(s.Pools, func(k poolKind) bool { return k.slots }) {
+			fmt.Fprint(w, ", the budget slots row's included")
+		}
+		fmt.Fprintln(w)
 	} else {
 		fmt.Fprintln(w, "MISSED")
 		for _, f := range fails {
@@ -262,6 +298,11 @@ func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, erro
 	}
 	fmt.Fprintf(w, "\ntotal %v\n", time.Since(start).Round(time.Second))
 	return tables, fails, nil
+}
+
+// poolsIn are the selected rows that run in the named scenario.
+func (s settings) poolsIn(scenario string) []poolKind {
+	return slices.DeleteFunc(slices.Clone(s.Pools), func(k poolKind) bool { return !k.runsIn(scenario) })
 }
 
 func latestExit(tables []*table) time.Time {

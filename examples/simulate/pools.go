@@ -36,7 +36,16 @@ type poolKind struct {
 	// drains: the instance wires SIGTERM to the pool's shutdown. The
 	// defaults rows do not, as an application that never did.
 	drains bool
-	open   func(ctx context.Context, spec instanceSpec) (db, error)
+	// slots: runpool with RUNPOOL_BUDGET_SLOTS=advisory (runpoolEnv).
+	// The row runs only when -pools (or -only slots) names it, and only
+	// in the budget scenarios.
+	slots bool
+	open  func(ctx context.Context, spec instanceSpec) (db, error)
+}
+
+// runsIn says whether the row runs in the named scenario.
+func (k poolKind) runsIn(scenario string) bool {
+	return !k.slots || slices.Contains(budgetScenarios, scenario)
 }
 
 // pools are the rows, in table order. "Tuned by hand" is the best a user
@@ -44,7 +53,8 @@ type poolKind struct {
 // NAT's timeout, pgxpool's PingTimeout 250 ms and health check every
 // 500 ms, the budget divided among instances, SIGTERM wired to Close.
 // runpool is configured as a user would: DATABASE_URL, RUNPOOL_BUDGET and
-// RUNPOOL_MAX_INSTANCES from the environment, defaults otherwise.
+// RUNPOOL_MAX_INSTANCES from the environment, defaults otherwise; the
+// slots row adds RUNPOOL_BUDGET_SLOTS=advisory.
 var pools = []poolKind{
 	{name: "pgxpool", label: "pgxpool defaults", open: openPgxpool},
 	{name: "pgxpool-tuned", label: "pgxpool tuned by hand", drains: true, open: openPgxpool},
@@ -52,7 +62,22 @@ var pools = []poolKind{
 	{name: "sql-tuned", label: "database/sql tuned by hand", drains: true, open: openSQL},
 	{name: "runpool-pgx", label: "runpool (pgxadapter)", runpool: true, drains: true, open: openRunpoolPgx},
 	{name: "runpool-sql", label: "runpool (sqladapter)", runpool: true, drains: true, open: openRunpoolSQL},
+	{name: "runpool-slots", label: "runpool (pgxadapter, budget slots)", runpool: true, drains: true, slots: true, open: openRunpoolPgx},
 }
+
+// staticDivision is the row the slots row is compared with: in the
+// budget scenarios each of its instances holds at most budget /
+// instances connections.
+const staticDivision = "pgxpool-tuned"
+
+// defaultPools are the rows run when -pools is not given: all but the
+// slots row.
+func defaultPools() []poolKind {
+	return slices.DeleteFunc(slices.Clone(pools), func(k poolKind) bool { return k.slots })
+}
+
+// slotsPools are the rows -only slots runs when -pools is not given.
+var slotsPools = []string{staticDivision, "runpool-pgx", "runpool-slots"}
 
 func poolByName(name string) (poolKind, bool) {
 	i := slices.IndexFunc(pools, func(k poolKind) bool { return k.name == name })
@@ -62,9 +87,11 @@ func poolByName(name string) (poolKind, bool) {
 	return pools[i], true
 }
 
-func poolNames() string {
+func poolNames() string { return poolNamesOf(pools) }
+
+func poolNamesOf(ks []poolKind) string {
 	var names []string
-	for _, k := range pools {
+	for _, k := range ks {
 		names = append(names, k.name)
 	}
 	return strings.Join(names, ",")

@@ -83,6 +83,34 @@ func printTable(w io.Writer, t *table, s settings) {
 			fmt.Fprintf(w, "  %s: %d of %d failed: %s\n", r.pool.label, sm.n-sm.ok, sm.n, errorCounts(r.reqs))
 		}
 	}
+	if line := slotsRatio(t); line != "" {
+		fmt.Fprintln(w, line)
+	}
+}
+
+// slotsRatio compares, in a budget scenario, the slots row's p99 and p50
+// with the static division row's (staticDivision); "" when the table
+// lacks either row.
+func slotsRatio(t *table) string {
+	var slots, static *row
+	for _, r := range t.rows {
+		switch {
+		case r.err != nil:
+		case r.pool.slots:
+			slots = r
+		case r.pool.name == staticDivision:
+			static = r
+		}
+	}
+	if t.budget == 0 || slots == nil || static == nil {
+		return ""
+	}
+	a, b := summarize(slots.reqs), summarize(static.reqs)
+	if b.p99 == 0 || b.p50 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("budget slots / static division (%s): p99 %.2fx, p50 %.2fx",
+		static.pool.label, float64(a.p99)/float64(b.p99), float64(a.p50)/float64(b.p50))
 }
 
 // barFactor is the latency bar after a freeze: a burst's p99 within this

@@ -70,12 +70,14 @@ type env struct {
 	burst sync.Mutex
 }
 
-// forEachPool runs f for every selected pool, at once when parallel
-// (each starting stagger after the previous), else one after another.
-func (e *env) forEachPool(parallel bool, stagger time.Duration, f func(k poolKind, r *row)) []*row {
-	rows := make([]*row, len(e.s.Pools))
+// forEachPool runs f for every selected pool that runs in the scenario,
+// at once when parallel (each starting stagger after the previous), else
+// one after another.
+func (e *env) forEachPool(scenario string, parallel bool, stagger time.Duration, f func(k poolKind, r *row)) []*row {
+	ks := e.s.poolsIn(scenario)
+	rows := make([]*row, len(ks))
 	var wg sync.WaitGroup
-	for i, k := range e.s.Pools {
+	for i, k := range ks {
 		rows[i] = &row{pool: k}
 		run := func() {
 			defer wg.Done()
@@ -121,9 +123,19 @@ func (e *env) count(r *row, srv *server) {
 	r.peak = srv.peakOf(r.role)
 }
 
-// runpoolEnv is how a user configures runpool: the server and the budget.
-func runpoolEnv(dsn string, instances, budget int) map[string]string {
+// runpoolEnv is how a user configures runpool: the server, the instance
+// count and the budget (0: runpool reads it from the server). The slots
+// row also gets RUNPOOL_BUDGET_SLOTS=advisory, which needs RUNPOOL_BUDGET:
+// where the other rows read the budget from the server, it gets what the
+// server allows the service (allows).
+func runpoolEnv(k poolKind, dsn string, instances, budget, allows int) map[string]string {
 	m := map[string]string{"DATABASE_URL": dsn, "RUNPOOL_MAX_INSTANCES": strconv.Itoa(instances)}
+	if k.slots {
+		m["RUNPOOL_BUDGET_SLOTS"] = "advisory"
+		if budget == 0 {
+			budget = allows
+		}
+	}
 	if budget > 0 {
 		m["RUNPOOL_BUDGET"] = strconv.Itoa(budget)
 	}
@@ -177,8 +189,8 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 	}
 	defer pass.Close()
 	passDSN := srv.dsn("postgres", pass.Addr())
-	stagger := s.Freeze / time.Duration(2*len(s.Pools))
-	t.rows = e.forEachPool(true, stagger, func(k poolKind, r *row) {
+	stagger := s.Freeze / time.Duration(2*max(1, len(s.poolsIn(t.name))))
+	t.rows = e.forEachPool(t.name, true, stagger, func(k poolKind, r *row) {
 		if r.role, r.err = srv.createRole(t.name, k.name); r.err != nil {
 			return
 		}
@@ -187,7 +199,7 @@ func (e *env) freeze(mode faultproxy.Mode) *table {
 			return
 		}
 		dsn := srv.dsn(r.role, r.nat.Addr())
-		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: e.scaledIdleEnv(runpoolEnv(dsn, 1, 0)), NATIdle: s.NATIdle, Grace: s.Grace})
+		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: e.scaledIdleEnv(runpoolEnv(k, dsn, 1, 0, srv.allows)), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err != nil {
 			return
 		}
@@ -278,8 +290,9 @@ func burstAll(insts []*instance, c command) []request {
 // scaleOut: Instances instances per pool run Rounds rounds of Load
 // concurrent LoadQuery queries at once against srv. budget > 0 is the
 // service's budget given to runpool; otherwise runpool reads it from the
-// server. Hand-tuned pools get budget / instances each. One pool at a
-// time: they would otherwise take each other's slots.
+// server. Hand-tuned pools get budget / instances each: static
+// division. One pool at a time: they would otherwise take each other's
+// slots.
 func (e *env) scaleOut(name string, srv *server, budget int) *table {
 	s := e.s
 	t := &table{name: name}
@@ -295,15 +308,15 @@ func (e *env) scaleOut(name string, srv *server, budget int) *table {
 		t.budget = serverAllows
 		share = serverAllows
 	}
-	t.setup += fmt.Sprintf("%d instances per pool each run %d rounds of %d concurrent %v queries, %v deadline; by hand: %d connections per instance",
-		s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, max(1, share/s.Instances))
-	t.rows = e.forEachPool(false, 0, func(k poolKind, r *row) {
+	t.setup += fmt.Sprintf("%d instances per pool each run %d rounds of %d concurrent %v queries, %v deadline; ",
+		s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline) + staticNote(share, s.Instances)
+	t.rows = e.forEachPool(name, false, 0, func(k poolKind, r *row) {
 		if r.role, r.err = srv.createRole(name, k.name); r.err != nil {
 			return
 		}
 		r.srv = srv
 		dsn := srv.dsn(r.role, "")
-		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, s.Instances, budget),
+		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(k, dsn, s.Instances, budget, serverAllows),
 			MaxConns: max(1, share/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err == nil {
 			for range s.Rounds {
@@ -315,24 +328,33 @@ func (e *env) scaleOut(name string, srv *server, budget int) *table {
 	return t
 }
 
-// hot: Instances instances per pool on the small server; each runs one
-// query, then only the first works: Rounds rounds of Load concurrent
-// queries while the others idle. One pool at a time.
-func (e *env) hot() *table {
+// staticNote says what the rows tuned by hand get in a budget scenario.
+func staticNote(budget, instances int) string {
+	return fmt.Sprintf("static division (the rows tuned by hand): %d connections per instance", max(1, budget/instances))
+}
+
+// hot: Instances instances per pool on srv; each runs one query, then
+// only the first works: Rounds rounds of Load concurrent queries while
+// the others idle. budget is as for scaleOut. One pool at a time.
+func (e *env) hot(name string, srv *server, budget int) *table {
 	s := e.s
-	srv := e.small
-	serverAllows := srv.allows
-	t := &table{name: "hot", title: "One hot instance, the others idle", budget: serverAllows,
-		setup: fmt.Sprintf("max_connections = %d; %d instances per pool each run one query, then one runs %d rounds of %d concurrent %v queries (%v deadline) while %d idle; its requests are counted",
-			srv.maxConns, s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, s.Instances-1)}
-	t.rows = e.forEachPool(false, 0, func(k poolKind, r *row) {
-		if r.role, r.err = srv.createRole("hot", k.name); r.err != nil {
+	t := &table{name: name, title: "One hot instance, the others idle", budget: budget, setup: fmt.Sprintf("max_connections = %d", srv.maxConns)}
+	if budget > 0 {
+		t.title += fmt.Sprintf(", within a budget of %d", budget)
+		t.setup += fmt.Sprintf(", RUNPOOL_BUDGET = %d", budget)
+	} else {
+		t.budget = srv.allows
+	}
+	t.setup += fmt.Sprintf("; %d instances per pool each run one query, then one runs %d rounds of %d concurrent %v queries (%v deadline) while %d idle; its requests are counted; ",
+		s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, s.Instances-1) + staticNote(t.budget, s.Instances)
+	t.rows = e.forEachPool(name, false, 0, func(k poolKind, r *row) {
+		if r.role, r.err = srv.createRole(name, k.name); r.err != nil {
 			return
 		}
 		r.srv = srv
 		dsn := srv.dsn(r.role, "")
-		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, s.Instances, 0),
-			MaxConns: max(1, serverAllows/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
+		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(k, dsn, s.Instances, budget, srv.allows),
+			MaxConns: max(1, t.budget/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err == nil {
 			burstAll(insts, command{N: 1, Query: s.LoadQuery, Deadline: s.LoadDeadline})
 			for range s.Rounds {
@@ -352,14 +374,14 @@ func (e *env) sigterm() *table {
 	t := &table{name: "sigterm", title: "SIGTERM under load",
 		setup: fmt.Sprintf("one instance per pool runs %d concurrent %v queries (%v deadline); SIGTERM %v after the first starts on the server, SIGKILL %v later if still alive",
 			s.Load, s.TermQuery, s.LoadDeadline, s.TermQuery/4, s.Grace)}
-	t.rows = e.forEachPool(true, 0, func(k poolKind, r *row) {
+	t.rows = e.forEachPool(t.name, true, 0, func(k poolKind, r *row) {
 		srv := e.faults[faultproxy.Reset]
 		if r.role, r.err = srv.createRole("sigterm", k.name); r.err != nil {
 			return
 		}
 		r.srv = srv
 		dsn := srv.dsn(r.role, "")
-		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(dsn, 1, 0), NATIdle: s.NATIdle, Grace: s.Grace})
+		in, err := startInstance(instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(k, dsn, 1, 0, srv.allows), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err != nil {
 			return
 		}

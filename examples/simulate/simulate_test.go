@@ -169,3 +169,78 @@ func TestVerdict(t *testing.T) {
 		})
 	}
 }
+
+// Without flags the run has the six default rows and scenarios, without
+// the slots row and hot-budget; -only slots selects the budget scenarios
+// with static division, runpool (pgxadapter) and the slots row, unless
+// -pools says otherwise; the slots row runs only in the budget scenarios.
+func TestParseFlagsSlots(t *testing.T) {
+	names := func(ks []poolKind) string { return poolNamesOf(ks) }
+	tests := []struct {
+		args             []string
+		scenarios, pools string // "": parseFlags fails
+	}{
+		{nil, "blackhole,reset,scale,budget,hot,sigterm", "pgxpool,pgxpool-tuned,sql,sql-tuned,runpool-pgx,runpool-sql"},
+		{[]string{"-only", "slots"}, "scale,budget,hot,hot-budget", "pgxpool-tuned,runpool-pgx,runpool-slots"},
+		{[]string{"-only", "slots", "-pools", "runpool-slots"}, "scale,budget,hot,hot-budget", "runpool-slots"},
+		{[]string{"-only", "hot-budget,budget"}, "budget,hot-budget", "pgxpool,pgxpool-tuned,sql,sql-tuned,runpool-pgx,runpool-sql"},
+		{[]string{"-only", "freeze,scale", "-pools", "runpool-slots,runpool-pgx"}, "blackhole,reset,scale", "runpool-slots,runpool-pgx"},
+		{[]string{"-only", "freeze", "-pools", "runpool-slots"}, "", ""},
+		{[]string{"-only", "slotz"}, "", ""},
+	}
+	for _, tc := range tests {
+		s, err := parseFlags(flag.NewFlagSet("simulate", flag.ContinueOnError), tc.args)
+		if tc.scenarios == "" {
+			if err == nil {
+				t.Errorf("%q: no error", tc.args)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if got := strings.Join(s.Scenarios, ","); got != tc.scenarios {
+			t.Errorf("%q: scenarios %s, want %s", tc.args, got, tc.scenarios)
+		}
+		if got := names(s.Pools); got != tc.pools {
+			t.Errorf("%q: pools %s, want %s", tc.args, got, tc.pools)
+		}
+		for _, n := range s.Scenarios {
+			in := names(s.poolsIn(n))
+			if want := slices.Contains(budgetScenarios, n); strings.Contains(in, "runpool-slots") != (want && strings.Contains(tc.pools, "runpool-slots")) {
+				t.Errorf("%q: %s runs %s", tc.args, n, in)
+			}
+		}
+	}
+}
+
+// The slots row is compared with static division under a budget
+// scenario's table only, and only when both rows ran.
+func TestSlotsRatio(t *testing.T) {
+	k := func(name string) poolKind { p, _ := poolByName(name); return p }
+	reqs := func(lat ...time.Duration) []request {
+		var rs []request
+		for _, l := range lat {
+			rs = append(rs, request{Lat: l})
+		}
+		return rs
+	}
+	ms := time.Millisecond
+	slots := &row{pool: k("runpool-slots"), reqs: reqs(100*ms, 300*ms)}
+	static := &row{pool: k(staticDivision), reqs: reqs(200*ms, 600*ms)}
+	t1 := &table{budget: 25, rows: []*row{static, {pool: k("runpool-pgx"), reqs: reqs(ms)}, slots}}
+	if got, want := slotsRatio(t1), "budget slots / static division (pgxpool tuned by hand): p99 0.50x, p50 0.50x"; got != want {
+		t.Errorf("slotsRatio = %q, want %q", got, want)
+	}
+	for name, tb := range map[string]*table{
+		"no budget":      {rows: t1.rows},
+		"no slots row":   {budget: 25, rows: t1.rows[:2]},
+		"no static row":  {budget: 25, rows: t1.rows[1:]},
+		"static not run": {budget: 25, rows: []*row{{pool: k(staticDivision), err: errors.New("x")}, slots}},
+	} {
+		if got := slotsRatio(tb); got != "" {
+			t.Errorf("%s: slotsRatio = %q, want none", name, got)
+		}
+	}
+}
