@@ -11,7 +11,8 @@ import (
 // port of the connection string. The connector does the TLS itself with
 // short-lived certificates, so the connection string's sslmode is not
 // used. ConfigFromEnv fills it from RUNPOOL_CLOUDSQL_INSTANCE and the
-// other RUNPOOL_CLOUDSQL_* variables.
+// other RUNPOOL_CLOUDSQL_* variables. It needs the connector linked in:
+// import _ "github.com/runpool/runpool/cloudsql".
 //
 // Every pool of the process shares one connector Dialer; it is closed
 // after the last pool using it has drained (closing it force-closes the

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/runpool/runpool/cloudsql" // links the Cloud SQL connector in
 	"github.com/runpool/runpool/pgxadapter"
 )
 

@@ -111,6 +111,8 @@ type Config struct {
 	// CloudSQL, when set, dials a Cloud SQL instance through the Cloud
 	// SQL Go connector instead of ConnConfig's host and port (see
 	// cloudsql.go). ConfigFromEnv sets it when RUNPOOL_CLOUDSQL_INSTANCE is.
+	// The program must import package github.com/runpool/runpool/cloudsql,
+	// which links the connector in; without it the pool fails to open.
 	CloudSQL *CloudSQL
 	// RDSIAM, when set, logs in to RDS, Aurora or RDS Proxy with IAM
 	// tokens: each dial's password is the current token, and a refused

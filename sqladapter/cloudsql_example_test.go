@@ -5,6 +5,7 @@ import (
 	"log"
 	"time"
 
+	_ "github.com/runpool/runpool/cloudsql" // links the Cloud SQL connector in
 	"github.com/runpool/runpool/sqladapter"
 )
 

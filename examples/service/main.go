@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/runpool/runpool/cloudsql" // RUNPOOL_CLOUDSQL_INSTANCE works on Cloud Run
 	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 	"github.com/runpool/runpool/serve"

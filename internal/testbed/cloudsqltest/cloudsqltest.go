@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/cloudsqlconn"
-	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/cloudsqlwire"
 	"golang.org/x/oauth2"
 )
 
@@ -209,7 +209,7 @@ func Redirect(via string, seen func(host string)) func(string) string {
 // via (the endpoint, or a proxy in front of it), until the returned
 // function runs.
 func (i *Instance) Install(via string) (restore func()) {
-	old := cloudsqldial.SetTesting(cloudsqldial.Hooks{
+	old := cloudsqlwire.SetTesting(cloudsqlwire.Hooks{
 		Options: i.DialerOptions,
 		Redirect: Redirect(via, func(h string) {
 			i.mu.Lock()
@@ -217,7 +217,7 @@ func (i *Instance) Install(via string) (restore func()) {
 			i.mu.Unlock()
 		}),
 	})
-	return func() { cloudsqldial.SetTesting(old) }
+	return func() { cloudsqlwire.SetTesting(old) }
 }
 
 // Environment variables that carry the stand-in to a child process.
@@ -238,7 +238,7 @@ func InstallFromEnv() bool {
 	if api == "" || via == "" {
 		return false
 	}
-	cloudsqldial.SetTesting(cloudsqldial.Hooks{
+	cloudsqlwire.SetTesting(cloudsqlwire.Hooks{
 		Options:  func(iam bool) []cloudsqlconn.Option { return DialerOptions(api, iam) },
 		Redirect: Redirect(via, nil),
 	})

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpool/runpool/internal/cloudsqldial"
+	"github.com/runpool/runpool/internal/cloudsqlwire"
 	"github.com/runpool/runpool/internal/testbed/adaptertest"
 	"github.com/runpool/runpool/internal/testbed/cloudsqltest"
 	"github.com/runpool/runpool/internal/testbed/pgtest"
@@ -92,7 +92,7 @@ func TestCloudSQLDialerSharedAndClosedLast(t *testing.T) {
 	for _, a := range append(adapters, adapters[0]) {
 		dbs = append(dbs, openDB(t, a))
 	}
-	if n := cloudsqldial.Users(); n != 3 {
+	if n := cloudsqlwire.Users(); n != 3 {
 		t.Fatalf("%d pools share the Dialer, want 3", n)
 	}
 	p := dbs[0].(pgxDB)
@@ -105,7 +105,7 @@ func TestCloudSQLDialerSharedAndClosedLast(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("the query in flight during Shutdown: %v", err)
 	}
-	if n := cloudsqldial.Users(); n != 2 {
+	if n := cloudsqlwire.Users(); n != 2 {
 		t.Fatalf("%d pools share the Dialer after one shut down, want 2", n)
 	}
 	if _, err := dbs[1].QueryInt(ctxFor(t, 5*time.Second), "SELECT 1"); err != nil {
@@ -113,7 +113,7 @@ func TestCloudSQLDialerSharedAndClosedLast(t *testing.T) {
 	}
 	dbs[1].Close()
 	dbs[2].Close()
-	if n := cloudsqldial.Users(); n != 0 {
+	if n := cloudsqlwire.Users(); n != 0 {
 		t.Fatalf("%d pools share the Dialer after all closed, want 0", n)
 	}
 	again := openDB(t, adapters[0])
