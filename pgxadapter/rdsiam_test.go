@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	_ "github.com/runpool/runpool/rdsiam/awsdefault" // RUNPOOL_RDS_IAM_AUTH's default AWS configuration
+
 	"github.com/runpool/runpool/pgxadapter"
 )
 

@@ -17,6 +17,8 @@
 // verify-ca, see [CheckTLS]), and it appears in no error or log line of
 // this package.
 //
-// The adapters use it when RUNPOOL_RDS_IAM_AUTH=true ([FromEnv]); with
-// pgxpool, set pgxpool.Config.BeforeConnect to [Auth.BeforeConnect].
+// The adapters use it when RUNPOOL_RDS_IAM_AUTH=true ([FromEnv], which
+// needs package rdsiam/awsdefault imported for the AWS SDK's default
+// configuration); with pgxpool, set pgxpool.Config.BeforeConnect to
+// [Auth.BeforeConnect].
 package rdsiam

@@ -7,14 +7,17 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/awschain"
 )
 
 // EnvIAMAuth turns IAM database authentication on ("true") in [FromEnv].
 const EnvIAMAuth = "RUNPOOL_RDS_IAM_AUTH"
+
+// DefaultConfigImport is the package a program imports for [FromEnv]: it
+// links the AWS SDK's default configuration in.
+const DefaultConfigImport = "github.com/runpool/runpool/rdsiam/awsdefault"
 
 // credentialVars names, in an error, what the default credential chain
 // reads.
@@ -31,7 +34,8 @@ const credentialVars = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SE
 // uses TLS checking the server's certificate ([CheckTLS]), names a user,
 // and that the region and credentials are there (the errors name the
 // variables to set). Retrieving credentials may ask a container or
-// instance metadata endpoint.
+// instance metadata endpoint. It needs package rdsiam/awsdefault
+// imported (DefaultConfigImport), and says so when it is not.
 func FromEnv(ctx context.Context, cc *pgx.ConnConfig) (*Auth, error) {
 	return fromLookup(ctx, cc, os.LookupEnv)
 }
@@ -55,30 +59,28 @@ func fromLookup(ctx context.Context, cc *pgx.ConnConfig, lookup func(string) (st
 	if cc.User == "" {
 		return nil, &runpool.ConfigError{Setting: EnvIAMAuth, Problem: "no database user: set the user in the connection string or PGUSER (the database user granted rds_iam)"}
 	}
-	var opts []func(*config.LoadOptions) error
+	load := awschain.Loader()
+	if load == nil {
+		return nil, &runpool.ConfigError{Setting: EnvIAMAuth, Value: v,
+			Problem: "needs the AWS SDK's default configuration, which this program does not link: import _ \"" + DefaultConfigImport + "\""}
+	}
 	region := envValue(lookup, "AWS_REGION")
 	if region == "" {
 		region = envValue(lookup, "AWS_DEFAULT_REGION")
 	}
-	if region != "" {
-		opts = append(opts, config.WithRegion(region))
-	}
 	// Credentials within the margin of expiry are refreshed before a
 	// token is signed with them.
-	opts = append(opts, config.WithCredentialsCacheOptions(func(o *aws.CredentialsCacheOptions) {
-		o.ExpiryWindow = 2 * CredentialsMargin
-	}))
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	region, creds, err := load(ctx, region, 2*CredentialsMargin)
 	if err != nil {
 		return nil, &runpool.ConfigError{Setting: EnvIAMAuth, Problem: "loading the AWS configuration: " + err.Error()}
 	}
-	if awsCfg.Region == "" {
+	if region == "" {
 		return nil, &runpool.ConfigError{Setting: EnvIAMAuth, Problem: "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the database's region"}
 	}
-	if awsCfg.Credentials == nil {
+	if creds == nil {
 		return nil, credentialsError(errors.New("no credential provider"))
 	}
-	a, err := New(Options{Region: awsCfg.Region, Credentials: awsCfg.Credentials})
+	a, err := New(Options{Region: region, Credentials: creds})
 	if err != nil {
 		return nil, err
 	}

@@ -2,13 +2,17 @@ package rdsiam_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/awschain"
 	"github.com/runpool/runpool/rdsiam"
+	_ "github.com/runpool/runpool/rdsiam/awsdefault" // RUNPOOL_RDS_IAM_AUTH's default AWS configuration
 )
 
 // rootCertFile writes a CA certificate for sslrootcert.
@@ -139,5 +143,23 @@ func TestFromEnvOffAndTLSFirst(t *testing.T) {
 	awsEnv(t, nil)
 	if _, err := rdsiam.FromEnv(context.Background(), cc); err == nil || !strings.Contains(err.Error(), "sslmode") {
 		t.Fatalf("sslmode=require: %v, want an error naming sslmode", err)
+	}
+}
+
+// Without package awsdefault linked in, RUNPOOL_RDS_IAM_AUTH=true fails
+// at once with an error that names the variable and the import to add.
+func TestFromEnvWithoutTheDefaultConfiguration(t *testing.T) {
+	old := awschain.Loader()
+	awschain.Register(nil)
+	t.Cleanup(func() { awschain.Register(old) })
+	cc, err := pgx.ParseConfig("postgres://app@db.example:5432/app?sslmode=verify-full&sslrootcert=" + rootCertFile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	awsEnv(t, map[string]string{rdsiam.EnvIAMAuth: "true", "AWS_REGION": "eu-west-1"})
+	a, err := rdsiam.FromEnv(context.Background(), cc)
+	var ce *runpool.ConfigError
+	if a != nil || !errors.As(err, &ce) || ce.Setting != rdsiam.EnvIAMAuth || !strings.Contains(err.Error(), `import _ "`+rdsiam.DefaultConfigImport+`"`) {
+		t.Fatalf("got %v, %v; want a ConfigError on %s naming the import", a, err, rdsiam.EnvIAMAuth)
 	}
 }

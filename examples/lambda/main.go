@@ -17,6 +17,8 @@ import (
 	"os"
 	"time"
 
+	_ "github.com/runpool/runpool/rdsiam/awsdefault" // RUNPOOL_RDS_IAM_AUTH's default AWS configuration
+
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool/lambdadrain"
