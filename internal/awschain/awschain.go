@@ -6,7 +6,7 @@ package awschain
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,21 +17,16 @@ import (
 // refreshed expiryWindow before they expire.
 type LoadFunc func(ctx context.Context, region string, expiryWindow time.Duration) (string, aws.CredentialsProvider, error)
 
-var (
-	mu   sync.Mutex // guards load
-	load LoadFunc
-)
+// load holds the installed LoadFunc; a test may swap it while others run.
+var load atomic.Pointer[LoadFunc]
 
 // Register installs f (package rdsiam/awsdefault, from its init).
-func Register(f LoadFunc) {
-	mu.Lock()
-	defer mu.Unlock()
-	load = f
-}
+func Register(f LoadFunc) { load.Store(&f) }
 
 // Loader returns the installed LoadFunc; nil when none is.
 func Loader() LoadFunc {
-	mu.Lock()
-	defer mu.Unlock()
-	return load
+	if f := load.Load(); f != nil {
+		return *f
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"cloud.google.com/go/cloudsqlconn/instance"
 	"github.com/jackc/pgx/v5"
@@ -105,18 +106,12 @@ func (h *Handle) Release() {
 // WireFunc sets cc up to dial s's instance (see Wire).
 type WireFunc func(ctx context.Context, cc *pgx.ConnConfig, s *Settings, nd *net.Dialer) (*Handle, error)
 
-var (
-	wireMu sync.Mutex // guards wired
-	wired  WireFunc
-)
+// wired holds the wiring Register installed.
+var wired atomic.Pointer[WireFunc]
 
 // Register installs the wiring; package internal/cloudsqlwire calls it
 // from its init.
-func Register(f WireFunc) {
-	wireMu.Lock()
-	defer wireMu.Unlock()
-	wired = f
-}
+func Register(f WireFunc) { wired.Store(&f) }
 
 // ImportPath is the package a program imports for Cloud SQL support.
 const ImportPath = "github.com/runpool/runpool/cloudsql"
@@ -135,15 +130,13 @@ func Wire(ctx context.Context, cc *pgx.ConnConfig, s *Settings, nd *net.Dialer) 
 	if err := s.Validate("Config.CloudSQL.Instance", "Config.CloudSQL.IPType"); err != nil {
 		return nil, err
 	}
-	wireMu.Lock()
-	f := wired
-	wireMu.Unlock()
-	if f == nil {
+	f := wired.Load()
+	if f == nil || *f == nil {
 		return nil, &runpool.ConfigError{Setting: "Config.CloudSQL", Value: s.Instance,
 			Problem: "needs Cloud SQL support, which this program does not link: import _ \"" + ImportPath + "\" (" + EnvInstance + " sets Config.CloudSQL)"}
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return f(ctx, cc, s, nd)
+	return (*f)(ctx, cc, s, nd)
 }
