@@ -15,7 +15,10 @@ import (
 //   - tcp_keepalives_idle/interval/count: the server's kernel probes an
 //     idle client and ends the session when the probes go unanswered
 //     (through a forgotten NAT flow they vanish). Every supported server
-//     knows them, so they travel in the startup packet.
+//     knows them, so they travel in the startup packet. While a reply is
+//     unacknowledged the kernel retransmits it instead of probing; only
+//     idle_session_timeout bounds that case (tcp_user_timeout would, but
+//     it also ends a live client that pauses reading a large result).
 //   - idle_session_timeout (PostgreSQL 14+), only when configured
 //     (ServerIdleSessionTimeout): the server ends a session idle this
 //     long. It is off by default because the server cannot tell a

@@ -200,15 +200,21 @@ func startInstance(t *testing.T, adapter, dsn string, cfg runpool.Config) *insta
 
 func (i *instance) burst(t *testing.T, n int, query, deadline time.Duration) burstResult {
 	t.Helper()
-	js, _ := json.Marshal(childCmd{N: n, Query: query, Deadline: deadline})
-	if _, err := fmt.Fprintf(i.in, "%s\n", js); err != nil {
-		t.Fatal(err)
-	}
+	i.start(t, n, query, deadline)
 	var r burstResult
 	if err := i.out.Decode(&r); err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// start has the instance begin a burst whose result nobody reads.
+func (i *instance) start(t *testing.T, n int, query, deadline time.Duration) {
+	t.Helper()
+	js, _ := json.Marshal(childCmd{N: n, Query: query, Deadline: deadline})
+	if _, err := fmt.Fprintf(i.in, "%s\n", js); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // freeze stops the instance for d; past natIdle into it, during runs
