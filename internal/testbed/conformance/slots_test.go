@@ -144,13 +144,7 @@ func TestSlotsFreedWhenInstanceKilled(t *testing.T) {
 	a := adaptertest.Adapters[0]
 	user := srv.CreateRole(t, -1)
 	dsn := srv.URLFor(user, "pw", user)
-	child := startInstance(t, a.Name, dsn, cfg)
-	if r := child.burst(t, budget, 100*time.Millisecond, 10*time.Second); r.Failed > 0 {
-		t.Fatalf("child: %d failed: %s", r.Failed, r.Errors[0])
-	}
-	if n := slotLocks(t, srv, user); n != budget {
-		t.Fatalf("the child holds %d slots, want %d", n, budget)
-	}
+	child := startHoldingSlots(t, srv, a, user, cfg)
 	killed := time.Now()
 	if err := child.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -174,6 +168,21 @@ func TestSlotsFreedWhenInstanceKilled(t *testing.T) {
 	if st := db.Stat(); st.BackoffCount() > 0 {
 		t.Fatalf("the fresh instance backed off %d times: slots were not free", st.BackoffCount())
 	}
+}
+
+// startHoldingSlots starts an instance of adapter a as a separate
+// process, connecting as user with cfg, and has it open cfg.MaxConns
+// connections, each holding one of the budget's slots.
+func startHoldingSlots(t *testing.T, srv *pgtest.Server, a adaptertest.Adapter, user string, cfg runpool.Config) *instance {
+	t.Helper()
+	child := startInstance(t, a.Name, srv.URLFor(user, "pw", user), cfg)
+	if r := child.burst(t, int(cfg.MaxConns), 100*time.Millisecond, 10*time.Second); r.Failed > 0 {
+		t.Fatalf("child: %d failed: %s", r.Failed, r.Errors[0])
+	}
+	if n := slotLocks(t, srv, user); n != int(cfg.MaxConns) {
+		t.Fatalf("the child holds %d slots, want %d", n, cfg.MaxConns)
+	}
+	return child
 }
 
 // Three instances, all busy, on a server that allows more than the

@@ -58,13 +58,7 @@ func TestSlotsFreedWhenHostVanishes(t *testing.T) {
 			user := srv.CreateRole(t, -1)
 			t.Cleanup(func() { srv.TerminateBackends(t, user) })
 			dsn := srv.URLFor(user, "pw", user)
-			child := startInstance(t, a.Name, dsn, cfg)
-			if r := child.burst(t, budget, 10*time.Millisecond, 10*time.Second); r.Failed > 0 {
-				t.Fatalf("child: %d failed: %s", r.Failed, r.Errors[0])
-			}
-			if n := slotLocks(t, srv, user); n != budget {
-				t.Fatalf("the child holds %d slots, want %d", n, budget)
-			}
+			child := startHoldingSlots(t, srv, a, user, cfg)
 			time.Sleep(300 * time.Millisecond) // the child's delayed ACKs of the burst's replies go out
 			if tc.inFlight {
 				child.start(t, budget, query, 10*time.Second)
