@@ -149,18 +149,31 @@ func newBlackhole(t *testing.T, srv *pgtest.Server) *blackhole {
 	if err != nil {
 		cmd = "/usr/sbin/iptables" // root's PATH may lack /usr/sbin
 	}
-	if out, err := exec.Command(cmd, "-w", "-L", "INPUT", "-n").CombinedOutput(); err != nil {
-		t.Skipf("iptables cannot read the rules here (apt-get install -y iptables; scripts/deps does): %v: %s", err, out)
+	b := &blackhole{cmd: cmd, tag: fmt.Sprintf("runpool-test-%d", os.Getpid())}
+	// A rule of the same kind as drop's, on a port nothing uses: a kernel
+	// without the modules drop needs refuses it.
+	probe := b.rule(9, 9) // the discard port
+	if out, err := exec.Command(cmd, append([]string{"-w", "-I"}, probe...)...).CombinedOutput(); err != nil {
+		t.Skipf("iptables cannot add a rule here (apt-get install -y iptables; scripts/deps does): %v: %s", err, out)
 	}
-	return &blackhole{cmd: cmd, tag: fmt.Sprintf("runpool-test-%d", os.Getpid())}
+	if out, err := exec.Command(cmd, append([]string{"-w", "-D"}, probe...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables: removing a rule: %v: %s", err, out)
+	}
+	return b
+}
+
+// rule is the INPUT rule that drops loopback packets from port from to
+// port to.
+func (b *blackhole) rule(from, to int) []string {
+	return []string{"INPUT", "-i", "lo", "-p", "tcp", "--sport", strconv.Itoa(from), "--dport", strconv.Itoa(to),
+		"-m", "comment", "--comment", b.tag, "-j", "DROP"}
 }
 
 // drop discards every packet from either port to the other on loopback.
 func (b *blackhole) drop(t *testing.T, a, z int) {
 	t.Helper()
 	for _, dir := range [][2]int{{a, z}, {z, a}} {
-		rule := []string{"INPUT", "-i", "lo", "-p", "tcp", "--sport", strconv.Itoa(dir[0]), "--dport", strconv.Itoa(dir[1]),
-			"-m", "comment", "--comment", b.tag, "-j", "DROP"}
+		rule := b.rule(dir[0], dir[1])
 		if out, err := exec.Command(b.cmd, append([]string{"-w", "-I"}, rule...)...).CombinedOutput(); err != nil {
 			t.Fatalf("iptables: %v: %s", err, out)
 		}
