@@ -233,17 +233,8 @@ func (p *Pool[C]) returnProbed(res *puddle.Resource[*entry[C]], e *entry[C]) {
 // if a dial token is free and the pool has room; otherwise the dials
 // already under way serve.
 func (p *Pool[C]) hedgeDial() {
-	if p.isDraining() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)
-	defer cancel()
-	if p.p.CreateResource(ctx) != nil {
-		return
-	}
-	p.counters.hedgedDials.Add(1)
-	if p.waiters.Load() > 0 {
-		p.wakeAll()
+	if !p.isDraining() {
+		p.createIntoPool(&p.counters.hedgedDials)
 	}
 }
 

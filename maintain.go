@@ -1,7 +1,6 @@
 package runpool
 
 import (
-	"context"
 	"time"
 )
 
@@ -75,10 +74,7 @@ func (p *Pool[C]) ensureMinConns() {
 		if st.TotalResources() >= p.cfg.MinConns && st.IdleResources() >= p.cfg.MinIdleConns {
 			return
 		}
-		ctx, cancel := context.WithTimeout(p.bg, p.cfg.DialTimeout)
-		err := p.p.CreateResource(ctx)
-		cancel()
-		if err != nil {
+		if !p.createIntoPool(nil) {
 			return
 		}
 	}

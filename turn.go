@@ -3,6 +3,7 @@ package runpool
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/puddle/v2"
@@ -38,6 +39,28 @@ func (a dialAction) waitKind() waitKind {
 // waitingCaller marks the context of a caller counted in p.waiters
 // (acquire), so that dialFacts does not count it twice.
 type waitingCaller struct{}
+
+// intoPool marks the context of a dial no caller waits for (a hedge, the
+// MinConns floor): its connection goes into the pool idle.
+type intoPool struct{}
+
+// createIntoPool opens one connection into the pool, idle, within
+// DialTimeout, counts it in opened (when not nil) and wakes the callers
+// waiting meanwhile once it is there. It reports whether it opened one.
+func (p *Pool[C]) createIntoPool(opened *atomic.Int64) bool {
+	ctx, cancel := context.WithTimeout(context.WithValue(p.bg, intoPool{}, true), p.cfg.DialTimeout)
+	defer cancel()
+	if p.p.CreateResource(ctx) != nil {
+		return false
+	}
+	if opened != nil {
+		opened.Add(1)
+	}
+	if p.waiters.Load() > 0 {
+		p.wakeAll()
+	}
+	return true
+}
 
 // patienceSpent marks the context of a caller that waited returnPatience
 // dials' time for a returning connection in vain: its construct dials.
@@ -79,7 +102,7 @@ const waitRecheck = 50 * time.Millisecond
 // connection another caller returns meanwhile could serve it sooner
 // (after a freeze, a burst is served by the first fresh connections as
 // they free up).
-func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
+func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	var zero C
 	if a := p.policy.dialOrWait(nanotime(), p.dialFacts(ctx)); a.do != dialNow {
 		return zero, dialHeld(a)
@@ -91,7 +114,10 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (C, error) {
 	}
 	defer func() {
 		<-p.dialSem
-		if p.waiters.Load() > 0 {
+		// A connection dialled into the pool is not there yet: its dialer
+		// wakes the waiters once it is (wakeIntoPool), so that they take
+		// it rather than dial one more each.
+		if p.waiters.Load() > 0 && (err != nil || ctx.Value(intoPool{}) == nil) {
 			p.wakeAll()
 		}
 	}()
