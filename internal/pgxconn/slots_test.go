@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
@@ -88,6 +89,13 @@ func TestSlotTakesExactlyOne(t *testing.T) {
 	}
 	_, freed, _ := SlotOf(conns[2])
 	conns[2].Close(context.Background())
+	// Close sends Terminate and returns; the backend ends, and frees its
+	// slot, a moment later.
+	for end := time.Now().Add(10 * time.Second); slotLocks(t, srv, ns, 0) == n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the closed session's slot still held 10 s after its close")
+		}
+	}
 	conn, err := dialSlot(t, s)
 	if err != nil {
 		t.Fatalf("dial after a session ended: %v", err)
