@@ -115,7 +115,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	defer func() {
 		<-p.dialSem
 		// A connection dialled into the pool is not there yet: its dialer
-		// wakes the waiters once it is (wakeIntoPool), so that they take
+		// wakes the waiters once it is (createIntoPool), so that they take
 		// it rather than dial one more each.
 		if p.waiters.Load() > 0 && (err != nil || ctx.Value(intoPool{}) == nil) {
 			p.wakeAll()
