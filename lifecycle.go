@@ -46,7 +46,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	}
 	defer close(p.shutdownDone)
 	start := time.Now()
-	p.stopBg() // hedges and the MinConns floor: the maintainer may be in one
+	p.stopBg() // hedges, the MinConns floor, ending orphans: the maintainer may be in one
 	close(p.stopMaintainer)
 	<-p.maintainerDone
 	p.logStale(time.Now(), true) // what the maintainer had not logged yet
@@ -55,7 +55,11 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	}
 
 	p.takeParked()
-	p.endOrphans() // while idle connections are still there to do it
+	// While idle connections are still there to do it, within half the
+	// time to the cancel point: the rest is the drain's.
+	octx, ocancel := context.WithDeadline(ctx, time.Now().Add(time.Until(cancelTime(ctx))/2))
+	p.endOrphans(octx)
+	ocancel()
 
 	p.mu.Lock()
 	p.draining.Store(true)

@@ -48,7 +48,9 @@ func (p *Pool[C]) tick(now time.Time) {
 
 // work is the maintainer's worker: at each tick handed to it, it ends
 // orphaned sessions and dials the MinConns and MinIdleConns floors. Shutdown stops it and
-// cancels its dials (Pool.bg).
+// cancels its dials and its ending of orphans (Pool.bg): the drain waits
+// for the worker, and must not wait past its own deadline for a
+// connection that stopped answering.
 func (p *Pool[C]) work(ticks <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
@@ -56,7 +58,7 @@ func (p *Pool[C]) work(ticks <-chan struct{}, done chan<- struct{}) {
 		case <-p.stopMaintainer:
 			return
 		case <-ticks:
-			p.endOrphans()
+			p.endOrphans(p.bg)
 			p.ensureMinConns()
 		}
 	}

@@ -119,11 +119,11 @@ func (p *Pool[C]) noteDoubted(e *entry[C], now int64) {
 }
 
 // endOrphans ends the noted sessions on the server of an idle connection
-// the pool trusts without a probe; with none at hand, they wait for the
-// next tick, and those on another server wait (up to orphanKeep) for a
-// tick that finds a connection to theirs. Sessions the server ended
-// meanwhile simply do not match.
-func (p *Pool[C]) endOrphans() {
+// the pool trusts without a probe, within ctx and orphansTimeout; with
+// none at hand, they wait for the next tick, and those on another server
+// wait (up to orphanKeep) for a tick that finds a connection to theirs.
+// Sessions the server ended meanwhile simply do not match.
+func (p *Pool[C]) endOrphans(ctx context.Context) {
 	if p.ender == nil {
 		return
 	}
@@ -159,7 +159,7 @@ func (p *Pool[C]) endOrphans() {
 		}
 		return
 	}
-	ctx, cancel := withRunningTimeout(context.Background(), orphansTimeout)
+	ctx, cancel := withRunningTimeout(ctx, orphansTimeout)
 	p.endSessions(ctx, via.Value().conn, mine)
 	cancel()
 	if p.connector.Reusable(via.Value().conn) {

@@ -65,8 +65,9 @@ type Pool[C any] struct {
 	said ServerWitness[C] // the connector, when it reports role changes and idle ends (failover.go)
 	fo   failover         // the last demotion noticed (failover.go)
 
-	// bg bounds the dials no caller waits for (hedges, the MinConns
-	// floor): Shutdown cancels it, so none holds up the drain.
+	// bg bounds the work no caller waits for (hedges, the MinConns
+	// floor, the maintainer's ending of orphans): Shutdown cancels it,
+	// so none holds up the drain.
 	bg     context.Context
 	stopBg context.CancelFunc
 
