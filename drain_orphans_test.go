@@ -24,10 +24,9 @@ func (s *stuckEnder) EndOrphans(ctx context.Context, _ *fakeConn, _ []Orphan) (i
 	return 0, ctx.Err()
 }
 
-// Shutdown does not wait past its context for the maintainer's ending of
-// orphans: the drain cuts it, as it cuts background dials. Before, the
-// drain waited for it up to orphansTimeout, and on Lambda (400 ms to
-// drain) the process was killed with the orphans still on the server.
+// Shutdown does not wait past its context for ending orphans through a
+// connection that stopped answering: it cuts the maintainer's attempt,
+// as it cuts background dials, and bounds its own by its context.
 func TestDrainCutsTheMaintainersOrphanEnding(t *testing.T) {
 	s := &stuckEnder{fakeConnector: &fakeConnector{}, entered: make(chan struct{}, 8)}
 	p, err := New(Config{MaxConns: 2, MaintainInterval: 5 * time.Millisecond}, s, Hooks[*fakeConn]{})
