@@ -46,6 +46,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	}
 	defer close(p.shutdownDone)
 	start := time.Now()
+	cancelAt := p.cancelTime(ctx)
 	p.stopBg() // hedges, the MinConns floor, ending orphans: the maintainer may be in one
 	close(p.stopMaintainer)
 	<-p.maintainerDone
@@ -57,7 +58,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	p.takeParked()
 	// While idle connections are still there to do it, within half the
 	// time to the cancel point: the rest is the drain's.
-	octx, ocancel := context.WithDeadline(ctx, time.Now().Add(time.Until(cancelTime(ctx))/2))
+	octx, ocancel := context.WithDeadline(ctx, time.Now().Add(time.Until(cancelAt)/2))
 	p.endOrphans(octx)
 	ocancel()
 
@@ -80,7 +81,6 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	}
 
 	var err error
-	cancelAt := cancelTime(ctx)
 	timer := time.NewTimer(time.Until(cancelAt))
 	defer timer.Stop()
 	cancelled := false
@@ -139,16 +139,33 @@ wait:
 	return p.report, err
 }
 
-// cancelTime is when the drain cancels what still runs: shortly before
-// ctx's deadline, leaving room for the cancel requests and the closes.
-func cancelTime(ctx context.Context) time.Time {
+// cancelTime is when the drain cancels what still runs: before ctx's
+// deadline by a tenth of the time left (at most maxCancelMargin), or by
+// what cancelling needs when that is more, but never by more than half
+// the time left: the other half is the work's.
+func (p *Pool[C]) cancelTime(ctx context.Context) time.Time {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return time.Now().Add(100 * 365 * 24 * time.Hour)
 	}
-	margin := min(time.Until(deadline)/10, 500*time.Millisecond)
+	left := time.Until(deadline)
+	need := max(minCancelMargin, cancelRoundTrips*(p.policy.dialNanosOrZero()+p.policy.roundTrip()))
+	margin := max(min(left/10, maxCancelMargin), min(need, left/2))
 	return deadline.Add(-margin)
 }
+
+// What a cancel needs before the deadline: it dials the server (a dial,
+// less the session's setup), the server stops the query, the error comes
+// back in a round trip, the holder releases and the drain closes.
+// cancelRoundTrips doubles the path's own estimate of that for queued
+// packets; minCancelMargin is the floor for a process the machine
+// schedules late (a loaded host, a throttled CPU), which no estimate of
+// the path foresees; maxCancelMargin caps the tenth of a long budget.
+const (
+	cancelRoundTrips = 2
+	minCancelMargin  = 200 * time.Millisecond
+	maxCancelMargin  = 500 * time.Millisecond
+)
 
 // cancelInUse asks the server to cancel the work of every checked-out
 // connection. The holders then see an error, release, and the release
