@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -132,14 +134,34 @@ func freezeSelf(t *testing.T, d time.Duration) {
 	}
 }
 
+// orphansEnded waits until the pool's one connection as user has ended
+// the orphaned sessions the pool noted (the query pgxconn sends for it is
+// the last that backend ran) and is back in the idle list.
+func orphansEnded(t *testing.T, p *pgxadapter.Pool, srv *pgtest.Server, user string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the orphaned sessions never ended", func() bool {
+		return srv.QueryInt(t, `SELECT count(*) FROM pg_stat_activity
+			WHERE usename = $1 AND state = 'idle' AND query LIKE '%pg_terminate_backend%'`, user) == 1 &&
+			p.Stat().IdleConns() == 1
+	})
+}
+
 // The instruments after a scripted sequence against a real server:
 // acquire, release, a wait for a connection, an acquire timeout, stale
 // connections discarded, two freezes (one short of PathIdleTimeout, one
 // past it) and the drain. Each instrument holds exactly what happened.
+//
+// The pool connects through a proxy that adds scriptedLatency each way:
+// on loopback a probe's deadline and its hedge are a few milliseconds,
+// which a loaded machine's scheduling delays exceed (a hedge dials a
+// connection the script does not count); on a path with a round trip of
+// its own they are tens of milliseconds.
 func TestMetricsScripted(t *testing.T) {
 	const pool = "scripted"
+	const scriptedLatency = 10 * time.Millisecond
 	rd := newReader(t)
 	logs := &logRecorder{}
+	proxy := startProxy(t, faultproxy.Config{Latency: scriptedLatency})
 	p, srv, user := openPool(t, runpool.Config{
 		Name: pool, MeterProvider: rd.mp, Logger: slog.New(logs), MaxConns: 2,
 		MaintainInterval: 100 * time.Millisecond, FreezeThreshold: time.Second, PathIdleTimeout: 3 * time.Second,
@@ -147,7 +169,7 @@ func TestMetricsScripted(t *testing.T) {
 		ProbeAfterIdle: time.Minute, MaxConnIdleTime: time.Minute, DrainTimeout: 5 * time.Second,
 		// The start-up check dials once (runpool.Open), as the script expects.
 		BudgetCheck: runpool.BudgetCheckError,
-	})
+	}, through(proxy))
 	ctx := ctxT(t, 60*time.Second)
 	acquire := func() *pgxadapter.Conn {
 		t.Helper()
@@ -234,19 +256,28 @@ func TestMetricsScripted(t *testing.T) {
 	if n := srv.TerminateBackends(t, user); n != 2 {
 		t.Fatalf("terminated %d backends, want 2", n)
 	}
+	time.Sleep(10 * scriptedLatency) // the server's goodbyes cross the proxy
 	acquire().Release()
+	// The sessions of the discarded connections are noted as orphans;
+	// the maintainer's worker ends them through the idle one at its next
+	// tick. A freeze or a checkout during that query would find the
+	// connection busy, so the script goes on once it has run.
+	orphansEnded(t, p, srv, user)
 
 	// Freeze the process 2 s (past FreezeThreshold, short of
-	// PathIdleTimeout): the idle connection is probed, and passes.
+	// PathIdleTimeout): the idle connection is probed, and passes. The
+	// checkout waits for the connection to be idle: the tick that detects
+	// the freeze sweeps the idle list next, holding it for a moment.
 	freezeSelf(t, 2*time.Second)
-	waitFor(t, 10*time.Second, "the first freeze went unnoticed", func() bool { return p.Stat().FreezeCount() == 1 })
+	waitFor(t, 10*time.Second, "the first freeze went unnoticed, or the connection not idle after it", func() bool { return p.Stat().FreezeCount() == 1 && p.Stat().IdleConns() == 1 })
 	acquire().Release()
 
 	// Freeze 4 s, past PathIdleTimeout: the idle connection is discarded
 	// unprobed and a fresh one dialled.
 	freezeSelf(t, 4*time.Second)
-	waitFor(t, 10*time.Second, "the second freeze went unnoticed", func() bool { return p.Stat().FreezeCount() == 2 })
+	waitFor(t, 10*time.Second, "the second freeze went unnoticed, or the connection not idle after it", func() bool { return p.Stat().FreezeCount() == 2 && p.Stat().IdleConns() == 1 })
 	acquire().Release()
+	orphansEnded(t, p, srv, user) // the discarded one's, before the drain cuts the worker
 
 	rep, err := p.Shutdown(ctx)
 	if err != nil {
