@@ -2,9 +2,8 @@ package sqladapter_test
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,53 +19,27 @@ func TestCancelledQueryCostsNoProbes(t *testing.T) {
 	v := &adaptertest.Verdicts{}
 	db, _, _ := openDB(t, runpool.Config{MaxConns: 3, ProbeAfterIdle: time.Minute, Logger: slog.New(v)})
 	ctx := ctxT(t, 30*time.Second)
-	// As adaptertest.ProbesAfterACutQuery does: a cut the server answered
-	// after the pool's grace (a loaded machine) is rightly judged "no
-	// answer", and made again, up to three times.
-	var before int64
-	for attempt := 1; ; attempt++ {
-		seen := len(v.List())
-		var held []interface{ Close() error }
-		for range 3 {
+	n := adaptertest.ProbesAfterACut(t, ctx, adaptertest.CutPool{
+		Acquire: func(ctx context.Context) (adaptertest.Checkout, error) {
 			c, err := db.Conn(ctx)
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
-			held = append(held, c)
-		}
-		for _, c := range held {
-			_ = c.Close()
-		}
-
-		before = sqladapter.Stat(db).ProbeCount()
-		qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		_, err := db.ExecContext(qctx, "SELECT pg_sleep(30)")
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("slow query: %v, want the caller's deadline", err)
-		}
-		// A pool that judges at once logs no verdict.
-		for end := time.Now().Add(10 * time.Second); len(v.List()) == seen && time.Now().Before(end); {
-			time.Sleep(10 * time.Millisecond)
-		}
-		verdicts := v.List()[seen:]
-		t.Logf("verdicts: %q", verdicts)
-		if attempt < 3 && len(verdicts) > 0 && strings.Contains(verdicts[0], "got no answer") {
-			continue
-		}
-		break
-	}
-	for range 2 {
-		c, err := db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.PingContext(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := sqladapter.Stat(db).ProbeCount() - before; n != 0 {
+			return sqlCheckout{c}, nil
+		},
+		Exec: func(ctx context.Context, query string) error {
+			_, err := db.ExecContext(ctx, query)
+			return err
+		},
+		Probes: func() int64 { return sqladapter.Stat(db).ProbeCount() },
+	}, v)
+	if n != 0 {
 		t.Errorf("%d idle connections probed after a cancelled query on a healthy path, want none", n)
 	}
 }
+
+// sqlCheckout is a database/sql connection as adaptertest uses one.
+type sqlCheckout struct{ c *sql.Conn }
+
+func (s sqlCheckout) Ping(ctx context.Context) error { return s.c.PingContext(ctx) }
+func (s sqlCheckout) Release()                       { _ = s.c.Close() }

@@ -50,10 +50,44 @@ func (v *Verdicts) List() []string {
 	return append([]string(nil), v.msgs...)
 }
 
-// ProbesAfterACutQuery opens three connections in p and returns them,
-// cuts a 30 s query short with a 300 ms deadline, waits for the pool's
-// verdict (logged to v), checks two connections out and pings on them,
-// and returns how many checkout probes that cost. On a healthy path the
+// A Checkout is a connection checked out of a pool under test, as
+// ProbesAfterACut uses it.
+type Checkout interface {
+	Ping(context.Context) error
+	Release()
+}
+
+// CutPool is what ProbesAfterACut needs of a pool, whichever adapter
+// serves it: a checkout, a query through the pool, its probe count.
+type CutPool struct {
+	Acquire func(context.Context) (Checkout, error)
+	Exec    func(ctx context.Context, sql string) error
+	Probes  func() int64
+}
+
+// ProbesAfterACutQuery is ProbesAfterACut on a pgx pool.
+func ProbesAfterACutQuery(t *testing.T, ctx context.Context, p *pgxadapter.Pool, v *Verdicts) int64 {
+	t.Helper()
+	return ProbesAfterACut(t, ctx, CutPool{
+		Acquire: func(ctx context.Context) (Checkout, error) {
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		Exec: func(ctx context.Context, sql string) error {
+			_, err := p.Exec(ctx, sql)
+			return err
+		},
+		Probes: func() int64 { return p.Stat().ProbeCount() },
+	}, v)
+}
+
+// ProbesAfterACut opens three connections in p and returns them, cuts a
+// 30 s query short with a 300 ms deadline, waits for the pool's verdict
+// (logged to v), checks two connections out and pings on them, and
+// returns how many checkout probes that cost. On a healthy path the
 // answer is 0: the cut alone is no sign of trouble.
 //
 // The pool gives the server a grace, estimated from its own dials, to
@@ -63,11 +97,11 @@ func (v *Verdicts) List() []string {
 // rightly for what the pool saw, and probes follow. The cut is then made
 // again, up to three times, so that the count is that of a cut the
 // server answered within the grace.
-func ProbesAfterACutQuery(t *testing.T, ctx context.Context, p *pgxadapter.Pool, v *Verdicts) int64 {
+func ProbesAfterACut(t *testing.T, ctx context.Context, p CutPool, v *Verdicts) int64 {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		seen := len(v.List())
-		var held []*pgxadapter.Conn
+		var held []Checkout
 		for range 3 {
 			c, err := p.Acquire(ctx)
 			if err != nil {
@@ -78,13 +112,14 @@ func ProbesAfterACutQuery(t *testing.T, ctx context.Context, p *pgxadapter.Pool,
 		for _, c := range held {
 			c.Release()
 		}
-		before := p.Stat().ProbeCount()
+		before := p.Probes()
 		qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		_, err := p.Exec(qctx, "SELECT pg_sleep(30)")
+		err := p.Exec(qctx, "SELECT pg_sleep(30)")
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("slow query: %v, want the caller's deadline", err)
 		}
+		// A pool that judges at once logs no verdict.
 		for end := time.Now().Add(10 * time.Second); len(v.List()) == seen && time.Now().Before(end); {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -103,7 +138,7 @@ func ProbesAfterACutQuery(t *testing.T, ctx context.Context, p *pgxadapter.Pool,
 				t.Fatal(err)
 			}
 		}
-		return p.Stat().ProbeCount() - before
+		return p.Probes() - before
 	}
 }
 
