@@ -21,15 +21,23 @@ import (
 // natIdleForOrphans is the idle timeout of orphanBehindNAT's NAT.
 const natIdleForOrphans = 300 * time.Millisecond
 
+// probeAfterForOrphans is orphanBehindNAT's ProbeAfterIdle: short of the
+// 2*natIdleForOrphans its connections idle, and several maintainer ticks
+// long, since the maintainer ends orphans only through a connection it
+// trusts without a probe, and a tick late by the slack between the two
+// (at 100 ms each, none) would find none.
+const probeAfterForOrphans = 500 * time.Millisecond
+
 // orphanBehindNAT opens a pool of three connections behind a NAT that
 // forgets flows idle natIdleForOrphans (packets vanish), lets it forget
 // them, and runs a query: its probe goes unanswered, which leaves that
 // session on the server, noted as an orphan, and the query runs on a
-// fresh connection.
+// fresh connection. The pool probes connections idle for
+// probeAfterForOrphans, which the forgotten ones are by then.
 func orphanBehindNAT(t *testing.T, maintain time.Duration) (*pgxadapter.Pool, *pgtest.Server, string, context.Context) {
 	t.Helper()
 	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdleForOrphans})
-	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: 100 * time.Millisecond, MaintainInterval: maintain},
+	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: probeAfterForOrphans, MaintainInterval: maintain},
 		through(proxy))
 	ctx := ctxT(t, 20*time.Second)
 	for _, c := range acquireAll(t, ctx, p.Acquire, 3) {
