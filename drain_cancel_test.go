@@ -28,7 +28,7 @@ func TestDrainCancelsInTimeWithLittleTimeLeft(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proxy := startProxy(t, faultproxy.Config{Latency: tc.before})
-			p, _, _ := openPool(t, runpool.Config{MaxConns: 2}, through(proxy))
+			p, srv, user := openPool(t, runpool.Config{MaxConns: 2}, through(proxy))
 			ctx := ctxT(t, 30*time.Second)
 			c, err := p.Acquire(ctx)
 			if err != nil {
@@ -44,7 +44,10 @@ func TestDrainCancelsInTimeWithLittleTimeLeft(t *testing.T) {
 				c.Release()
 				queryErr <- err
 			}()
-			time.Sleep(2*tc.after + 50*time.Millisecond) // the query runs
+			waitFor(t, 10*time.Second, "the query never ran", func() bool {
+				return srv.QueryInt(t, `SELECT count(*) FROM pg_stat_activity
+					WHERE usename = $1 AND state = 'active' AND query LIKE '%pg_sleep%'`, user) == 1
+			})
 			sctx, cancel := context.WithTimeout(ctx, tc.left)
 			defer cancel()
 			start := time.Now()

@@ -61,13 +61,14 @@ func (p *Pool[C]) createIntoPool(opened *atomic.Int64) bool {
 	ctx, cancel := context.WithTimeout(context.WithValue(p.bg, intoPool{}, d), p.cfg.DialTimeout)
 	defer cancel()
 	err := p.p.CreateResource(ctx)
-	if d.holdsToken.Load() {
+	held := d.holdsToken.Load()
+	if held {
 		<-p.dialSem
 	}
 	if err == nil && opened != nil {
 		opened.Add(1)
 	}
-	if p.waiters.Load() > 0 && (err == nil || d.holdsToken.Load()) {
+	if p.waiters.Load() > 0 && (err == nil || held) {
 		p.wakeAll()
 	}
 	return err == nil
