@@ -59,7 +59,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	// While idle connections are still there to do it, within half the
 	// time to the cancel point: the rest is the drain's.
 	octx, ocancel := context.WithDeadline(ctx, time.Now().Add(time.Until(cancelAt)/2))
-	p.endOrphans(octx)
+	p.endOrphans(octx, false)
 	ocancel()
 
 	p.mu.Lock()

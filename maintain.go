@@ -58,7 +58,7 @@ func (p *Pool[C]) work(ticks <-chan struct{}, done chan<- struct{}) {
 		case <-p.stopMaintainer:
 			return
 		case <-ticks:
-			p.endOrphans(p.bg)
+			p.endOrphans(p.bg, true)
 			p.ensureMinConns()
 		}
 	}

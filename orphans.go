@@ -119,11 +119,13 @@ func (p *Pool[C]) noteDoubted(e *entry[C], now int64) {
 }
 
 // endOrphans ends the noted sessions on the server of an idle connection
-// the pool trusts without a probe, within ctx and orphansTimeout; with
-// none at hand, they wait for the next tick, and those on another server
-// wait (up to orphanKeep) for a tick that finds a connection to theirs.
-// Sessions the server ended meanwhile simply do not match.
-func (p *Pool[C]) endOrphans(ctx context.Context) {
+// the pool may end them through (policy.endsOrphans; mayProbe: also one a
+// checkout would probe first, the most recently used), within ctx and
+// orphansTimeout; with none at hand, they wait for the next tick, and
+// those on another server wait (up to orphanKeep) for a tick that finds a
+// connection to theirs. Sessions the server ended meanwhile simply do not
+// match.
+func (p *Pool[C]) endOrphans(ctx context.Context, mayProbe bool) {
 	if p.ender == nil {
 		return
 	}
@@ -131,20 +133,29 @@ func (p *Pool[C]) endOrphans(ctx context.Context) {
 	if len(list) == 0 {
 		return
 	}
+	// The via connection: a trusted one, else the most recently released
+	// one the policy allows.
 	var via *puddle.Resource[*entry[C]]
 	var here Orphan
+	viaTrusted := false
+	now := nanotime()
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
-		if via == nil && p.policy.trusted(time.Duration(nanotime()-e.idleSince), &e.stamps, p.rules.probeAfter) {
+		idle := time.Duration(now - e.idleSince)
+		trusted := p.policy.trusted(idle, &e.stamps, p.rules.probeAfter)
+		better := via == nil || (!viaTrusted && (trusted || e.idleSince > via.Value().idleSince))
+		if better && p.policy.endsOrphans(idle, &e.stamps, &p.rules, mayProbe) {
 			if s, ok := p.ender.Session(e.conn); ok {
-				via, here = res, s
+				if via != nil {
+					via.ReleaseUnused()
+				}
+				via, here, viaTrusted = res, s, trusted
 				continue
 			}
 		}
 		res.ReleaseUnused()
 	}
 	var mine []notedOrphan
-	now := nanotime()
 	for _, o := range list {
 		switch {
 		case via != nil && o.Server.Equal(here.Server):

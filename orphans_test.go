@@ -73,6 +73,45 @@ func TestOrphanedSessionsAreEnded(t *testing.T) {
 	}
 }
 
+// The maintainer ends orphans through a connection a checkout would
+// probe first, when it has none it trusts without one: its query is the
+// probe. On a platform that throttles an idle instance, the tick after a
+// request rarely comes within ProbeAfterIdle of the last release. Here
+// ProbeAfterIdle is a millisecond, so no tick ever finds a trusted
+// connection; the one the query ran on is idle less than MaxConnIdleTime,
+// in the current epoch, behind a live flow. Before, the orphan stayed
+// until the next request that used the pool.
+func TestOrphansEndedThroughAConnectionDueAProbe(t *testing.T) {
+	const natIdle = 2 * time.Second
+	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	p, _, user := openPool(t, runpool.Config{MaxConns: 4, ProbeAfterIdle: time.Millisecond,
+		MaintainInterval: 100 * time.Millisecond, MaxConnIdleTime: time.Minute}, through(proxy))
+	srv := pgtest.Shared(t)
+	ctx := ctxT(t, 20*time.Second)
+	for _, c := range acquireAll(t, ctx, p.Acquire, 2) {
+		c.Release()
+	}
+	time.Sleep(natIdle + natIdle/2) // the NAT forgets both flows
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	if n := srv.Backends(t, user); n <= int(p.Stat().TotalConns()) {
+		t.Fatalf("%d backends for %d connections: no orphan left, the scenario did not happen", n, p.Stat().TotalConns())
+	}
+	// Within the live flow's idle timeout, or the connection it would be
+	// ended through is gone too.
+	waitFor(t, natIdle/2, "no session left but the pool's live connections", func() bool {
+		return srv.Backends(t, user) == int(p.Stat().TotalConns())
+	})
+	if time.Since(released) >= natIdle {
+		t.Fatal("the orphans ended after the NAT's idle timeout: not through the connection the query used")
+	}
+	waitFor(t, time.Second, "OrphansEndedCount above 0 (still 0: the sessions ended by themselves)", func() bool {
+		return p.Stat().OrphansEndedCount() > 0
+	})
+}
+
 // A failover behind one address: the pool gives up its connection to
 // server A as dead and reaches server B, where another instance of the
 // service holds an idle session of the same role with the same PID, begun

@@ -156,6 +156,35 @@ func TestPolicyTroubleMovesEpochs(t *testing.T) {
 	}
 }
 
+// Orphans are ended through a connection trusted without a probe; the
+// maintainer's worker, which may probe, also through one a checkout would
+// probe and hand out.
+func TestPolicyEndsOrphans(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		s                 signals
+		c                 stamps
+		drain, maintainer bool
+	}{
+		{name: "trusted", c: conn(time.Minute, 100*time.Millisecond, 0), drain: true, maintainer: true},
+		{name: "idle past ProbeAfterIdle", c: conn(time.Minute, 10*time.Second, 0), maintainer: true},
+		{name: "a verdict pending", s: signals{unsettled: 1}, c: conn(time.Minute, 0, 0), maintainer: true},
+		{name: "idle MaxConnIdleTime", c: conn(time.Hour/2, 5*time.Minute, 0)},
+		{name: "released in an earlier epoch", s: signals{epoch: 1}, c: conn(time.Minute, 0, 0)},
+		{name: "released before a long freeze", s: signals{epoch: 2, discardEpoch: 2}, c: conn(time.Minute, time.Second, 1)},
+		{name: "idle since before a failed sibling", s: signals{epoch: 1, cohortCut: at(-5 * time.Second)}, c: conn(time.Minute, 10*time.Second, 0)},
+	} {
+		pl := c.s.policy()
+		idle := time.Duration(t0 - c.c.idleSince)
+		if got := pl.endsOrphans(idle, &c.c, &testRules, false); got != c.drain {
+			t.Errorf("%s, without a probe (the drain): %v, want %v", c.name, got, c.drain)
+		}
+		if got := pl.endsOrphans(idle, &c.c, &testRules, true); got != c.maintainer {
+			t.Errorf("%s, probing (the maintainer): %v, want %v", c.name, got, c.maintainer)
+		}
+	}
+}
+
 func TestPolicyDialOrWait(t *testing.T) {
 	const ms = time.Millisecond
 	fresh := signals{dial: 200 * ms, use: 100 * ms, dialAt: at(-100 * ms)} // a borrower serves a caller in half a dial
