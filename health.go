@@ -130,6 +130,7 @@ func (p *Pool[C]) discardIdle(res *puddle.Resource[*entry[C]], e *entry[C], why 
 		p.discarded(staleCohort)
 		e.dead.Store(true)
 	}
+	p.noteOverdue(e, nanotime())
 	p.destroy(res)
 }
 

@@ -147,7 +147,7 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 		cfg:       cfg,
 		hooks:     hooks,
 		rules: idleRules{probeAfter: cfg.ProbeAfterIdle, maxIdle: cfg.MaxConnIdleTime,
-			probeTimeout: cfg.ProbeTimeout, pingTimeout: cfg.PingTimeout},
+			probeTimeout: cfg.ProbeTimeout, pingTimeout: cfg.PingTimeout, tick: cfg.MaintainInterval},
 		dialSem:        make(chan struct{}, cfg.MaxConcurrentDials),
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),

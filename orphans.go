@@ -104,6 +104,21 @@ func (p *Pool[C]) noteOrphan(e *entry[C]) {
 	}
 }
 
+// noteOverdue notes, as the pool closes it from idle at now, the session
+// of a connection idle so long past MaxConnIdleTime that its flow may be
+// gone (policy.overdue), and with it the goodbye its close sends. One
+// noteOrphan notes as it closes (dead, or released before the epoch moved
+// on) is left to it.
+func (p *Pool[C]) noteOverdue(e *entry[C], now int64) {
+	if p.ender == nil || e.routine.Load() || e.dead.Load() || e.epoch != p.policy.epoch.Load() ||
+		!p.policy.overdue(time.Duration(now-e.idleSince), &p.rules) {
+		return
+	}
+	if o, ok := p.ender.Session(e.conn); ok {
+		p.orphans.add(notedOrphan{Orphan: o, at: now})
+	}
+}
+
 // noteDoubted notes, as the drain closes it, the session of an idle
 // connection the pool would not trust without a probe that noteOrphan
 // would not note (released in the current epoch): its flow may be gone,

@@ -112,6 +112,38 @@ func TestOrphansEndedThroughAConnectionDueAProbe(t *testing.T) {
 	})
 }
 
+// A connection closed from idle long past MaxConnIdleTime may have
+// outlived its flow, and the goodbye its close sends with it: its session
+// is noted and ended like a dead connection's. The pool closes idle
+// connections within a tick of MaxConnIdleTime, which sits below the
+// path's idle timeout; one idle longer was missed by a late tick, or kept
+// for MinConns, as here: the NAT forgets its flow, and the checkout that
+// finds it past MaxConnIdleTime closes it unprobed. Before, nothing noted
+// that session, and it kept its server slot until the server's
+// keepalives ended it.
+func TestOverdueIdleConnectionsSessionIsEnded(t *testing.T) {
+	const natIdle = 600 * time.Millisecond
+	proxy := startProxy(t, faultproxy.Config{Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	p, _, user := openPool(t, runpool.Config{MaxConns: 2, MinConns: 1, MaxConnIdleTime: natIdle / 2,
+		MaintainInterval: 50 * time.Millisecond}, through(proxy))
+	srv := pgtest.Shared(t)
+	ctx := ctxT(t, 20*time.Second)
+	waitFor(t, 5*time.Second, "the MinConns floor never filled", func() bool { return p.Stat().IdleConns() == 1 })
+	time.Sleep(2 * natIdle) // the NAT forgets the floor's flow
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stat(); s.MaxIdleDestroyCount() == 0 {
+		t.Fatal("the checkout did not close the floor's connection as idle past MaxConnIdleTime: the scenario did not happen")
+	}
+	waitFor(t, 2*time.Second, "no session left but the pool's live connections", func() bool {
+		return srv.Backends(t, user) == int(p.Stat().TotalConns())
+	})
+	waitFor(t, time.Second, "OrphansEndedCount above 0 (still 0: the session ended by itself)", func() bool {
+		return p.Stat().OrphansEndedCount() > 0
+	})
+}
+
 // A failover behind one address: the pool gives up its connection to
 // server A as dead and reaches server B, where another instance of the
 // service holds an idle session of the same role with the same PID, begun

@@ -105,6 +105,7 @@ type idleRules struct {
 	maxIdle      time.Duration // MaxConnIdleTime
 	probeTimeout time.Duration // ProbeTimeout
 	pingTimeout  time.Duration // PingTimeout, 0 for none
+	tick         time.Duration // MaintainInterval
 }
 
 // idle decides at now what a checkout does with the idle connection
@@ -176,6 +177,15 @@ func (pl *policy) endsOrphans(idle time.Duration, c *stamps, r *idleRules, mayPr
 		return true
 	}
 	return mayProbe && idle < r.maxIdle && c.epoch == pl.epoch.Load()
+}
+
+// overdue reports whether a connection closed from idle after idle for
+// idle was missed by the sweep that keeps idle connections within a tick
+// of maxIdle, below the path's idle timeout (a late tick, a throttled
+// CPU short of a freeze; the MinConns floor, which the sweep keeps): its
+// flow may be gone, and with it the goodbye its close sends.
+func (pl *policy) overdue(idle time.Duration, r *idleRules) bool {
+	return idle >= r.maxIdle+r.tick
 }
 
 // dialAction is what a caller that found no idle connection does.

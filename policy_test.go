@@ -185,6 +185,28 @@ func TestPolicyEndsOrphans(t *testing.T) {
 	}
 }
 
+// A connection closed from idle is overdue once it idled a tick past
+// MaxConnIdleTime: a sweep on time closes it within that tick.
+func TestPolicyOverdue(t *testing.T) {
+	r := testRules
+	r.tick = time.Second
+	pl := signals{}.policy()
+	for _, c := range []struct {
+		idle time.Duration
+		want bool
+	}{
+		{time.Minute, false},
+		{r.maxIdle, false},
+		{r.maxIdle + r.tick - 1, false},
+		{r.maxIdle + r.tick, true},
+		{time.Hour, true},
+	} {
+		if got := pl.overdue(c.idle, &r); got != c.want {
+			t.Errorf("idle %v: overdue %v, want %v", c.idle, got, c.want)
+		}
+	}
+}
+
 func TestPolicyDialOrWait(t *testing.T) {
 	const ms = time.Millisecond
 	fresh := signals{dial: 200 * ms, use: 100 * ms, dialAt: at(-100 * ms)} // a borrower serves a caller in half a dial

@@ -165,7 +165,8 @@ func (p *Pool[C]) Close() {
 }
 
 // sweepIdle closes idle connections past their idle time (above the
-// MinConns floor) or past their lifetime.
+// MinConns floor), past their lifetime, or borrowed and idle borrowIdle;
+// it notes the session of one it comes to late (noteOverdue).
 func (p *Pool[C]) sweepIdle() {
 	now := nanotime()
 	total := p.p.Stat().TotalResources()
@@ -174,18 +175,16 @@ func (p *Pool[C]) sweepIdle() {
 		switch {
 		case now >= e.expiresAt:
 			p.counters.lifetimeExpired.Add(1)
-			total--
-			res.Destroy()
 		case time.Duration(now-e.idleSince) >= p.rules.maxIdle && total > p.cfg.MinConns:
 			p.counters.idleExpired.Add(1)
-			total--
-			res.Destroy()
 		case e.borrowed && time.Duration(now-e.idleSince) >= borrowIdle:
 			p.counters.borrowReturned.Add(1)
-			total--
-			res.Destroy()
 		default:
 			res.ReleaseUnused()
+			continue
 		}
+		total--
+		p.noteOverdue(e, now)
+		res.Destroy()
 	}
 }
