@@ -187,6 +187,24 @@ func (p *Pool[C]) cancelInUse() int {
 	return len(inUse)
 }
 
+// CheckedOut is the number of connections callers hold now: acquired and
+// not yet released (a parked one is idle). Unlike Stat's AcquiredConns it
+// leaves out the pool's own brief holds (the maintainer's sweep, the
+// query that ends orphaned sessions, a checkout's probe) and connections
+// being closed. A close that does not wait for what callers keep (as
+// database/sql's) may wait for the whole drain when it is 0.
+func (p *Pool[C]) CheckedOut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for e := range p.entries {
+		if e.inUse.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 func (p *Pool[C]) isDraining() bool { return p.draining.Load() }
 
 // neededInDrain reports whether a connection released during the drain

@@ -1,10 +1,14 @@
 package sqladapter_test
 
 import (
+	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/testbed/faultproxy"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/sqladapter"
 )
 
@@ -103,5 +107,67 @@ func TestDrainer(t *testing.T) {
 	}
 	if err := db.PingContext(ctx); err == nil {
 		t.Fatal("db still open after the drain")
+	}
+}
+
+// db.Close with no connection in a caller's hands returns once the pool
+// has drained: every session of the pool ended, those it gave up as dead
+// behind a NAT (orphans) included, so a process that exits after Close
+// leaves no server slot behind. The maintainer holding a connection for a
+// moment (here, to end the orphans through it) is no caller's. Before,
+// Close counted that hold as a connection a caller kept, returned once
+// the idle ones were closed, and the process exited with the orphans'
+// sessions (and the held one's) still on the server.
+func TestCloseWaitsForTheDrainWhileThePoolHoldsAConnection(t *testing.T) {
+	const natIdle = 400 * time.Millisecond
+	srv := pgtest.Shared(t)
+	user := srv.CreateRole(t, -1)
+	proxy, err := faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Mode: faultproxy.Blackhole, IdleTimeout: natIdle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	sc, err := sqladapter.ParseConfig(strings.Replace(srv.URLFor(user, "pw", user), srv.Addr(), proxy.Addr(), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Pool = runpool.Config{MaxConns: 4, ProbeAfterIdle: natIdle / 4, MaintainInterval: 50 * time.Millisecond, Logger: discardLogger}
+	ctx := ctxT(t, 20*time.Second)
+	db, err := sqladapter.Open(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+
+	var conns []*sql.Conn
+	for range 2 {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(ctx, "select 1"); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	time.Sleep(2 * natIdle) // the NAT forgets both flows
+	// The checkout's probe goes unanswered: the pool gives the connection
+	// up as dead, notes its session and its idle sibling's, and runs the
+	// statement on a new connection.
+	execOrError(t, ctx, db, "select 1")
+	// The maintainer ends the orphans through that connection, slowly.
+	proxy.SetLatency(100 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the maintainer never held a connection", func() bool {
+		return sqladapter.Stat(db).AcquiredConns() == 1
+	})
+	proxy.SetLatency(0)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Backends(t, user); n != 0 {
+		t.Fatalf("%d backends of the pool's role when db.Close returned with no connection in a caller's hands, want 0", n)
 	}
 }

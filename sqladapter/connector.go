@@ -165,9 +165,11 @@ func (c *Connector) Close() error {
 }
 
 // closeNow drains the pool within Config.Pool.DrainTimeout (see
-// runpool.Pool.Shutdown), but waits only until the idle connections are
-// closed: the drain goes on for the ones in use, closing each as it
-// comes back and cancelling what still runs at the deadline. The Cloud
+// runpool.Pool.Shutdown). With no connection in a caller's hands it waits
+// for the whole drain, orphaned sessions ended included; otherwise only
+// until the idle connections are closed: the drain goes on for the ones
+// in use, closing each as it comes back and cancelling what still runs
+// at the deadline. The Cloud
 // SQL dialer, which would cut them, is released after the last one
 // closed.
 func (c *Connector) closeNow() {
@@ -177,7 +179,9 @@ func (c *Connector) closeNow() {
 		c.src.Retire()
 		return
 	}
-	borrowed := pool.Stat().AcquiredConns() // by shells database/sql has not taken back
+	// By shells database/sql has not taken back; not the pool's own brief
+	// holds, which the drain waits for anyway.
+	borrowed := int32(pool.CheckedOut())
 	done := make(chan struct{})
 	go func() {
 		pool.Close()
