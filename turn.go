@@ -40,26 +40,38 @@ func (a dialAction) waitKind() waitKind {
 // (acquire), so that dialFacts does not count it twice.
 type waitingCaller struct{}
 
-// intoPool marks the context of a dial no caller waits for (a hedge, the
-// MinConns floor): its connection goes into the pool idle.
+// intoPool is the context key of a dial no caller waits for (a hedge,
+// the MinConns floor): its connection goes into the pool idle. Its value
+// is an *intoPoolDial.
 type intoPool struct{}
+
+// intoPoolDial is what a dial into the pool tells createIntoPool: whether
+// it took a dial token, which it leaves to createIntoPool to give back.
+type intoPoolDial struct{ holdsToken atomic.Bool }
 
 // createIntoPool opens one connection into the pool, idle, within
 // DialTimeout, counts it in opened (when not nil) and wakes the callers
 // waiting meanwhile once it is there. It reports whether it opened one.
+//
+// The dial token is given back only once the connection is in the idle
+// list: a caller that found it free before would see no idle connection
+// yet, and dial one more of its own.
 func (p *Pool[C]) createIntoPool(opened *atomic.Int64) bool {
-	ctx, cancel := context.WithTimeout(context.WithValue(p.bg, intoPool{}, true), p.cfg.DialTimeout)
+	d := &intoPoolDial{}
+	ctx, cancel := context.WithTimeout(context.WithValue(p.bg, intoPool{}, d), p.cfg.DialTimeout)
 	defer cancel()
-	if p.p.CreateResource(ctx) != nil {
-		return false
+	err := p.p.CreateResource(ctx)
+	held := d.holdsToken.Load()
+	if held {
+		<-p.dialSem
 	}
-	if opened != nil {
+	if err == nil && opened != nil {
 		opened.Add(1)
 	}
-	if p.waiters.Load() > 0 {
+	if p.waiters.Load() > 0 && (err == nil || held) {
 		p.wakeAll()
 	}
-	return true
+	return err == nil
 }
 
 // patienceSpent marks the context of a caller that waited returnPatience
@@ -112,15 +124,28 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	default:
 		return zero, dialHeld{do: awaitDialSlot}
 	}
-	defer func() {
-		<-p.dialSem
-		// A connection dialled into the pool is not there yet: its dialer
-		// wakes the waiters once it is (createIntoPool), so that they take
-		// it rather than dial one more each.
-		if p.waiters.Load() > 0 && (err != nil || ctx.Value(intoPool{}) == nil) {
-			p.wakeAll()
+	if d, ok := ctx.Value(intoPool{}).(*intoPoolDial); ok {
+		// A connection dialled into the pool is not there yet: its
+		// dialer gives the token back and wakes the waiters once it is
+		// (createIntoPool), so that they take it rather than dial one
+		// more each.
+		d.holdsToken.Store(true)
+	} else {
+		// puddle runs a caller's construct when it found no idle
+		// connection, but one dialled into the pool (a hedge) may have
+		// arrived since: the caller takes it instead. Once the token is
+		// held, any such connection is in the idle list.
+		if p.p.Stat().IdleResources() > 0 {
+			<-p.dialSem
+			return zero, dialHeld{do: awaitDialSlot}
 		}
-	}()
+		defer func() {
+			<-p.dialSem
+			if p.waiters.Load() > 0 {
+				p.wakeAll()
+			}
+		}()
+	}
 	start := time.Now()
 	c, err := p.dial(ctx)
 	took := time.Since(start)
