@@ -64,11 +64,7 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 
 	p.mu.Lock()
 	p.draining.Store(true)
-	for e := range p.entries {
-		if e.inUse.Load() {
-			p.report.WaitedFor++
-		}
-	}
+	p.report.WaitedFor = p.checkedOutLocked()
 	p.mu.Unlock()
 	// Parks from now on return the connection instead (Conn.Park); those
 	// parked before are idle, closed here.
@@ -196,6 +192,11 @@ func (p *Pool[C]) cancelInUse() int {
 func (p *Pool[C]) CheckedOut() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.checkedOutLocked()
+}
+
+// checkedOutLocked is CheckedOut with p.mu held.
+func (p *Pool[C]) checkedOutLocked() int {
 	n := 0
 	for e := range p.entries {
 		if e.inUse.Load() {

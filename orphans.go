@@ -96,12 +96,17 @@ func (o *orphans) take() []notedOrphan {
 // closing connections idle past their limit right after a thaw is the
 // common case. A session that did end is simply not found.
 func (p *Pool[C]) noteOrphan(e *entry[C]) {
-	if p.ender == nil || e.routine.Load() || (!e.dead.Load() && e.epoch == p.policy.epoch.Load()) {
+	if p.ender == nil || !p.orphanOnClose(e) {
 		return
 	}
 	if o, ok := p.ender.Session(e.conn); ok {
 		p.orphans.add(notedOrphan{Orphan: o, at: nanotime()})
 	}
+}
+
+// orphanOnClose reports whether noteOrphan notes e's session as it closes.
+func (p *Pool[C]) orphanOnClose(e *entry[C]) bool {
+	return !e.routine.Load() && (e.dead.Load() || e.epoch != p.policy.epoch.Load())
 }
 
 // noteOverdue notes, as the pool closes it from idle at now, the session
@@ -110,8 +115,7 @@ func (p *Pool[C]) noteOrphan(e *entry[C]) {
 // noteOrphan notes as it closes (dead, or released before the epoch moved
 // on) is left to it.
 func (p *Pool[C]) noteOverdue(e *entry[C], now int64) {
-	if p.ender == nil || e.routine.Load() || e.dead.Load() || e.epoch != p.policy.epoch.Load() ||
-		!p.policy.overdue(time.Duration(now-e.idleSince), &p.rules) {
+	if p.ender == nil || e.routine.Load() || p.orphanOnClose(e) || !p.policy.overdue(time.Duration(now-e.idleSince), &p.rules) {
 		return
 	}
 	if o, ok := p.ender.Session(e.conn); ok {
@@ -148,23 +152,21 @@ func (p *Pool[C]) endOrphans(ctx context.Context, mayProbe bool) {
 	if len(list) == 0 {
 		return
 	}
-	// The via connection: a trusted one, else the most recently released
-	// one the policy allows.
+	// The via connection: the most recently released one the policy
+	// allows, which is a trusted one when any is (both kinds are of the
+	// current epoch, and trust is the shorter idle time).
 	var via *puddle.Resource[*entry[C]]
 	var here Orphan
-	viaTrusted := false
 	now := nanotime()
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
-		idle := time.Duration(now - e.idleSince)
-		trusted := p.policy.trusted(idle, &e.stamps, p.rules.probeAfter)
-		better := via == nil || (!viaTrusted && (trusted || e.idleSince > via.Value().idleSince))
-		if better && p.policy.endsOrphans(idle, &e.stamps, &p.rules, mayProbe) {
+		if (via == nil || e.idleSince > via.Value().idleSince) &&
+			p.policy.endsOrphans(time.Duration(now-e.idleSince), &e.stamps, &p.rules, mayProbe) {
 			if s, ok := p.ender.Session(e.conn); ok {
 				if via != nil {
 					via.ReleaseUnused()
 				}
-				via, here, viaTrusted = res, s, trusted
+				via, here = res, s
 				continue
 			}
 		}

@@ -169,9 +169,9 @@ func (pl *policy) trusted(idle time.Duration, c *stamps, probeAfter time.Duratio
 // connection idle for idle, stamped c: one trusted without a probe, or,
 // when mayProbe, one a checkout would probe and then hand out (released
 // in the current epoch, so neither frozen past nor condemned, and idle
-// less than maxIdle): the orphans' query is its probe. The maintainer's worker may probe, since a
-// failed attempt costs no caller anything; the drain may not, since it
-// costs the drain's time.
+// less than maxIdle): the orphans' query is its probe. The maintainer's
+// worker may probe, since a failed attempt costs no caller anything; the
+// drain may not, since it costs the drain's time.
 func (pl *policy) endsOrphans(idle time.Duration, c *stamps, r *idleRules, mayProbe bool) bool {
 	if pl.trusted(idle, c, r.probeAfter) {
 		return true

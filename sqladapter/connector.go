@@ -169,9 +169,8 @@ func (c *Connector) Close() error {
 // for the whole drain, orphaned sessions ended included; otherwise only
 // until the idle connections are closed: the drain goes on for the ones
 // in use, closing each as it comes back and cancelling what still runs
-// at the deadline. The Cloud
-// SQL dialer, which would cut them, is released after the last one
-// closed.
+// at the deadline. The Cloud SQL dialer, which would cut them, is
+// released after the last one closed.
 func (c *Connector) closeNow() {
 	c.closed.Store(true)
 	pool := c.pool.Load()
