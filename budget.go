@@ -113,10 +113,16 @@ type budgetShare struct {
 // and rollouts, as a factor.
 const surgeMargin = 1.1
 
+// withSurge is the instance count the division allows for: maxInstances
+// (1 when unset) with the surge margin.
+func withSurge(maxInstances int) int {
+	return int(math.Ceil(float64(max(maxInstances, 1))*surgeMargin - 1e-9))
+}
+
 // deriveLimits divides a budget among instances (see the rule above).
 func deriveLimits(budget, reserve, maxInstances int) (budgetShare, error) {
 	maxInstances = max(maxInstances, 1)
-	n := int(math.Ceil(float64(maxInstances)*surgeMargin - 1e-9))
+	n := withSurge(maxInstances)
 	per := (budget - reserve) / n
 	if per < 1 {
 		return budgetShare{}, &ConfigError{Setting: "RUNPOOL_BUDGET", Value: fmt.Sprint(budget), Problem: fmt.Sprintf(

@@ -66,7 +66,8 @@ func (h *pathRecord) lastDialError() error {
 func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], e *entry[C], shouldPing bool) (now int64, ok bool) {
 	now = nanotime()
 	a := p.policy.idle(now, &e.stamps, &p.rules, false)
-	if a.do.unprobed() && shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince)) {
+	seek := p.slotter != nil && a.do != idleDiscard && p.slotter.WantsProbe(e.conn, p.wantsSlot(now))
+	if a.do.unprobed() && (seek || shouldPing && p.pingWanted(ctx, e, time.Duration(now-e.idleSince))) {
 		a.do = idleDoubt
 	}
 	if a.do == idleDoubt {
@@ -87,6 +88,9 @@ func (p *Pool[C]) inspect(ctx context.Context, res *puddle.Resource[*entry[C]], 
 		p.discardGone(res, e)
 	case idleProbe:
 		if p.probe(ctx, res, e, a) {
+			if seek && p.waiters.Load() > 0 {
+				p.wakeAll() // the probe tried for a slot: the pass may be free to dial
+			}
 			return nanotime(), true
 		}
 	case idleDiscard:

@@ -47,7 +47,8 @@ func (p *Pool[C]) tick(now time.Time) {
 }
 
 // work is the maintainer's worker: at each tick handed to it, it ends
-// orphaned sessions and dials the MinConns and MinIdleConns floors. Shutdown stops it and
+// orphaned sessions, gives a quiet instance's slot back (yieldSlot) and
+// dials the MinConns and MinIdleConns floors. Shutdown stops it and
 // cancels its dials and its ending of orphans (Pool.bg): the drain waits
 // for the worker, and must not wait past its own deadline for a
 // connection that stopped answering.
@@ -59,6 +60,7 @@ func (p *Pool[C]) work(ticks <-chan struct{}, done chan<- struct{}) {
 			return
 		case <-ticks:
 			p.endOrphans(p.bg, true)
+			p.yieldSlot(p.bg)
 			p.ensureMinConns()
 		}
 	}

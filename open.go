@@ -168,6 +168,9 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 	p.p = pp
 	p.gone, _ = connector.(GoneChecker[C])
 	p.witness, _ = connector.(InterruptWitness[C])
+	if cfg.SlotsOn() {
+		p.slotter, _ = connector.(SlotHolder[C])
+	}
 	p.said, _ = connector.(ServerWitness[C])
 	if pk, ok := connector.(parker); ok {
 		p.parking = pk.Parks()

@@ -32,6 +32,9 @@ type policy struct {
 	// contendedUntil (nanotime) is when the last 53300 a dial met stops
 	// holding the pool to its fair share (see dialOrWait).
 	contendedUntil atomic.Int64
+	// borrowPausedUntil (nanotime): until then a pool at its fair share
+	// borrows no more (budget slots: leaseEnded).
+	borrowPausedUntil atomic.Int64
 
 	estimates // how long a dial, a round trip and a borrow take (estimates.go)
 }
@@ -240,6 +243,9 @@ type dialFacts struct {
 // dials when a dial slot is free.
 func (pl *policy) dialOrWait(now int64, f dialFacts) dialAnswer {
 	if until := pl.contendedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare+f.slack {
+		return dialAnswer{do: awaitContention, until: until}
+	}
+	if until := pl.borrowPausedUntil.Load(); f.fairShare > 0 && now < until && f.total > f.fairShare {
 		return dialAnswer{do: awaitContention, until: until}
 	}
 	if !f.patienceSpent && pl.returnBeatsDial(now, f.busy, f.waiting) {

@@ -22,6 +22,7 @@ type signals struct {
 	dial, rtt, use      time.Duration // estimates, 0 for none
 	dialAt              int64         // nanotime of the last dial folded in
 	contendedUntil      int64
+	borrowPausedUntil   int64
 }
 
 func (s signals) policy() *policy {
@@ -35,6 +36,7 @@ func (s signals) policy() *policy {
 	pl.useNanos.Store(int64(s.use))
 	pl.dialAt.Store(s.dialAt)
 	pl.contendedUntil.Store(s.contendedUntil)
+	pl.borrowPausedUntil.Store(s.borrowPausedUntil)
 	return pl
 }
 
@@ -230,6 +232,12 @@ func TestPolicyDialOrWait(t *testing.T) {
 			dialAnswer{do: awaitReturn, until: at(400 * ms)}},
 		{"beyond the fair share once the contention ended", signals{contendedUntil: t0}, with(func(f *dialFacts) { f.fairShare, f.total = 4, 5 }), dial},
 		{"no fair share: never contended", signals{contendedUntil: at(time.Second)}, with(func(f *dialFacts) { f.total = 50 }), dial},
+
+		// A lease just ended (budget slots): no borrowing for a moment.
+		{"beyond the fair share, borrowing paused", signals{borrowPausedUntil: at(100 * ms)}, with(func(f *dialFacts) { f.fairShare, f.total = 4, 5 }),
+			dialAnswer{do: awaitContention, until: at(100 * ms)}},
+		{"at the fair share, borrowing paused", signals{borrowPausedUntil: at(100 * ms)}, with(func(f *dialFacts) { f.fairShare, f.total = 4, 4 }), dial},
+		{"beyond the fair share once the pause ended", signals{borrowPausedUntil: t0}, with(func(f *dialFacts) { f.fairShare, f.total = 4, 5 }), dial},
 
 		// A borrowed connection comes back within two dials' time.
 		{"one caller, one borrower, half a dial each", fresh, free, dialAnswer{do: awaitReturn, until: at(400 * ms)}},

@@ -21,6 +21,7 @@ type Pool[C any] struct {
 	connector Connector[C]
 	gone      GoneChecker[C]      // the connector, when it can tell a dead connection without I/O
 	witness   InterruptWitness[C] // the connector, when it can tell an interrupted connection from a failed one
+	slotter   SlotHolder[C]       // the connector, when it takes budget slots (slots.go)
 	cfg       settings            // resolved once, at start (resolve.go)
 	hooks     Hooks[C]
 

@@ -2,7 +2,6 @@ package runpool
 
 import (
 	"fmt"
-	"math"
 	"strings"
 )
 
@@ -77,7 +76,7 @@ func poolerAdvice(budget, reserve, maxInstances int, perInstance int32) string {
 	if perInstance >= minFairShare {
 		return ""
 	}
-	instances := int(math.Ceil(float64(max(maxInstances, 1))*surgeMargin - 1e-9))
+	instances := withSurge(maxInstances)
 	return fmt.Sprintf("runpool: each instance gets %d connection(s) of RUNPOOL_BUDGET=%d (RUNPOOL_MAX_INSTANCES=%d, %d with the surge margin, "+
 		"RUNPOOL_RESERVE=%d): too few to serve concurrent requests. Put a transaction-mode pooler in front instead "+
 		"(PgBouncer pool_mode=transaction, default_pool_size=%d, max_client_conn>=%d; or Cloud SQL managed pooling, RDS Proxy, Supavisor) "+

@@ -1,29 +1,44 @@
 package runpool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/jackc/puddle/v2"
 )
 
 // Budget slots (Config.BudgetSlots). With slots on, the database itself
 // enforces the budget, on any server: each server connection of the
-// service holds one of Budget-Reserve session advisory locks, taken in the
-// same round trip as the session's setup (internal/pgxconn). A dial that
-// finds every slot held fails with a *NoSlotError, which reports SQLSTATE
-// 53300: the pool treats it as it treats a full server (back-pressure,
-// and the contention rule of policy.dialOrWait, which here keeps an
-// instance above its fair share at half of what it borrowed for a while:
-// slotSlack, slotsevents.go). Since the locks, not the division, keep the total within
-// the budget, the pool borrows beyond its fair share on a lease, as it
-// does where the server's own limit is the budget (budget.go).
+// service holds one of the budget's session advisory locks, taken in the
+// same round trip as the session's setup (internal/pgxconn), except one
+// per instance, its pass.
 //
-// Every connection holds a slot (the guaranteed floor is 0): a floor of
-// unlocked connections per instance would leave to the locks only what
-// the division leaves over, which is nothing to share. An instance's
-// fair share is guaranteed instead by the contention rule: an instance
-// above its share that meets "no free slot" gives back half of what it
-// borrowed, and borrowed connections go back within borrowLease.
+// A session exists before it can take a lock, so a dial is a backend of
+// the service before it holds a slot. The pass covers it: an instance
+// dials only while it holds its pass (one dial at a time), and a dial
+// that finds every slot held keeps the pass as the instance's one
+// connection without a slot instead of closing; so does an instance's
+// only connection, so that a quiet instance holds no slot. That
+// connection tries for a slot at its probes, and at its checkouts while
+// callers wait (SlotHolder.WantsProbe; awaitPass holds their dials back
+// meanwhile), and gives the pass back when it gets one or closes; a
+// quiet instance moves one connection back onto the pass (yieldSlot).
+// So an instance's backends never outnumber its slots by more
+// than one, and the budget keeps one pass per instance the division
+// allows for (MaxInstances with the surge margin) out of the slots: the
+// backends of the whole service stay within the budget at every moment.
+//
+// A dial refused for want of the pass fails with a *NoSlotError, which
+// reports SQLSTATE 53300: the pool treats it as it treats a full server
+// (back-pressure, and the contention rule of policy.dialOrWait, which
+// here keeps an instance above its fair share at half of what it
+// borrowed for a while: slotSlack, slotsevents.go). Since the locks, not
+// the division, keep the total within the budget, the pool borrows
+// beyond its fair share on a lease, as it does where the server's own
+// limit is the budget (budget.go).
 
 // Values of Config.BudgetSlots.
 const (
@@ -36,15 +51,17 @@ const (
 var ErrNoFreeSlot = errors.New("runpool: no free budget slot")
 
 // NoSlotError is a dial's error when every one of the service's budget
-// slots is held by other connections: the service uses its whole budget.
-// It reports SQLSTATE 53300 (too many connections), so the pool waits it
+// slots was held when this instance last looked, and its pass is taken
+// by a connection without a slot: the service uses its whole budget. It
+// reports SQLSTATE 53300 (too many connections), so the pool waits it
 // out as back-pressure, and errors.Is(err, ErrNoFreeSlot) holds.
 type NoSlotError struct {
-	Slots int // the number of slots (Budget - Reserve)
+	Slots int // the number of slots (Config.Slots)
 }
 
 func (e *NoSlotError) Error() string {
-	return fmt.Sprintf("runpool: no free budget slot: the service holds all %d (RUNPOOL_BUDGET less RUNPOOL_RESERVE)", e.Slots)
+	return fmt.Sprintf("runpool: no free budget slot: the service holds all %d (RUNPOOL_BUDGET less RUNPOOL_RESERVE "+
+		"and one pass per instance), and this instance's pass", e.Slots)
 }
 
 // SQLState is 53300, so that the pool treats the error as a full server.
@@ -58,18 +75,107 @@ func (e *NoSlotError) Is(target error) bool { return target == ErrNoFreeSlot }
 // front).
 func (c Config) SlotsOn() bool { return c.BudgetSlots == BudgetSlotsAdvisory }
 
-// Slots is the number of budget slots: Budget less Reserve, 0 when the
-// slots are off.
+// Slots is the number of budget slots: Budget less Reserve less one pass
+// per instance (Passes), 0 when the slots are off.
 func (c Config) Slots() int {
 	if !c.SlotsOn() {
 		return 0
 	}
-	return c.Budget - c.Reserve
+	return c.Budget - c.Reserve - c.Passes()
+}
+
+// Passes is the number of connections the slots leave to instances
+// without a slot, one each: MaxInstances (1 when unset) with the surge
+// margin the division allows for.
+func (c Config) Passes() int { return withSurge(c.MaxInstances) }
+
+// SlotHolder is an optional interface for a Connector that takes budget
+// slots (Config.BudgetSlots).
+type SlotHolder[C any] interface {
+	// PassHeld reports, without I/O, that the instance's pass is held by
+	// a connection that will try for a slot at its next checkout: a dial
+	// now would wait for that checkout, so the caller waits for a
+	// connection to come back instead. It notes that a dial wants the
+	// pass.
+	PassHeld() bool
+	// WantsProbe reports, without I/O, that c should be probed at this
+	// checkout though the pool would hand it out unprobed: c holds the
+	// instance's pass, the instance wants another connection (a dial
+	// wanted the pass, or waiting says callers wait), and its probe tries
+	// for a slot.
+	WantsProbe(c C, waiting bool) bool
+	// SlotsHeld is the number of the pool's connections holding a slot.
+	SlotsHeld() int
+	// PassFree reports, without I/O, that the pass is free: neither a
+	// dial nor a connection holds it.
+	PassFree() bool
+	// FoundFull reports, without I/O, that c holds the pass because its
+	// last try for a slot found every slot held: its dial met a full
+	// budget as a refused one would.
+	FoundFull(c C) bool
+	// YieldSlot has c, idle, give its slot back to the service and hold
+	// the free pass instead, within ctx; false when the pass was not free
+	// or c holds no slot. An error leaves c unusable.
+	YieldSlot(ctx context.Context, c C) (bool, error)
+}
+
+// passPatience is how long a caller waits for a connection to come back
+// when the pass is held (awaitPass) before it dials, which then waits
+// for the pass itself.
+const passPatience = time.Second
+
+// awaitPass reports whether a caller's dial is to wait for a connection
+// to come back, since the connection holding the pass will try for a
+// slot at its next checkout and so free the pass (SlotHolder.PassHeld).
+// A dial into the pool has no caller to wait, and one whose caller
+// waited its patience out dials.
+func (p *Pool[C]) awaitPass(ctx context.Context) bool {
+	if p.slotter == nil || ctx.Value(intoPool{}) != nil || ctx.Value(patienceSpent{}) != nil {
+		return false
+	}
+	return p.slotter.PassHeld()
+}
+
+// yieldSlot is the maintainer worker's step for the slots: with the pass
+// free and no connection checked out, an idle connection that holds a
+// slot and that a checkout would probe (idle ProbeAfterIdle or more, of
+// the current epoch: policy.endsOrphans) gives its slot back and holds
+// the pass instead, in one round trip that is its probe. So an instance
+// that went quiet keeps its connection and holds none of the slots the
+// busy ones share; its next checkout takes a slot again (pass.go in
+// internal/pgxconn).
+func (p *Pool[C]) yieldSlot(ctx context.Context) {
+	if p.slotter == nil || !p.slotter.PassFree() || p.p.Stat().AcquiredResources() > 0 || p.waiters.Load() > 0 {
+		return
+	}
+	var via *puddle.Resource[*entry[C]]
+	now := nanotime()
+	for _, res := range p.p.AcquireAllIdle() {
+		e := res.Value()
+		idle := time.Duration(now - e.idleSince)
+		if via == nil && idle >= p.rules.probeAfter && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
+			via = res
+			continue
+		}
+		res.ReleaseUnused()
+	}
+	if via == nil {
+		return
+	}
+	ctx, cancel := withRunningTimeout(ctx, p.policy.probeTimeout(p.rules.probeTimeout))
+	_, err := p.slotter.YieldSlot(ctx, via.Value().conn)
+	cancel()
+	if err == nil && p.connector.Reusable(via.Value().conn) {
+		via.ReleaseUnused()
+		return
+	}
+	via.Value().dead.Store(true)
+	via.Destroy()
 }
 
 // validateSlots checks BudgetSlots against the settings it needs: a
-// budget, known before the first dial (each connection takes a slot,
-// the first included), and session-mode connections (a transaction-mode
+// budget, known before the first dial, that leaves a slot beyond the
+// passes, and session-mode connections (a transaction-mode
 // pooler hands a session's locks to whichever client runs next, and its
 // own client limit is the budget there).
 func (c Config) validateSlots() error {
@@ -80,6 +186,10 @@ func (c Config) validateSlots() error {
 		return fieldError("BudgetSlots", c.BudgetSlots, "must be off or advisory")
 	case c.Budget <= 0:
 		return fieldError("BudgetSlots", c.BudgetSlots, "needs Budget (RUNPOOL_BUDGET): the slots are the budget less the reserve")
+	case c.Slots() < 1:
+		return fieldError("BudgetSlots", c.BudgetSlots, fmt.Sprintf("leaves no slot: RUNPOOL_BUDGET=%d less RUNPOOL_RESERVE=%d "+
+			"less one pass for each of %d instances (RUNPOOL_MAX_INSTANCES=%d with the 10%% surge margin); raise the budget "+
+			"or set RUNPOOL_BUDGET_SLOTS=off", c.Budget, c.Reserve, c.Passes(), max(c.MaxInstances, 1)))
 	case c.BehindPooler():
 		return fieldError("BudgetSlots", c.BudgetSlots, "does not work behind a transaction-mode pooler (advisory locks belong to the "+
 			"pooler's server sessions, not to this service's clients): the pooler's client limit is the budget there; set RUNPOOL_BUDGET_SLOTS=off")

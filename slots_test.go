@@ -24,13 +24,14 @@ func TestSlotSettings(t *testing.T) {
 		{Config{BudgetSlots: BudgetSlotsAdvisory}, "needs Budget"},
 		{Config{BudgetSlots: BudgetSlotsAdvisory, Budget: 10, Pooler: PoolerPgBouncer}, "transaction-mode pooler"},
 		{Config{BudgetSlots: "locks", Budget: 10}, "off or advisory"},
+		{Config{BudgetSlots: BudgetSlotsAdvisory, Budget: 11, MaxInstances: 10}, "leaves no slot"},
 	} {
 		err := tc.cfg.Validate()
 		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.cfg.BudgetSlots, err, tc.want)
 		}
 	}
-	if n := (Config{BudgetSlots: BudgetSlotsAdvisory, Budget: 10, Reserve: 2}).Slots(); n != 8 {
+	if n := (Config{BudgetSlots: BudgetSlotsAdvisory, Budget: 10, Reserve: 2}).Slots(); n != 6 { // 2 passes: 1 instance with the surge margin
 		t.Errorf("slots of budget 10 less reserve 2: %d", n)
 	}
 	if n := (Config{Budget: 10}).Slots(); n != 0 {
@@ -87,7 +88,7 @@ func TestSlotWaitIsBackpressure(t *testing.T) {
 	s := &slotServer{n: 2}
 	var logged atomic.Int64
 	log := slog.New(countingHandler{&logged})
-	cfg := Config{Budget: 2, MaxConns: 2, BudgetSlots: BudgetSlotsAdvisory, Logger: log}
+	cfg := Config{Budget: 4, MaxConns: 2, BudgetSlots: BudgetSlotsAdvisory, Logger: log}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	other, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
@@ -100,7 +101,7 @@ func TestSlotWaitIsBackpressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, err := New(Config{MaxConns: 2, Logger: log, BudgetSlots: BudgetSlotsAdvisory, Budget: 2}, &slotConnector{s: s}, Hooks[*fakeConn]{})
+	mine, err := New(Config{MaxConns: 2, Logger: log, BudgetSlots: BudgetSlotsAdvisory, Budget: 4}, &slotConnector{s: s}, Hooks[*fakeConn]{})
 	if err != nil {
 		t.Fatal(err)
 	}

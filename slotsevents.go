@@ -38,7 +38,7 @@ type slotMetrics struct {
 func (s *slotMetrics) init(mt metric.Meter, keep func(error)) {
 	var err error
 	s.held, err = mt.Int64ObservableUpDownCounter("runpool.budget.slots.held", metric.WithUnit("{slot}"),
-		metric.WithDescription("Budget slots this instance holds (RUNPOOL_BUDGET_SLOTS=advisory): one per open connection."))
+		metric.WithDescription("Budget slots this instance holds (RUNPOOL_BUDGET_SLOTS=advisory): one per open connection but the one holding the instance's pass."))
 	keep(err)
 	s.waits, err = mt.Int64Counter("runpool.budget.slot_waits", metric.WithUnit("{dial}"),
 		metric.WithDescription("Dials refused because every budget slot was held: the service used its whole budget, and the caller waited as on 53300."))
@@ -55,13 +55,22 @@ func (p *Pool[C]) registerSlotGauge() {
 	}
 	s := &p.m.slots
 	reg, err := p.m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		st := p.p.Stat()
-		o.ObserveInt64(s.held, int64(st.TotalResources()-st.ConstructingResources()), p.m.obs...)
+		o.ObserveInt64(s.held, int64(p.slotsHeld()), p.m.obs...)
 		return nil
 	}, s.held)
 	if err == nil {
 		s.reg = reg
 	}
+}
+
+// slotsHeld is the number of the pool's connections that hold a slot:
+// the connector's count, else every open connection.
+func (p *Pool[C]) slotsHeld() int {
+	if p.slotter != nil {
+		return p.slotter.SlotsHeld()
+	}
+	st := p.p.Stat()
+	return int(st.TotalResources() - st.ConstructingResources())
 }
 
 // unregisterSlotGauge undoes registerSlotGauge.
@@ -84,9 +93,11 @@ func (p *Pool[C]) budgetFull(err error) {
 	}
 	s := &p.m.slots
 	if fs := p.cfg.fairShare; fs > 0 {
-		st := p.p.Stat()
-		open := st.TotalResources() - st.ConstructingResources()
-		s.slack.Store(max(open-fs, 0) / 2)
+		// The slots it holds, not its connections: one on the pass (the
+		// dial that just met the full budget may be it) takes no slot
+		// from the others, and counting it would keep the slack at 1
+		// however often the pool is refused.
+		s.slack.Store(int32(max(p.slotsHeld()-int(fs), 0) / 2))
 		p.policy.serverFull(nanotime())
 	}
 	s.waits.Add(context.Background(), 1, p.m.add...)
@@ -112,6 +123,39 @@ func (p *Pool[C]) budgetFull(err error) {
 // free, while a few busy instances keep most of what they borrowed.
 // Where the server's own limit is the budget, a 53300 holds the pool to
 // its fair share as before.
+
+// leasePause is how long a pool with budget slots borrows no more once
+// a borrowed connection went back (leaseEnded): long enough for an
+// instance below its share to take the slot, whose connection holding
+// the pass tries for one at its next checkout, a query's time away.
+const leasePause = 100 * time.Millisecond
+
+// leaseEnded follows a borrowed connection closed on release at now:
+// with budget slots, the pool borrows no more for leasePause. Its
+// callers would dial again at once and take back the slot the lease
+// gave up, before an instance waiting below its share, whose dials the
+// full slots refuse, could; the lease would then give nothing back.
+func (p *Pool[C]) leaseEnded(now int64) {
+	if p.cfg.SlotsOn() {
+		p.policy.borrowPausedUntil.Store(now + int64(leasePause))
+	}
+}
+
+// wantsSlot reports at now whether callers wait that another slot
+// would serve: not while a full budget holds the pool to its fair share
+// and it holds that much (policy.dialOrWait holds its dials back then;
+// its connection on the pass must not take the slot either, which an
+// instance below its share waits for).
+func (p *Pool[C]) wantsSlot(now int64) bool {
+	if p.waiters.Load() == 0 {
+		return false
+	}
+	if fs := p.cfg.fairShare; fs > 0 && p.policy.contended(now) {
+		st := p.p.Stat()
+		return st.TotalResources()-st.ConstructingResources() < fs
+	}
+	return true
+}
 
 // slotSlack is how many connections beyond its fair share the pool keeps
 // while contended: 0 unless slots are on.

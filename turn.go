@@ -119,6 +119,9 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	if a := p.policy.dialOrWait(nanotime(), p.dialFacts(ctx)); a.do != dialNow {
 		return zero, dialHeld(a)
 	}
+	if p.awaitPass(ctx) {
+		return zero, dialHeld{do: awaitReturn, until: nanotime() + int64(passPatience)}
+	}
 	select {
 	case p.dialSem <- struct{}{}:
 	default:
@@ -162,6 +165,9 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	p.policy.dialTook(took)
 	p.path.dialSucceeded()
 	p.dialsSucceedAgain()
+	if p.slotter != nil && p.slotter.FoundFull(c) {
+		p.budgetFull(&NoSlotError{Slots: p.cfg.Slots()}) // it holds the pass: the slots are full
+	}
 	return c, nil
 }
 

@@ -23,6 +23,7 @@ type Conn struct {
 	said      *atomic.Uint32
 	writer    role
 	sawWriter *atomic.Bool // the connector's: a sibling was opened to a writer
+	pass      *pass        // the connector's, with budget slots on (pass.go)
 }
 
 // Pooled is an adapter's connection type: a pointer to a struct that
@@ -64,6 +65,8 @@ func (c *Conn) ping(ctx context.Context) error {
 	var err error
 	if held, ok := slotOf(c.Pgx); ok {
 		err = c.slotProbe(ctx, held)
+	} else if c.pass != nil && c.pass.seeking(c) {
+		err = c.seekSlot(ctx)
 	} else {
 		err = c.Pgx.PgConn().Ping(ctx)
 	}

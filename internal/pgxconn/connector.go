@@ -25,6 +25,7 @@ type Connector[C Pooled] struct {
 	// writes, so a server refusing writes later changed role (role.go).
 	sawWriter atomic.Bool
 	retired   atomic.Bool // release cloudSQL when the last connection closes
+	pass      *pass       // the instance's pass, with budget slots on (pass.go)
 }
 
 // Options is what an adapter gives New.
@@ -57,8 +58,12 @@ func New[C Pooled](ctx context.Context, o Options[C]) (*Connector[C], error) {
 		return nil, err
 	}
 	warnTransport(&cc.Config, o.Pool, o.CloudSQL != nil)
-	return &Connector[C]{session: session, open: o.Open, before: o.BeforeConnect, onClose: o.BeforeClose,
-		server: ServerName(o.ConnConfig, o.CloudSQL), cloudSQL: h}, nil
+	k := &Connector[C]{session: session, open: o.Open, before: o.BeforeConnect, onClose: o.BeforeClose,
+		server: ServerName(o.ConnConfig, o.CloudSQL), cloudSQL: h}
+	if session.slots.n > 0 {
+		k.pass = newPass(session.slots)
+	}
+	return k, nil
 }
 
 // ServerName names the server in errors: the Cloud SQL instance when s
@@ -75,7 +80,10 @@ func (k *Connector[C]) ServerName() string { return k.server }
 
 // Connect dials a connection with the settings of the moment, watched
 // for interruptions (watch), and sends the session settings the startup
-// packet did not carry (Session.AfterConnect).
+// packet did not carry (Session.AfterConnect). With budget slots on it
+// dials only while it holds the instance's pass (pass.go): a
+// *runpool.NoSlotError when a connection without a slot holds it and
+// found none free.
 func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	var zero C
 	cc := k.session.ConnConfig().Copy()
@@ -84,6 +92,43 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 			return zero, err
 		}
 	}
+	if k.pass == nil {
+		return k.connect(ctx, cc, func() slots { return k.session.slots })
+	}
+	ok, err := k.pass.take(ctx)
+	if err != nil {
+		return zero, err
+	}
+	if !ok {
+		return zero, &runpool.NoSlotError{Slots: k.pass.slots.n}
+	}
+	// The instance's only connection keeps the pass and takes no slot,
+	// unless another dial waits: an idle instance then holds none of the
+	// slots the busy ones share.
+	var took bool
+	c, err := k.connect(ctx, cc, func() slots {
+		if took = k.pass.takesSlot(k.live.Load() > 0); took {
+			return k.pass.slots
+		}
+		return slots{}
+	})
+	var holder *Conn
+	if err == nil {
+		pc := c.pooled()
+		pc.pass = k.pass
+		if _, slotted := slotOf(pc.Pgx); !slotted {
+			holder = pc
+		}
+	}
+	k.pass.dialEnded(holder, took)
+	return c, err
+}
+
+// connect is Connect's dial, after the BeforeConnect hook; the session's
+// setup takes a slot of what slotsNow returns once the server accepted
+// the connection (none when its n is 0).
+func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow func() slots) (C, error) {
+	var zero C
 	watch(&cc.Config)
 	said := new(atomic.Uint32)
 	hearErrors(&cc.Config, said)
@@ -97,7 +142,7 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	if pc.writer == roleWriter && !k.sawWriter.Load() {
 		k.sawWriter.Store(true)
 	}
-	if err := k.session.AfterConnect(ctx, pc.Pgx); err != nil {
+	if err := k.session.afterConnect(ctx, pc.Pgx, slotsNow()); err != nil {
 		pc.Pgx.Close(ctx)
 		return zero, err
 	}
@@ -130,9 +175,45 @@ func (k *Connector[C]) Close(c C, dead bool) {
 		k.onClose(pc.Pgx)
 	}
 	pc.close(dead)
+	if k.pass != nil {
+		k.pass.release(pc) // after the close: the next dial's backend must not meet this one's
+	}
 	if k.live.Add(-1) == 0 && k.retired.Load() {
 		k.cloudSQL.Release()
 	}
+}
+
+// PassHeld reports that a connection holding the pass will try for a
+// slot at its next checkout (runpool.SlotHolder; pass.go).
+func (k *Connector[C]) PassHeld() bool { return k.pass != nil && k.pass.heldForSeek() }
+
+// WantsProbe reports that c holds the pass and should try for a slot at
+// this checkout (runpool.SlotHolder; pass.go); waiting: callers wait.
+func (k *Connector[C]) WantsProbe(c C, waiting bool) bool {
+	return k.pass != nil && k.pass.seekDue(c.pooled(), waiting)
+}
+
+// PassFree reports that neither a dial nor a connection holds the pass
+// (runpool.SlotHolder).
+func (k *Connector[C]) PassFree() bool { return k.pass != nil && k.pass.free() }
+
+// FoundFull reports that c holds the pass because its last try for a
+// slot found none free (runpool.SlotHolder).
+func (k *Connector[C]) FoundFull(c C) bool { return k.pass != nil && k.pass.foundFull(c.pooled()) }
+
+// YieldSlot has c, idle, give its slot back and hold the free pass
+// instead (runpool.SlotHolder).
+func (k *Connector[C]) YieldSlot(ctx context.Context, c C) (bool, error) {
+	return c.pooled().yieldSlot(ctx)
+}
+
+// SlotsHeld is the number of open connections holding a slot
+// (runpool.SlotHolder): all but the one holding the pass.
+func (k *Connector[C]) SlotsHeld() int {
+	if k.pass == nil {
+		return 0
+	}
+	return int(k.live.Load()) - k.pass.holderCount()
 }
 
 // Demoted reports that c's server refused a write because it turned
@@ -186,4 +267,5 @@ var (
 	_ runpool.OrphanEnder[*Conn]      = (*Connector[*Conn])(nil)
 	_ runpool.InterruptWitness[*Conn] = (*Connector[*Conn])(nil)
 	_ runpool.ServerWitness[*Conn]    = (*Connector[*Conn])(nil)
+	_ runpool.SlotHolder[*Conn]       = (*Connector[*Conn])(nil)
 )

@@ -80,8 +80,15 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 // carry (and from then on has them carried there), and, unless a pooler
 // hides the server sessions, reads what identifies the session exactly
 // (sessionOf) and, with budget slots on, takes a slot (slots.go), in the
-// same round trip: a *runpool.NoSlotError when every slot is held.
+// same round trip: the connection holds none when every slot is held
+// (slotOf reports false).
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
+	return s.afterConnect(ctx, conn, s.slots)
+}
+
+// afterConnect is AfterConnect, taking a slot of slots (none when
+// slots.n is 0).
+func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots) error {
 	_, set := serverSettings(s.pool, serverMajor(conn))
 	sent := conn.Config().RuntimeParams
 	batch := &pgconn.Batch{}
@@ -105,22 +112,20 @@ func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 	if identify {
 		batch.ExecParams(sessionQuery, nil, nil, nil, []int16{1, 1, 1})
 	}
-	if s.slots.n > 0 {
-		batch.ExecParams(s.slots.takeQuery(), nil, nil, nil, nil)
+	if slots.n > 0 {
+		batch.ExecParams(slots.takeQuery(), nil, nil, nil, nil)
 	}
-	if sets == 0 && !identify && s.slots.n == 0 {
+	if sets == 0 && !identify && slots.n == 0 {
 		return nil
 	}
 	results, err := conn.PgConn().ExecBatch(ctx, batch).ReadAll()
 	if err != nil {
 		return err
 	}
-	if s.slots.n > 0 {
-		k, ok := readSlot(results[len(results)-1])
-		if !ok {
-			return &runpool.NoSlotError{Slots: s.slots.n}
+	if slots.n > 0 {
+		if k, ok := readSlot(results[len(results)-1]); ok {
+			conn.PgConn().CustomData()[slotKey] = slot{s: slots, k: k, n: 1}
 		}
-		conn.PgConn().CustomData()[slotKey] = slot{s: s.slots, k: k}
 		results = results[:len(results)-1]
 	}
 	if !identify {

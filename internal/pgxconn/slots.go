@@ -88,10 +88,13 @@ func (s slots) probeQuery(k int) string {
 	return fmt.Sprintf(`SELECT CASE WHEN pg_catalog.pg_try_advisory_lock(%d, %d) THEN %d ELSE (%s) END`, s.ns, k, k, s.takeQuery())
 }
 
-// slot is the slot a connection holds.
+// slot is the slot a connection holds: k, locked n times by its session
+// as far as the pool knows (a probe's re-take stacks one more; a user's
+// pg_advisory_unlock_all may have released them all meanwhile).
 type slot struct {
 	s slots
 	k int
+	n int
 }
 
 // readSlot reads the slot number of takeQuery's or probeQuery's result:
@@ -105,12 +108,15 @@ func readSlot(r *pgconn.Result) (int, bool) {
 }
 
 // errSlotLost: the probe found the connection's slot released (by the
-// user's pg_advisory_unlock_all or DISCARD ALL) and no slot free to take
-// in its place: the connection is beyond the budget.
+// user's pg_advisory_unlock_all or DISCARD ALL), no slot free to take in
+// its place, and the instance's pass held: the connection is beyond the
+// budget.
 var errSlotLost = errors.New("runpool: the connection lost its budget slot (pg_advisory_unlock_all or DISCARD ALL) and none is free")
 
 // slotProbe is the checkout probe of a connection holding a slot: one
 // round trip, as the plain probe, that re-takes the slot (probeQuery).
+// A connection that lost its slot and finds none free stays when it can
+// hold the pass.
 func (c *Conn) slotProbe(ctx context.Context, held slot) error {
 	results, err := c.Pgx.PgConn().Exec(ctx, held.s.probeQuery(held.k)).ReadAll()
 	if err != nil {
@@ -118,12 +124,55 @@ func (c *Conn) slotProbe(ctx context.Context, held slot) error {
 	}
 	k, ok := readSlot(results[0])
 	if !ok {
-		return errSlotLost
+		if c.pass == nil || !c.pass.hold(c) {
+			return errSlotLost
+		}
+		delete(c.Pgx.PgConn().CustomData(), slotKey)
+		return nil
 	}
-	if k != held.k {
-		c.Pgx.PgConn().CustomData()[slotKey] = slot{s: held.s, k: k}
+	if k == held.k {
+		held.n++
+	} else {
+		held = slot{s: held.s, k: k, n: 1}
 	}
+	c.Pgx.PgConn().CustomData()[slotKey] = held
 	return nil
+}
+
+// seekSlot is the checkout probe of the connection holding the pass when
+// a dial wants it (pass.seekDue): one round trip that takes a free slot,
+// if any, and so gives the pass back.
+func (c *Conn) seekSlot(ctx context.Context) error {
+	s := c.pass.slots
+	results, err := c.Pgx.PgConn().Exec(ctx, s.takeQuery()).ReadAll()
+	if err != nil {
+		return err
+	}
+	k, ok := readSlot(results[0])
+	if ok {
+		c.Pgx.PgConn().CustomData()[slotKey] = slot{s: s, k: k, n: 1}
+	}
+	c.pass.sought(c, ok)
+	return nil
+}
+
+// yieldSlot gives c's slot back to the service and has c hold the pass
+// instead, in one round trip, when the pass is free; it reports whether
+// it did. The unlocks are as many as the session's locks of the slot as
+// far as the pool knows; after a user's pg_advisory_unlock_all the
+// server has fewer, and answers the rest with a warning.
+func (c *Conn) yieldSlot(ctx context.Context) (bool, error) {
+	held, ok := slotOf(c.Pgx)
+	if !ok || c.pass == nil || !c.pass.yieldTo(c) {
+		return false, nil
+	}
+	q := fmt.Sprintf(`SELECT count(*) FROM pg_catalog.generate_series(1, %d) i WHERE pg_catalog.pg_advisory_unlock(%d, %d)`,
+		held.n, held.s.ns, held.k)
+	if _, err := c.Pgx.PgConn().Exec(ctx, q).ReadAll(); err != nil {
+		return false, err // the pool closes c, which gives the pass back
+	}
+	delete(c.Pgx.PgConn().CustomData(), slotKey)
+	return true, nil
 }
 
 // slotOf returns the slot conn holds; false when none (slots off).

@@ -11,6 +11,21 @@ import (
 	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
 
+// slotConfig is a pool's configuration with n budget slots in a key
+// space of the test's own: the budget is n and one pass per instance.
+func slotConfig(t *testing.T, n int) runpool.Config {
+	t.Helper()
+	pool := runpool.Config{Name: t.Name(), MaxInstances: 1, BudgetSlots: runpool.BudgetSlotsAdvisory}
+	pool.Budget = n + pool.Passes()
+	if err := pool.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if pool.Slots() != n {
+		t.Fatalf("%d slots, want %d", pool.Slots(), n)
+	}
+	return pool
+}
+
 // slotSession sets up a Session with n budget slots in a key space of
 // the test's own.
 func slotSession(t *testing.T, srv *pgtest.Server, n int) (*Session, int32) {
@@ -19,11 +34,7 @@ func slotSession(t *testing.T, srv *pgtest.Server, n int) (*Session, int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := runpool.Config{Name: t.Name(), Budget: n, BudgetSlots: runpool.BudgetSlotsAdvisory}
-	if err := pool.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return Setup(cc, pool), SlotNamespace(t.Name(), cc.User, cc.Database)
+	return Setup(cc, slotConfig(t, n)), SlotNamespace(t.Name(), cc.User, cc.Database)
 }
 
 // dialSlot opens a connection and sets its session up, slot included;
@@ -53,8 +64,9 @@ func slotLocks(t *testing.T, srv *pgtest.Server, ns int32, pid uint32) int64 {
 
 // Each connection's setup takes exactly one slot, never a second one the
 // planner might evaluate past the LIMIT, and distinct connections take
-// distinct slots; with every slot held the dial fails as a full server
-// (53300) would, and a session's end frees its slot.
+// distinct slots; with every slot held the setup takes none (the
+// connector's pass covers that connection: pass_test.go), and a
+// session's end frees its slot.
 func TestSlotTakesExactlyOne(t *testing.T) {
 	srv := pgtest.Shared(t)
 	const n = 6
@@ -79,14 +91,17 @@ func TestSlotTakesExactlyOne(t *testing.T) {
 	if got := slotLocks(t, srv, ns, 0); got != n {
 		t.Fatalf("%d slot locks held, want %d", got, n)
 	}
-	_, err := dialSlot(t, s)
-	var noSlot *runpool.NoSlotError
-	if !errors.As(err, &noSlot) || !errors.Is(err, runpool.ErrNoFreeSlot) || noSlot.SQLState() != "53300" {
-		t.Fatalf("dial with every slot held: %v, want a *runpool.NoSlotError (53300)", err)
+	extra, err := dialSlot(t, s)
+	if err != nil {
+		t.Fatalf("dial with every slot held: %v", err)
+	}
+	if _, k, ok := SlotOf(extra); ok {
+		t.Fatalf("the dial with every slot held took slot %d", k)
 	}
 	if got := slotLocks(t, srv, ns, 0); got != n {
-		t.Fatalf("after the refused dial %d slot locks are held, want %d", got, n)
+		t.Fatalf("after the dial without a slot %d slot locks are held, want %d", got, n)
 	}
+	extra.Close(context.Background())
 	_, freed, _ := SlotOf(conns[2])
 	conns[2].Close(context.Background())
 	// Close sends Terminate and returns; the backend ends, and frees its
@@ -106,8 +121,10 @@ func TestSlotTakesExactlyOne(t *testing.T) {
 }
 
 // A user's pg_advisory_unlock_all() or DISCARD ALL releases the slot; the
-// checkout probe takes it back, or another free one, and fails when none
-// is free, so the pool closes the connection that is beyond the budget.
+// checkout probe takes it back, or another free one; when none is free
+// the connection takes the instance's pass if it can, and the probe
+// fails when it cannot, so the pool closes the connection that is
+// beyond the budget.
 func TestSlotSurvivesUnlockAll(t *testing.T) {
 	srv := pgtest.Shared(t)
 	ctx := context.Background()
@@ -142,8 +159,19 @@ func TestSlotSurvivesUnlockAll(t *testing.T) {
 		}
 	}
 	held, _ := slotOf(a)
-	if err := (&Conn{Pgx: a}).slotProbe(ctx, held); !errors.Is(err, errSlotLost) {
-		t.Fatalf("probe with the slot lost and none free: %v, want errSlotLost", err)
+	taken := newPass(s.slots)
+	if ok, _ := taken.take(ctx); !ok {
+		t.Fatal("a fresh pass is not free")
+	}
+	if err := (&Conn{Pgx: a, pass: taken}).slotProbe(ctx, held); !errors.Is(err, errSlotLost) {
+		t.Fatalf("probe with the slot lost, none free and the pass held by a dial: %v, want errSlotLost", err)
+	}
+	c := &Conn{Pgx: a, pass: newPass(s.slots)}
+	if err := c.slotProbe(ctx, held); err != nil || !c.pass.held(c) {
+		t.Fatalf("probe with the slot lost, none free and the pass free: %v, pass held %v", err, c.pass.held(c))
+	}
+	if _, _, ok := SlotOf(a); ok {
+		t.Fatal("the connection holding the pass still records a slot")
 	}
 	if got := slotLocks(t, srv, ns, 0); got != n {
 		t.Fatalf("%d slot locks held, want %d", got, n)

@@ -1,0 +1,248 @@
+package pgxconn
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// The pass (runpool's slots.go): the one backend of an instance the
+// budget allows without a slot. A dial holds it from before the socket
+// opens until its session holds a slot. The instance's only connection
+// keeps it and takes no slot, unless another dial already waits, so an
+// idle instance holds none of the slots; so does a connection whose dial
+// found every slot held. Dials
+// therefore run one at a time. A dial that finds the pass held by a
+// connection waits for that connection to try for a slot at its next
+// checkout (passWait at most), and fails at once when its last try found
+// none, without opening a backend.
+
+// seekEvery bounds how often the connection holding the pass tries for
+// a slot again after a try found none: each try is a round trip on a
+// caller's checkout, and a slot frees when another connection of the
+// service closes, which borrowed connections do within their lease.
+const seekEvery = 20 * time.Millisecond
+
+// passWait bounds a dial's wait for the connection holding the pass to
+// try for a slot: it tries at its next checkout, which a long
+// transaction may hold off.
+const passWait = time.Second
+
+// pass is an instance's pass.
+type pass struct {
+	slots slots // the key space the slots are in
+
+	mu      sync.Mutex // guards the fields below
+	dialing bool       // a dial holds the pass
+	holder  *Conn      // the connection without a slot holding it, nil for none
+	// full: the holder's last try for a slot (its dial's or a probe's),
+	// made at tried, found none free; tried is zero before it tried.
+	full  bool
+	tried time.Time
+	// wanted: another dial waited or was refused since the dial holding
+	// the pass began, or since the holder's last try; seek: the holder's
+	// next probe tries for a slot (seekDue said so).
+	wanted, seek bool
+	changed      chan struct{} // closed, and replaced, at every change of the above
+}
+
+func newPass(s slots) *pass { return &pass{slots: s, changed: make(chan struct{})} }
+
+// changedLocked wakes the dials waiting in take.
+func (p *pass) changedLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// take takes the pass for a dial. It waits while another dial holds it,
+// and while a connection that has not tried for a slot holds it, up to
+// passWait; it reports false when a connection whose last try found no
+// slot holds it, or still holds it after the wait.
+func (p *pass) take(ctx context.Context) (bool, error) {
+	var expired <-chan time.Time
+	for {
+		p.mu.Lock()
+		switch {
+		case p.holder == nil && !p.dialing:
+			p.dialing, p.wanted = true, false
+			p.mu.Unlock()
+			return true, nil
+		case p.dialing:
+			p.wanted = true
+		case p.holder != nil:
+			p.wanted = true
+			if p.full {
+				p.mu.Unlock()
+				return false, nil
+			}
+			if expired == nil {
+				t := time.NewTimer(passWait)
+				defer t.Stop()
+				expired = t.C
+			}
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		select {
+		case <-changed:
+		case <-expired:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// dialEnded ends the dial's hold: the pass goes to c, the dial's
+// connection without a slot (full: its setup tried for one and found
+// none), or back when c is nil.
+func (p *pass) dialEnded(c *Conn, full bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dialing, p.holder, p.full, p.tried = false, c, full, time.Time{}
+	if full {
+		p.tried = time.Now()
+	}
+	p.changedLocked()
+}
+
+// yieldTo gives the pass, when free, to c, which holds a slot it is
+// about to give back (yieldSlot); it reports whether c holds the pass.
+// c has not tried for a slot: its next probe does.
+func (p *pass) yieldTo(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dialing || p.holder != nil {
+		return false
+	}
+	p.holder, p.full, p.tried, p.wanted, p.seek = c, false, time.Time{}, false, false
+	p.changedLocked()
+	return true
+}
+
+// free reports whether the pass is free: no dial and no connection holds
+// it.
+func (p *pass) free() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.dialing && p.holder == nil
+}
+
+// hold gives the pass, when free, to c, a connection that lost its slot
+// and found none free; it reports whether c holds it.
+func (p *pass) hold(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder != c && (p.dialing || p.holder != nil) {
+		return false
+	}
+	p.holder, p.full, p.tried = c, true, time.Now()
+	p.changedLocked()
+	return true
+}
+
+// release gives the pass back when c holds it (c closes).
+func (p *pass) release(c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder == c {
+		p.holder, p.full, p.wanted, p.seek = nil, false, false, false
+		p.changedLocked()
+	}
+}
+
+// held reports whether c holds the pass.
+func (p *pass) held(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.holder == c
+}
+
+// seekDue reports whether c holds the pass and should try for a slot at
+// this checkout: a dial wants the pass, or callers wait (waiting), and c
+// has not found the slots full within seekEvery. The probe it asks for
+// makes the try (seeking). Otherwise c keeps the pass: an instance that
+// serves one request at a time needs no slot.
+func (p *pass) seekDue(c *Conn, waiting bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder != c || !p.wanted && !waiting || p.full && time.Since(p.tried) < seekEvery {
+		return false
+	}
+	p.wanted, p.seek = false, true
+	return true
+}
+
+// seeking reports whether c's probe is to try for a slot: when c holds
+// the pass and a dial wants it (seekDue), or c has not found the slots
+// full within seekEvery. The probe's round trip is paid either way, and
+// a connection probed after idling is about to serve, maybe the first of
+// a burst, which then dials without waiting for it to come back.
+func (p *pass) seeking(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder != c {
+		return false
+	}
+	seek := p.seek || !p.full || time.Since(p.tried) >= seekEvery
+	p.seek = false
+	if seek {
+		p.tried = time.Now() // sought records the outcome
+	}
+	return seek
+}
+
+// sought records c's try for a slot: got one, c gives the pass back.
+func (p *pass) sought(c *Conn, got bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder != c {
+		return
+	}
+	if got {
+		p.holder, p.full, p.wanted = nil, false, false
+	} else {
+		p.full, p.tried = true, time.Now()
+	}
+	p.changedLocked()
+}
+
+// heldForSeek reports whether a connection holds the pass that will try
+// for a slot at its next checkout (it has not found the slots full
+// within seekEvery), and notes that a dial wants the pass.
+func (p *pass) heldForSeek() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder == nil {
+		return false
+	}
+	p.wanted = true
+	return !p.full || time.Since(p.tried) >= seekEvery
+}
+
+// takesSlot reports whether the dial holding the pass is to take a slot
+// in its session's setup: unless it will be the instance's only
+// connection (others is false) and no other dial waits for the pass.
+func (p *pass) takesSlot(others bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return others || p.wanted
+}
+
+// foundFull reports whether c holds the pass and its last try for a
+// slot found none free.
+func (p *pass) foundFull(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.holder == c && p.full
+}
+
+// holderCount is 1 when a connection holds the pass, else 0.
+func (p *pass) holderCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder != nil {
+		return 1
+	}
+	return 0
+}

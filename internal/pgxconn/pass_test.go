@@ -1,0 +1,279 @@
+package pgxconn
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool"
+	"github.com/runpool/runpool/internal/testbed/pgtest"
+)
+
+// passConnector returns a Connector with n budget slots, connecting as a
+// role of the test's own, whose backends the test counts.
+func passConnector(t *testing.T, srv *pgtest.Server, n int) (*Connector[*Conn], string) {
+	t.Helper()
+	user := srv.CreateRole(t, -1)
+	cc, err := pgx.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := New(context.Background(), Options[*Conn]{ConnConfig: cc, Pool: slotConfig(t, n),
+		Open: func(ctx context.Context, cc *pgx.ConnConfig) (*Conn, error) {
+			c, err := pgx.ConnectConfig(ctx, cc)
+			if err != nil {
+				return nil, err
+			}
+			return &Conn{Pgx: c}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, user
+}
+
+// grow dials while the connection holding the pass, which has not tried
+// for a slot, is out: the dial waits until that connection's checkout
+// probe takes a slot and so gives the pass back,
+// then opens. It returns the dial's connection.
+func grow(t *testing.T, k *Connector[*Conn], holder *Conn) *Conn {
+	t.Helper()
+	ctx := context.Background()
+	type dialed struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := k.Connect(ctx)
+		done <- dialed{c, err}
+	}()
+	for !k.WantsProbe(holder, false) {
+		select {
+		case d := <-done:
+			t.Fatalf("the dial ended (%v) before the holder's probe", d.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := k.Ping(ctx, holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := SlotOf(holder.Pgx); !ok || k.pass.held(holder) {
+		t.Fatalf("the holder's probe with slots free: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
+	}
+	d := <-done
+	if d.err != nil {
+		t.Fatalf("the dial that waited for the pass: %v", d.err)
+	}
+	t.Cleanup(func() { k.Close(d.c, false) })
+	return d.c
+}
+
+// An instance's only connection holds the pass and no slot. A second dial
+// waits for it to take a slot at its next checkout, then opens; a dial
+// that finds every slot held keeps its connection, which holds the pass,
+// and the next dial then fails at once as a full server would, without
+// opening a backend. The connection holding the pass tries for a slot
+// again at a checkout once a dial was refused, and takes one when one is
+// free.
+func TestPassCoversTheDialWithoutASlot(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	const n = 2
+	k, user := passConnector(t, srv, n)
+	first, err := k.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close(first, false) })
+	if _, _, ok := SlotOf(first.Pgx); ok || !k.pass.held(first) || k.SlotsHeld() != 0 {
+		t.Fatalf("the only connection: slot held %v, pass held %v, SlotsHeld %d; want the pass only", ok, k.pass.held(first), k.SlotsHeld())
+	}
+	if k.WantsProbe(first, false) {
+		t.Fatal("the holder wants a probe before any dial wanted the pass")
+	}
+	grow(t, k, first)
+	holder, err := k.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close(holder, false) })
+	if _, _, ok := SlotOf(holder.Pgx); ok || !k.pass.held(holder) || k.SlotsHeld() != n {
+		t.Fatalf("the dial past the slots: slot held %v, pass held %v, SlotsHeld %d; want the pass only, %d slots held",
+			ok, k.pass.held(holder), k.SlotsHeld(), n)
+	}
+	refuse := func(backends int) {
+		t.Helper()
+		began := time.Now()
+		_, err := k.Connect(ctx)
+		var noSlot *runpool.NoSlotError
+		if !errors.As(err, &noSlot) || !errors.Is(err, runpool.ErrNoFreeSlot) || noSlot.SQLState() != "53300" {
+			t.Fatalf("dial with the pass held, no slot free: %v, want a *runpool.NoSlotError (53300)", err)
+		}
+		if waited := time.Since(began); waited >= passWait {
+			t.Fatalf("the refusal took %v: it waited for the pass", waited)
+		}
+		if b := srv.Backends(t, user); b != backends {
+			t.Fatalf("%d backends after the refused dial, want %d", b, backends)
+		}
+	}
+	refuse(n + 1)
+	time.Sleep(seekEvery)
+	if !k.WantsProbe(holder, false) {
+		t.Fatal("the holder wants no probe after a refused dial")
+	}
+	if k.WantsProbe(holder, false) {
+		t.Fatal("the holder wants a second probe without another refused dial")
+	}
+	if err := k.Ping(ctx, holder); err != nil || !k.pass.held(holder) {
+		t.Fatalf("probe with no slot free: %v, pass held %v; want nil and the pass kept", err, k.pass.held(holder))
+	}
+
+	k.Close(first, false)
+	for srv.Backends(t, user) > n { // the slot frees as the backend ends
+		time.Sleep(2 * time.Millisecond)
+	}
+	refuse(n)
+	time.Sleep(seekEvery)
+	if !k.WantsProbe(holder, false) {
+		t.Fatal("the holder wants no probe after a second refused dial")
+	}
+	if err := k.Ping(ctx, holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := SlotOf(holder.Pgx); !ok || k.pass.held(holder) {
+		t.Fatalf("probe with a slot free: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
+	}
+	c, err := k.Connect(ctx)
+	if err != nil {
+		t.Fatalf("dial once the pass is free: %v", err)
+	}
+	defer k.Close(c, false)
+	if !k.pass.held(c) {
+		t.Fatal("the new dial, with no slot free, does not hold the pass")
+	}
+}
+
+// Dials with budget slots run one at a time, so that the instance never
+// has more than one backend without a slot: however many dial at once,
+// the role's backends never exceed the slots and the pass, and every
+// dial past them fails as on a full server. Closing the connection that
+// holds the pass lets the next dial in.
+func TestPassDialsOneAtATime(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	const n, dials = 3, 10
+	k, user := passConnector(t, srv, n)
+	first, err := k.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close(first, false)
+	grow(t, k, first) // two slots held, the pass free
+	done := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		most := 0
+		for {
+			most = max(most, srv.Backends(t, user))
+			select {
+			case <-done:
+				peak <- most
+				return
+			default:
+			}
+		}
+	}()
+	var mu sync.Mutex
+	var opened []*Conn
+	var refused int
+	var wg sync.WaitGroup
+	for range dials {
+		wg.Go(func() {
+			c, err := k.Connect(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				opened = append(opened, c)
+			case errors.Is(err, runpool.ErrNoFreeSlot):
+				refused++
+			default:
+				t.Errorf("dial: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	most := <-peak
+	t.Logf("%d dials at once, %d slots (2 held): %d opened, %d refused, peak %d backends", dials, n, len(opened), refused, most)
+	if len(opened) != 2 || refused != dials-2 {
+		t.Fatalf("%d opened and %d refused, want 2 (the last slot, the pass) and %d", len(opened), refused, dials-2)
+	}
+	if most > n+1 {
+		t.Fatalf("peak %d backends, over the %d slots and the pass", most, n)
+	}
+	var holder *Conn
+	for _, c := range opened {
+		if k.pass.held(c) {
+			holder = c
+		} else {
+			defer k.Close(c, false)
+		}
+	}
+	if holder == nil {
+		t.Fatal("no connection holds the pass")
+	}
+	k.Close(holder, false)
+	c, err := k.Connect(ctx)
+	if err != nil {
+		t.Fatalf("dial after the holder closed: %v", err)
+	}
+	k.Close(c, false)
+}
+
+// An idle connection gives its slot back and holds the free pass
+// instead, however many times its probes re-took the slot; its next
+// probe takes a slot again.
+func TestYieldSlot(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	const n = 2
+	k, user := passConnector(t, srv, n)
+	c, err := k.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close(c, false)
+	held := func() int64 { return slotLocks(t, srv, k.pass.slots.ns, 0) }
+	if err := k.Ping(ctx, c); err != nil || held() != 1 || !k.PassFree() { // a probe tries for a slot
+		t.Fatalf("first probe: %v, %d slots held, pass free %v; want a slot and the pass free", err, held(), k.PassFree())
+	}
+	for range 2 { // each probe stacks one more lock of the slot
+		if err := k.Ping(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, _ := slotOf(c.Pgx); s.n != 3 {
+		t.Fatalf("%d locks of the slot counted, want 3", s.n)
+	}
+	yielded, err := k.YieldSlot(ctx, c)
+	if err != nil || !yielded {
+		t.Fatalf("yield: %v, %v", yielded, err)
+	}
+	if held() != 0 || !k.pass.held(c) || k.SlotsHeld() != 0 {
+		t.Fatalf("after the yield: %d slots held, pass held %v, SlotsHeld %d; want the pass only", held(), k.pass.held(c), k.SlotsHeld())
+	}
+	if yielded, _ := k.YieldSlot(ctx, c); yielded {
+		t.Fatal("a second yield, with the pass held")
+	}
+	if err := k.Ping(ctx, c); err != nil || held() != 1 || !k.PassFree() {
+		t.Fatalf("probe after the yield: %v, %d slots held, pass free %v", err, held(), k.PassFree())
+	}
+	if b := srv.Backends(t, user); b != 1 {
+		t.Fatalf("%d backends, want the one", b)
+	}
+}
