@@ -74,9 +74,9 @@ func TestSlotsFreedWhenHostVanishes(t *testing.T) {
 			if tc.bound == 0 {
 				time.Sleep(keepalive + 2*time.Second)
 				n := slotLocks(t, srv, user)
-				t.Logf("%d of %d slots held %v after the host vanished (keepalive bound %v)", n, budget, time.Since(vanished).Round(time.Millisecond), keepalive)
-				if n != budget {
-					t.Fatalf("%d of %d slots held past the keepalive bound: a reply the host never acknowledged did not hold its session", n, budget)
+				t.Logf("%d of %d slots held %v after the host vanished (keepalive bound %v)", n, cfg.Slots(), time.Since(vanished).Round(time.Millisecond), keepalive)
+				if n != cfg.Slots() {
+					t.Fatalf("%d of %d slots held past the keepalive bound: a reply the host never acknowledged did not hold its session", n, cfg.Slots())
 				}
 				return
 			}
@@ -88,9 +88,9 @@ func TestSlotsFreedWhenHostVanishes(t *testing.T) {
 			}
 			freed := time.Since(vanished)
 			db := open(t, a, dsn, cfg)
-			r := burst(db, budget, 100*time.Millisecond, 10*time.Second)
+			r := burst(db, cfg.Slots(), 100*time.Millisecond, 10*time.Second)
 			t.Logf("host vanished to every slot free: %v (bound %v); then %d queries in a fresh instance: %v",
-				freed.Round(time.Millisecond), tc.bound, budget, r)
+				freed.Round(time.Millisecond), tc.bound, cfg.Slots(), r)
 			if r.Failed > 0 {
 				t.Fatalf("%d failed: %s", r.Failed, r.Errors[0])
 			}
