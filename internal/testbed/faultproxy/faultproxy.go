@@ -144,9 +144,16 @@ func (p *Proxy) Forget() {
 	if m == Pass {
 		m = Blackhole
 	}
-	for _, f := range p.snapshot() {
+	flows := p.snapshot()
+	// Every flow is forgotten before any client learns it: a client
+	// reset first could otherwise get a byte through a flow not yet
+	// forgotten (a caller whose query failed on the first reset probing
+	// a sibling the loop had not reached).
+	for _, f := range flows {
 		p.forget(f, m)
-		if m == Reset {
+	}
+	if m == Reset {
+		for _, f := range flows {
 			p.resetClient(f)
 		}
 	}
