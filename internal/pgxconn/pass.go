@@ -99,11 +99,24 @@ func (p *pass) take(ctx context.Context) (bool, error) {
 func (p *pass) dialEnded(c *Conn, full bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.dialing, p.holder, p.full, p.tried = false, c, full, time.Time{}
+	p.dialing = false
+	p.holdLocked(c, full)
+}
+
+// holdLocked gives the pass to c (nil: gives it back), whose last try
+// for a slot, made now, found none free (full) or who has not tried.
+func (p *pass) holdLocked(c *Conn, full bool) {
+	p.holder, p.full, p.tried = c, full, time.Time{}
 	if full {
 		p.tried = time.Now()
 	}
 	p.changedLocked()
+}
+
+// recentlyFullLocked reports whether the holder's last try for a slot
+// found none free less than seekEvery ago.
+func (p *pass) recentlyFullLocked() bool {
+	return p.full && time.Since(p.tried) < seekEvery
 }
 
 // yieldTo gives the pass, when free, to c, which holds a slot it is
@@ -115,8 +128,8 @@ func (p *pass) yieldTo(c *Conn) bool {
 	if p.dialing || p.holder != nil {
 		return false
 	}
-	p.holder, p.full, p.tried, p.wanted, p.seek = c, false, time.Time{}, false, false
-	p.changedLocked()
+	p.wanted, p.seek = false, false
+	p.holdLocked(c, false)
 	return true
 }
 
@@ -136,8 +149,7 @@ func (p *pass) hold(c *Conn) bool {
 	if p.holder != c && (p.dialing || p.holder != nil) {
 		return false
 	}
-	p.holder, p.full, p.tried = c, true, time.Now()
-	p.changedLocked()
+	p.holdLocked(c, true)
 	return true
 }
 
@@ -146,8 +158,8 @@ func (p *pass) release(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.holder == c {
-		p.holder, p.full, p.wanted, p.seek = nil, false, false, false
-		p.changedLocked()
+		p.wanted, p.seek = false, false
+		p.holdLocked(nil, false)
 	}
 }
 
@@ -166,7 +178,7 @@ func (p *pass) held(c *Conn) bool {
 func (p *pass) seekDue(c *Conn, waiting bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.holder != c || !p.wanted && !waiting || p.full && time.Since(p.tried) < seekEvery {
+	if p.holder != c || !p.wanted && !waiting || p.recentlyFullLocked() {
 		return false
 	}
 	p.wanted, p.seek = false, true
@@ -184,7 +196,7 @@ func (p *pass) seeking(c *Conn) bool {
 	if p.holder != c {
 		return false
 	}
-	seek := p.seek || !p.full || time.Since(p.tried) >= seekEvery
+	seek := p.seek || !p.recentlyFullLocked()
 	p.seek = false
 	if seek {
 		p.tried = time.Now() // sought records the outcome
@@ -200,11 +212,11 @@ func (p *pass) sought(c *Conn, got bool) {
 		return
 	}
 	if got {
-		p.holder, p.full, p.wanted = nil, false, false
-	} else {
-		p.full, p.tried = true, time.Now()
+		p.wanted = false
+		p.holdLocked(nil, false)
+		return
 	}
-	p.changedLocked()
+	p.holdLocked(c, true)
 }
 
 // heldForSeek reports whether a connection holds the pass that will try
@@ -217,7 +229,7 @@ func (p *pass) heldForSeek() bool {
 		return false
 	}
 	p.wanted = true
-	return !p.full || time.Since(p.tried) >= seekEvery
+	return !p.recentlyFullLocked()
 }
 
 // takesSlot reports whether the dial holding the pass is to take a slot

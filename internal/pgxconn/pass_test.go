@@ -35,6 +35,17 @@ func passConnector(t *testing.T, srv *pgtest.Server, n int) (*Connector[*Conn], 
 	return k, user
 }
 
+// dial opens a connection through k, closed at the test's end.
+func dial(t *testing.T, k *Connector[*Conn]) *Conn {
+	t.Helper()
+	c, err := k.Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close(c, false) })
+	return c
+}
+
 // grow dials while the connection holding the pass, which has not tried
 // for a slot, is out: the dial waits until that connection's checkout
 // probe takes a slot and so gives the pass back,
@@ -84,11 +95,7 @@ func TestPassCoversTheDialWithoutASlot(t *testing.T) {
 	ctx := context.Background()
 	const n = 2
 	k, user := passConnector(t, srv, n)
-	first, err := k.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close(first, false) })
+	first := dial(t, k)
 	if _, _, ok := SlotOf(first.Pgx); ok || !k.pass.held(first) || k.SlotsHeld() != 0 {
 		t.Fatalf("the only connection: slot held %v, pass held %v, SlotsHeld %d; want the pass only", ok, k.pass.held(first), k.SlotsHeld())
 	}
@@ -96,11 +103,7 @@ func TestPassCoversTheDialWithoutASlot(t *testing.T) {
 		t.Fatal("the holder wants a probe before any dial wanted the pass")
 	}
 	grow(t, k, first)
-	holder, err := k.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close(holder, false) })
+	holder := dial(t, k)
 	if _, _, ok := SlotOf(holder.Pgx); ok || !k.pass.held(holder) || k.SlotsHeld() != n {
 		t.Fatalf("the dial past the slots: slot held %v, pass held %v, SlotsHeld %d; want the pass only, %d slots held",
 			ok, k.pass.held(holder), k.SlotsHeld(), n)
@@ -167,11 +170,7 @@ func TestPassDialsOneAtATime(t *testing.T) {
 	ctx := context.Background()
 	const n, dials = 3, 10
 	k, user := passConnector(t, srv, n)
-	first, err := k.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close(first, false)
+	first := dial(t, k)
 	grow(t, k, first) // two slots held, the pass free
 	done := make(chan struct{})
 	peak := make(chan int)
@@ -243,11 +242,7 @@ func TestYieldSlot(t *testing.T) {
 	ctx := context.Background()
 	const n = 2
 	k, user := passConnector(t, srv, n)
-	c, err := k.Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close(c, false)
+	c := dial(t, k)
 	held := func() int64 { return slotLocks(t, srv, k.pass.slots.ns, 0) }
 	if err := k.Ping(ctx, c); err != nil || held() != 1 || !k.PassFree() { // a probe tries for a slot
 		t.Fatalf("first probe: %v, %d slots held, pass free %v; want a slot and the pass free", err, held(), k.PassFree())

@@ -315,6 +315,16 @@ func TestSlotsFewBusyOfMany(t *testing.T) {
 	}
 }
 
+// openOneSlotConn opens a pool of adapter a with cfg, budget slots on,
+// one connection at most and ProbeAfterIdle 100 ms, connecting as a role
+// of its own, which it returns.
+func openOneSlotConn(t *testing.T, srv *pgtest.Server, a adaptertest.Adapter, cfg runpool.Config) (adaptertest.DB, string) {
+	t.Helper()
+	user := srv.CreateRole(t, -1)
+	cfg.Budget, cfg.MaxConns, cfg.BudgetSlots, cfg.ProbeAfterIdle = 4, 1, runpool.BudgetSlotsAdvisory, 100*time.Millisecond
+	return open(t, a, srv.URLFor(user, "pw", user), cfg), user
+}
+
 // A user's pg_advisory_unlock_all() through the pool releases the
 // connection's slot; the next checkout after ProbeAfterIdle probes the
 // connection and takes the slot back, so the pool goes on and every open
@@ -324,9 +334,7 @@ func TestSlotsSurviveUnlockAll(t *testing.T) {
 	srv := pgtest.Shared(t)
 	for _, a := range adaptertest.Adapters {
 		t.Run(a.Name, func(t *testing.T) {
-			user := srv.CreateRole(t, -1)
-			db := open(t, a, srv.URLFor(user, "pw", user), runpool.Config{Budget: 4, MaxConns: 1,
-				BudgetSlots: runpool.BudgetSlotsAdvisory, ProbeAfterIdle: 100 * time.Millisecond})
+			db, user := openOneSlotConn(t, srv, a, runpool.Config{})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			probed := func(after string) {
@@ -360,9 +368,7 @@ func TestSlotsGivenBackWhenQuiet(t *testing.T) {
 	srv := pgtest.Shared(t)
 	for _, a := range adaptertest.Adapters {
 		t.Run(a.Name, func(t *testing.T) {
-			user := srv.CreateRole(t, -1)
-			db := open(t, a, srv.URLFor(user, "pw", user), runpool.Config{Budget: 4, MaxConns: 1,
-				BudgetSlots: runpool.BudgetSlotsAdvisory, MaintainInterval: 100 * time.Millisecond, ProbeAfterIdle: 100 * time.Millisecond})
+			db, user := openOneSlotConn(t, srv, a, runpool.Config{MaintainInterval: 100 * time.Millisecond})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for round := range 2 {
