@@ -96,9 +96,8 @@ func TestOrphansEndedThroughAConnectionDueAProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	released := time.Now()
-	if n := srv.Backends(t, user); n <= int(p.Stat().TotalConns()) {
-		t.Fatalf("%d backends for %d connections: no orphan left, the scenario did not happen", n, p.Stat().TotalConns())
-	}
+	// The orphan may be ended before the backends could be counted here:
+	// OrphansEndedCount, below, shows there was one.
 	// Within the live flow's idle timeout, or the connection it would be
 	// ended through is gone too.
 	waitFor(t, natIdle/2, "no session left but the pool's live connections", func() bool {
