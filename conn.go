@@ -125,7 +125,7 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.destroy(res)
 		return false
 	}
-	if e.borrowed && (now-e.created >= int64(borrowLease) || p.policy.contended(now) && p.aboveSlack()) {
+	if p.onLease(e) && (now-e.created >= int64(borrowLease) || p.policy.contended(now) && p.aboveSlack()) {
 		p.counters.borrowReturned.Add(1)
 		p.slotGivenBack(e.created, now)
 		p.leaseEnded(now)

@@ -130,6 +130,33 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	return e, nil
 }
 
+// onLease reports whether e, a connection the pool holds (checked out,
+// or taken from the idle list), is on a lease: opened beyond the fair
+// share while the pool still holds more than its share. A dial is marked
+// borrowed when the pool's connections, those still opening included,
+// exceed the share, so one can be marked while others fail or close; once
+// the pool holds no more than its share, it joins the share, off its
+// lease: closing it would take the pool below its share, and its callers
+// would dial at once to replace it.
+func (p *Pool[C]) onLease(e *entry[C]) bool {
+	if !e.borrowed {
+		return false
+	}
+	if p.openConns() > p.cfg.fairShare {
+		return true
+	}
+	e.borrowed = false
+	p.borrowedOpen.Add(-1)
+	return false
+}
+
+// openConns is the number of the pool's open connections, those opening
+// not counted.
+func (p *Pool[C]) openConns() int32 {
+	st := p.p.Stat()
+	return st.TotalResources() - st.ConstructingResources()
+}
+
 // lifetime draws one connection's lifetime: MaxConnLifetime plus a uniform
 // share of the jitter, so a cohort opened together is replaced gradually.
 func (p *Pool[C]) lifetime() int64 {
@@ -178,7 +205,7 @@ func (p *Pool[C]) sweepIdle() {
 			p.counters.lifetimeExpired.Add(1)
 		case time.Duration(now-e.idleSince) >= p.rules.maxIdle && total > p.cfg.MinConns:
 			p.counters.idleExpired.Add(1)
-		case e.borrowed && time.Duration(now-e.idleSince) >= borrowIdle:
+		case time.Duration(now-e.idleSince) >= borrowIdle && p.onLease(e):
 			p.counters.borrowReturned.Add(1)
 		default:
 			res.ReleaseUnused()

@@ -69,8 +69,7 @@ func (p *Pool[C]) slotsHeld() int {
 	if p.slotter != nil {
 		return p.slotter.SlotsHeld()
 	}
-	st := p.p.Stat()
-	return int(st.TotalResources() - st.ConstructingResources())
+	return int(p.openConns())
 }
 
 // unregisterSlotGauge undoes registerSlotGauge.
@@ -104,10 +103,9 @@ func (p *Pool[C]) budgetFull(err error) {
 	s.waitsTotal.Add(1)
 	s.waitsIn.Add(1)
 	if s.since.CompareAndSwap(0, nanotime()) {
-		st := p.p.Stat()
 		p.cfg.Logger.Info("runpool: budget slots full: the service holds its whole budget; this instance gives back half "+
 			"of what it holds beyond its fair share as connections come back", "pool", p.cfg.Name, "slots", p.cfg.Slots(),
-			"held", st.TotalResources()-st.ConstructingResources(), "fair_share", p.cfg.fairShare)
+			"held", p.openConns(), "fair_share", p.cfg.fairShare)
 	}
 }
 
@@ -151,8 +149,7 @@ func (p *Pool[C]) wantsSlot(now int64) bool {
 		return false
 	}
 	if fs := p.cfg.fairShare; fs > 0 && p.policy.contended(now) {
-		st := p.p.Stat()
-		return st.TotalResources()-st.ConstructingResources() < fs
+		return p.openConns() < fs
 	}
 	return true
 }
@@ -168,14 +165,7 @@ func (p *Pool[C]) slotSlack() int32 {
 
 // aboveSlack reports whether the pool holds more than its fair share and
 // slack: a borrowed connection coming back while contended is closed.
-func (p *Pool[C]) aboveSlack() bool {
-	slack := p.slotSlack()
-	if slack == 0 {
-		return true
-	}
-	st := p.p.Stat()
-	return st.TotalResources()-st.ConstructingResources() > p.cfg.fairShare+slack
-}
+func (p *Pool[C]) aboveSlack() bool { return p.openConns() > p.cfg.fairShare+p.slotSlack() }
 
 // slotGivenBack counts a borrowed connection closed on release at now,
 // created at created, before its lease ended because the budget was full.
