@@ -43,10 +43,7 @@ type pass struct {
 	// the pass began, or since the holder's last try; seek: the holder's
 	// next probe tries for a slot (seekDue said so).
 	wanted, seek bool
-	// untried: the holder was dialled as the instance's only connection
-	// and has not tried for a slot; its first checkout does (seekDue).
-	untried bool
-	changed chan struct{} // closed, and replaced, at every change of the above
+	changed      chan struct{} // closed, and replaced, at every change of the above
 }
 
 func newPass(s slots) *pass { return &pass{slots: s, changed: make(chan struct{})} }
@@ -104,13 +101,12 @@ func (p *pass) dialEnded(c *Conn, full bool) {
 	defer p.mu.Unlock()
 	p.dialing = false
 	p.holdLocked(c, full)
-	p.untried = c != nil && !full
 }
 
 // holdLocked gives the pass to c (nil: gives it back), whose last try
 // for a slot, made now, found none free (full) or who has not tried.
 func (p *pass) holdLocked(c *Conn, full bool) {
-	p.holder, p.full, p.tried, p.untried = c, full, time.Time{}, false
+	p.holder, p.full, p.tried = c, full, time.Time{}
 	if full {
 		p.tried = time.Now()
 	}
@@ -175,23 +171,17 @@ func (p *pass) held(c *Conn) bool {
 }
 
 // seekDue reports whether c holds the pass and should try for a slot at
-// this checkout: a dial wants the pass, or callers wait (waiting), or c
-// has not tried since its dial, and c has not found the slots full within
-// seekEvery. The probe it asks for makes the try (seeking). Otherwise c
-// keeps the pass: an instance that serves one request at a time needs no
-// slot.
-//
-// The first checkout of an untried connection tries because it may be
-// the first of a burst (a fresh instance, a quiet one whose connection
-// closed): the callers arriving just after it would otherwise wait for
-// its query to come back before their dials could have the pass.
+// this checkout: a dial wants the pass, or callers wait (waiting), and c
+// has not found the slots full within seekEvery. The probe it asks for
+// makes the try (seeking). Otherwise c keeps the pass: an instance that
+// serves one request at a time needs no slot.
 func (p *pass) seekDue(c *Conn, waiting bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.holder != c || !p.wanted && !waiting && !p.untried || p.recentlyFullLocked() {
+	if p.holder != c || !p.wanted && !waiting || p.recentlyFullLocked() {
 		return false
 	}
-	p.wanted, p.seek, p.untried = false, true, false
+	p.wanted, p.seek = false, true
 	return true
 }
 
