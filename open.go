@@ -169,7 +169,9 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 	p.gone, _ = connector.(GoneChecker[C])
 	p.witness, _ = connector.(InterruptWitness[C])
 	if cfg.SlotsOn() {
-		p.slotter, _ = connector.(SlotHolder[C])
+		if p.slotter, _ = connector.(SlotHolder[C]); p.slotter != nil {
+			p.slotter.WatchShare(p.belowShare)
+		}
 	}
 	p.said, _ = connector.(ServerWitness[C])
 	if pk, ok := connector.(parker); ok {

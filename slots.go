@@ -57,6 +57,10 @@ var ErrNoFreeSlot = errors.New("runpool: no free budget slot")
 // out as back-pressure, and errors.Is(err, ErrNoFreeSlot) holds.
 type NoSlotError struct {
 	Slots int // the number of slots (Config.Slots)
+	// Waiting: another instance holding fewer connections than its fair
+	// share waited for a slot when this one last looked, so an instance
+	// above its share gives back.
+	Waiting bool
 }
 
 func (e *NoSlotError) Error() string {
@@ -113,6 +117,14 @@ type SlotHolder[C any] interface {
 	// last try for a slot found every slot held: its dial met a full
 	// budget as a refused one would.
 	FoundFull(c C) bool
+	// WatchShare gives the connector below, which reports whether the
+	// instance holds fewer connections than its fair share while callers
+	// want more: a try for a slot that finds none free then tells the
+	// other instances so (a want mark).
+	WatchShare(below func() bool)
+	// OthersWait reports, without I/O, that the last try for a slot that
+	// found none free saw another instance's want mark.
+	OthersWait() bool
 	// YieldSlot has c, idle, give its slot back to the service and hold
 	// the free pass instead, within ctx; false when the pass was not free
 	// or c holds no slot. An error leaves c unusable.

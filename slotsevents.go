@@ -91,7 +91,8 @@ func (p *Pool[C]) budgetFull(err error) {
 		return
 	}
 	s := &p.m.slots
-	if fs := p.cfg.fairShare; fs > 0 {
+	var ns *NoSlotError
+	if fs := p.cfg.fairShare; fs > 0 && errors.As(err, &ns) && ns.Waiting {
 		// The slots it holds, not its connections: one on the pass (the
 		// dial that just met the full budget may be it) takes no slot
 		// from the others, and counting it would keep the slack at 1
@@ -103,24 +104,37 @@ func (p *Pool[C]) budgetFull(err error) {
 	s.waitsTotal.Add(1)
 	s.waitsIn.Add(1)
 	if s.since.CompareAndSwap(0, nanotime()) {
-		p.cfg.Logger.Info("runpool: budget slots full: the service holds its whole budget; this instance gives back half "+
-			"of what it holds beyond its fair share as connections come back", "pool", p.cfg.Name, "slots", p.cfg.Slots(),
-			"held", p.openConns(), "fair_share", p.cfg.fairShare)
+		p.cfg.Logger.Info("runpool: budget slots full: the service holds its whole budget; while another instance waits "+
+			"below its fair share, this one gives back half of what it holds beyond its share as connections come back",
+			"pool", p.cfg.Name, "slots", p.cfg.Slots(), "held", p.openConns(), "fair_share", p.cfg.fairShare,
+			"others_wait", ns != nil && ns.Waiting)
 	}
 }
 
-// With budget slots, a refused dial tells the pool only that the
-// service holds its whole budget, not whether an instance below its
-// share waits: the refused pool may be one of a few busy instances
-// sharing what idle ones leave, where holding each to its fair share
-// would leave slots unused. So a pool above its share that is refused
-// keeps half of what it holds beyond its share (slotSlack) for
-// contentionHold, closing the rest of its borrowed connections as they
-// come back, and grows again once the hold ends: the instances above
-// their share shrink by halves, and one below it finds the slots they
-// free, while a few busy instances keep most of what they borrowed.
-// Where the server's own limit is the budget, a 53300 holds the pool to
-// its fair share as before.
+// With budget slots, a refused dial also tells the pool whether another
+// instance waits below its fair share (NoSlotError.Waiting: its want
+// mark, internal/pgxconn's mark.go). Only then does a pool above its
+// share that is refused keep half of what it holds beyond its share
+// (slotSlack) for contentionHold, closing the rest of its borrowed
+// connections as they come back, and grow again once the hold ends: the
+// instances above their share shrink by halves, and the one below finds
+// the slots they free. Without a waiter, a few busy instances keep what
+// they borrowed from the idle ones until their leases end. Where the
+// server's own limit is the budget, a 53300 holds the pool to its fair
+// share as before.
+
+// belowShare reports whether the pool holds fewer connections than its
+// fair share while callers want more (waiting, or a dial opening): its
+// tries for a slot that find none free leave the want mark
+// (SlotHolder.WatchShare).
+func (p *Pool[C]) belowShare() bool {
+	fs := p.cfg.fairShare
+	if fs == 0 {
+		return false
+	}
+	st := p.p.Stat()
+	return st.TotalResources()-st.ConstructingResources() < fs && (p.waiters.Load() > 0 || st.ConstructingResources() > 0)
+}
 
 // leasePause is how long a pool with budget slots borrows no more once
 // a borrowed connection went back (leaseEnded): long enough for an

@@ -166,7 +166,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	p.path.dialSucceeded()
 	p.dialsSucceedAgain()
 	if p.slotter != nil && p.slotter.FoundFull(c) {
-		p.budgetFull(&NoSlotError{Slots: p.cfg.Slots()}) // it holds the pass: the slots are full
+		p.budgetFull(&NoSlotError{Slots: p.cfg.Slots(), Waiting: p.slotter.OthersWait()}) // it holds the pass: the slots are full
 	}
 	return c, nil
 }

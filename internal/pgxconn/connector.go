@@ -93,24 +93,25 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 		}
 	}
 	if k.pass == nil {
-		return k.connect(ctx, cc, func() slots { return k.session.slots })
+		c, _, err := k.connect(ctx, cc, func() (slots, bool) { return k.session.slots, false })
+		return c, err
 	}
 	ok, err := k.pass.take(ctx)
 	if err != nil {
 		return zero, err
 	}
 	if !ok {
-		return zero, &runpool.NoSlotError{Slots: k.pass.slots.n}
+		return zero, &runpool.NoSlotError{Slots: k.pass.slots.n, Waiting: k.pass.othersWaiting()}
 	}
 	// The instance's only connection keeps the pass and takes no slot,
 	// unless another dial waits: an idle instance then holds none of the
 	// slots the busy ones share.
 	var took bool
-	c, err := k.connect(ctx, cc, func() slots {
+	c, try, err := k.connect(ctx, cc, func() (slots, bool) {
 		if took = k.pass.takesSlot(k.live.Load() > 0); took {
-			return k.pass.slots
+			return k.pass.slots, k.pass.belowShare()
 		}
-		return slots{}
+		return slots{}, false
 	})
 	var holder *Conn
 	if err == nil {
@@ -120,14 +121,15 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 			holder = pc
 		}
 	}
-	k.pass.dialEnded(holder, took)
+	k.pass.dialEnded(holder, took, try.waits)
 	return c, err
 }
 
 // connect is Connect's dial, after the BeforeConnect hook; the session's
-// setup takes a slot of what slotsNow returns once the server accepted
-// the connection (none when its n is 0).
-func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow func() slots) (C, error) {
+// setup tries for a slot of what slotsNow returns once the server
+// accepted the connection (none when its n is 0), with the want mark
+// when it also returns true, and connect returns what the try found.
+func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow func() (slots, bool)) (C, tried, error) {
 	var zero C
 	watch(&cc.Config)
 	said := new(atomic.Uint32)
@@ -135,20 +137,22 @@ func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow
 	c, err := k.open(ctx, cc)
 	if err != nil {
 		k.session.DialFailed(err)
-		return zero, classifyDialError(err)
+		return zero, tried{}, classifyDialError(err)
 	}
 	pc := c.pooled()
 	pc.said, pc.writer, pc.sawWriter = said, roleOf(pc.Pgx.PgConn()), &k.sawWriter
 	if pc.writer == roleWriter && !k.sawWriter.Load() {
 		k.sawWriter.Store(true)
 	}
-	if err := k.session.afterConnect(ctx, pc.Pgx, slotsNow()); err != nil {
+	s, want := slotsNow()
+	try, err := k.session.afterConnect(ctx, pc.Pgx, s, want)
+	if err != nil {
 		pc.Pgx.Close(ctx)
-		return zero, err
+		return zero, tried{}, err
 	}
 	pc.sock.Init(pc.Pgx.PgConn().Conn())
 	k.live.Add(1)
-	return c, nil
+	return c, try, nil
 }
 
 // Gone reports, without sending anything, that the server closed the
@@ -192,6 +196,18 @@ func (k *Connector[C]) PassHeld() bool { return k.pass != nil && k.pass.heldForS
 func (k *Connector[C]) WantsProbe(c C, waiting bool) bool {
 	return k.pass != nil && k.pass.seekDue(c.pooled(), waiting)
 }
+
+// WatchShare has the want mark follow below (runpool.SlotHolder;
+// mark.go).
+func (k *Connector[C]) WatchShare(below func() bool) {
+	if k.pass != nil {
+		k.pass.watchShare(below)
+	}
+}
+
+// OthersWait reports that the last try for a slot that found none saw
+// another instance waiting below its fair share (runpool.SlotHolder).
+func (k *Connector[C]) OthersWait() bool { return k.pass != nil && k.pass.othersWaiting() }
 
 // PassFree reports that neither a dial nor a connection holds the pass
 // (runpool.SlotHolder).

@@ -43,7 +43,14 @@ type pass struct {
 	// the pass began, or since the holder's last try; seek: the holder's
 	// next probe tries for a slot (seekDue said so).
 	wanted, seek bool
-	changed      chan struct{} // closed, and replaced, at every change of the above
+	// othersWait: the last try that found no slot free saw another
+	// instance's want mark (mark.go).
+	othersWait bool
+	// below is the pool's (Connector.WatchShare): the instance holds
+	// fewer connections than its fair share and callers want more; nil
+	// until set.
+	below   func() bool
+	changed chan struct{} // closed, and replaced, at every change of the above
 }
 
 func newPass(s slots) *pass { return &pass{slots: s, changed: make(chan struct{})} }
@@ -96,11 +103,14 @@ func (p *pass) take(ctx context.Context) (bool, error) {
 // dialEnded ends the dial's hold: the pass goes to c, the dial's
 // connection without a slot (full: its setup tried for one and found
 // none), or back when c is nil.
-func (p *pass) dialEnded(c *Conn, full bool) {
+func (p *pass) dialEnded(c *Conn, full, waits bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dialing = false
 	p.holdLocked(c, full)
+	if full {
+		p.othersWait = waits
+	}
 }
 
 // holdLocked gives the pass to c (nil: gives it back), whose last try
@@ -204,8 +214,9 @@ func (p *pass) seeking(c *Conn) bool {
 	return seek
 }
 
-// sought records c's try for a slot: got one, c gives the pass back.
-func (p *pass) sought(c *Conn, got bool) {
+// sought records c's try for a slot: got one, c gives the pass back;
+// waits: it found none, and saw another instance's want mark.
+func (p *pass) sought(c *Conn, got, waits bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.holder != c {
@@ -216,7 +227,33 @@ func (p *pass) sought(c *Conn, got bool) {
 		p.holdLocked(nil, false)
 		return
 	}
+	p.othersWait = waits
 	p.holdLocked(c, true)
+}
+
+// watchShare sets below (Connector.WatchShare).
+func (p *pass) watchShare(below func() bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.below = below
+}
+
+// belowShare reports whether a try for a slot that finds none is to
+// leave the want mark: the instance holds fewer connections than its
+// fair share and callers want more.
+func (p *pass) belowShare() bool {
+	p.mu.Lock()
+	below := p.below
+	p.mu.Unlock()
+	return below != nil && below()
+}
+
+// othersWaiting reports whether the last try that found no slot free
+// saw another instance's want mark.
+func (p *pass) othersWaiting() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.othersWait
 }
 
 // heldForSeek reports whether a connection holds the pass that will try

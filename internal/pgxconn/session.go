@@ -83,12 +83,14 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 // same round trip: the connection holds none when every slot is held
 // (slotOf reports false).
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
-	return s.afterConnect(ctx, conn, s.slots)
+	_, err := s.afterConnect(ctx, conn, s.slots, false)
+	return err
 }
 
-// afterConnect is AfterConnect, taking a slot of slots (none when
-// slots.n is 0).
-func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots) error {
+// afterConnect is AfterConnect, trying for a slot of slots (none when
+// slots.n is 0), with the want mark when want (mark.go); it returns what
+// the try found.
+func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots, want bool) (tried, error) {
 	_, set := serverSettings(s.pool, serverMajor(conn))
 	sent := conn.Config().RuntimeParams
 	batch := &pgconn.Batch{}
@@ -113,30 +115,33 @@ func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots)
 		batch.ExecParams(sessionQuery, nil, nil, nil, []int16{1, 1, 1})
 	}
 	if slots.n > 0 {
-		batch.ExecParams(slots.takeQuery(), nil, nil, nil, nil)
+		batch.ExecParams(slots.tryQuery(want, false), nil, nil, nil, nil)
 	}
 	if sets == 0 && !identify && slots.n == 0 {
-		return nil
+		return tried{}, nil
 	}
 	results, err := conn.PgConn().ExecBatch(ctx, batch).ReadAll()
 	if err != nil {
-		return err
+		return tried{}, err
 	}
+	var try tried
 	if slots.n > 0 {
-		if k, ok := readSlot(results[len(results)-1]); ok {
-			conn.PgConn().CustomData()[slotKey] = slot{s: slots, k: k, n: 1}
+		try = readTry(results[len(results)-1])
+		if try.ok {
+			conn.PgConn().CustomData()[slotKey] = slot{s: slots, k: try.k, n: 1}
 		}
+		noteMark(conn.PgConn().CustomData(), try.marked)
 		results = results[:len(results)-1]
 	}
 	if !identify {
-		return nil
+		return try, nil
 	}
 	if rows := results[len(results)-1].Rows; len(rows) == 1 {
 		if o, ok := decodeSession(rows[0]); ok {
 			conn.PgConn().CustomData()[sessionKey] = o
 		}
 	}
-	return nil
+	return try, nil
 }
 
 // sessionQuery reads what identifies the session: its PID and start as

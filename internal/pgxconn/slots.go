@@ -143,16 +143,17 @@ func (c *Conn) slotProbe(ctx context.Context, held slot) error {
 // a dial wants it (pass.seekDue): one round trip that takes a free slot,
 // if any, and so gives the pass back.
 func (c *Conn) seekSlot(ctx context.Context) error {
-	s := c.pass.slots
-	results, err := c.Pgx.PgConn().Exec(ctx, s.takeQuery()).ReadAll()
+	s, cd := c.pass.slots, c.Pgx.PgConn().CustomData()
+	results, err := c.Pgx.PgConn().Exec(ctx, s.tryQuery(c.pass.belowShare(), markHeld(cd))).ReadAll()
 	if err != nil {
 		return err
 	}
-	k, ok := readSlot(results[0])
-	if ok {
-		c.Pgx.PgConn().CustomData()[slotKey] = slot{s: s, k: k, n: 1}
+	try := readTry(results[0])
+	if try.ok {
+		cd[slotKey] = slot{s: s, k: try.k, n: 1}
 	}
-	c.pass.sought(c, ok)
+	noteMark(cd, try.marked)
+	c.pass.sought(c, try.ok, try.waits)
 	return nil
 }
 

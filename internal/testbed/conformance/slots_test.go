@@ -16,12 +16,13 @@ import (
 )
 
 // slotLocks counts the budget slots held in the key space of the pools
-// named runpool (the default) that connect as user to its own database.
+// named runpool (the default) that connect as user to its own database:
+// its exclusive locks (the want marks are shared).
 func slotLocks(t *testing.T, srv *pgtest.Server, user string) int {
 	t.Helper()
 	ns := pgxconn.SlotNamespace("runpool", user, user)
 	return int(srv.QueryInt(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
-		AND classid::int8 = $1 AND granted`, int64(uint32(ns))))
+		AND classid::int8 = $1 AND mode = 'ExclusiveLock' AND granted`, int64(uint32(ns))))
 }
 
 // sampling is what sampleBudget saw.
@@ -276,7 +277,7 @@ func TestSlotsFairUnderFullLoad(t *testing.T) {
 // first after start: with slots the two borrow what the six idle ones
 // leave, where static division holds each to its share of 1 (16 / ceil(8
 // x 1.1)). The p99 with slots is well below static division's, the first
-// burst included (0.37-0.52 of it measured). The test fails only when
+// burst included (0.41-0.44 of it measured, later bursts 0.26-0.28). The test fails only when
 // slots are slower than static division, as the machine's load moves
 // the ratio.
 func TestSlotsFewBusyOfMany(t *testing.T) {
@@ -399,10 +400,10 @@ func TestSlotsGivenBackWhenQuiet(t *testing.T) {
 // with slots and with static division (12 / ceil(4 x 1.1) = 2
 // connections each): every query served and the budget kept, both ways.
 // The p99 with slots is logged against static division's, not asserted:
-// it is 1.1-1.3 times on a quiet machine and was 2.4 times at load 10
-// (the leases' redials and the refused dials cost more than the third
-// connection each instance gains), above the issue's target of no
-// higher.
+// it is 1.1-1.35 times here under the race detector, set by the first
+// burst, where each instance grows one dial at a time from cold while
+// static division dials its two at once; later bursts are level with
+// static division's. It was 2.4 times at load 10.
 func TestSlotsAllBusyAgainstStatic(t *testing.T) {
 	srv := pgtest.Shared(t)
 	const budget, instances = 12, 4
