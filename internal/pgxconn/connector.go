@@ -93,7 +93,7 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 		}
 	}
 	if k.pass == nil {
-		c, _, err := k.connect(ctx, cc, func() (slots, bool) { return k.session.slots, false })
+		c, _, err := k.connect(ctx, cc, func() (slots, bool, bool) { return k.session.slots, false, false })
 		return c, err
 	}
 	ok, err := k.pass.take(ctx)
@@ -107,11 +107,11 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	// unless another dial waits: an idle instance then holds none of the
 	// slots the busy ones share.
 	var took bool
-	c, try, err := k.connect(ctx, cc, func() (slots, bool) {
+	c, try, err := k.connect(ctx, cc, func() (slots, bool, bool) {
 		if took = k.pass.takesSlot(k.live.Load() > 0); took {
-			return k.pass.slots, k.pass.belowShare()
+			return k.pass.slots, k.pass.belowShare(), k.pass.lookDue()
 		}
-		return slots{}, false
+		return slots{}, false, false
 	})
 	var holder *Conn
 	if err == nil {
@@ -121,15 +121,16 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 			holder = pc
 		}
 	}
-	k.pass.dialEnded(holder, took, try.waits)
+	k.pass.dialEnded(holder, took, try)
 	return c, err
 }
 
 // connect is Connect's dial, after the BeforeConnect hook; the session's
 // setup tries for a slot of what slotsNow returns once the server
 // accepted the connection (none when its n is 0), with the want mark
-// when it also returns true, and connect returns what the try found.
-func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow func() (slots, bool)) (C, tried, error) {
+// and the look whether another instance waits as it also says
+// (Session.afterConnect), and connect returns what the try found.
+func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow func() (slots, bool, bool)) (C, tried, error) {
 	var zero C
 	watch(&cc.Config)
 	said := new(atomic.Uint32)
@@ -144,8 +145,8 @@ func (k *Connector[C]) connect(ctx context.Context, cc *pgx.ConnConfig, slotsNow
 	if pc.writer == roleWriter && !k.sawWriter.Load() {
 		k.sawWriter.Store(true)
 	}
-	s, want := slotsNow()
-	try, err := k.session.afterConnect(ctx, pc.Pgx, s, want)
+	s, want, look := slotsNow()
+	try, err := k.session.afterConnect(ctx, pc.Pgx, s, want, look)
 	if err != nil {
 		pc.Pgx.Close(ctx)
 		return zero, tried{}, err

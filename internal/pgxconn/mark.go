@@ -3,6 +3,7 @@ package pgxconn
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -24,6 +25,13 @@ import (
 // connection takes it off early: the others then give back at their
 // leases' end only, until its next try marks again.
 
+// lookEvery bounds how often an instance's tries read whether another
+// instance waits: the read (pg_locks) takes every partition of the
+// server's lock table, and the connection holding the pass tries every
+// seekEvery while callers wait. The others act on what the last read
+// found meanwhile.
+const lookEvery = 100 * time.Millisecond
+
 // markKey is the mark's objid, apart from the slots' 0..n-1; pg_locks
 // shows it as the unsigned 4294967295.
 const markKey int32 = -1
@@ -36,18 +44,19 @@ const markedKey = "runpool.marked"
 type tried struct {
 	k      int
 	ok     bool // a slot was taken: k
-	waits  bool // no slot was free, and another session held the mark
+	looked bool // no slot was free, and the try read whether another session held the mark:
+	waits  bool // it did
 	marked bool // the session holds the mark after the try
 }
 
 // tryQuery returns the statement of a try for a slot: the slot takeQuery
-// takes (NULL for none); with none free, whether another session holds
-// the mark; and whether this session holds it after the try: it takes
+// takes (NULL for none); with none free and look, whether another
+// session holds the mark (NULL when not looked); and whether this session holds it after the try: it takes
 // the mark when want and no slot was free, and lets it go when it held
 // it (marked) and got a slot or no longer wants it. The take is in a
 // WITH query, which PostgreSQL evaluates once since it calls volatile
 // functions; CASE orders the calls that depend on its outcome.
-func (s slots) tryQuery(want, marked bool) string {
+func (s slots) tryQuery(want, marked, look bool) string {
 	unlock := fmt.Sprintf(`pg_catalog.pg_advisory_unlock_shared(%d, %d) IS NULL`, s.ns, markKey)
 	var mark string
 	switch {
@@ -60,10 +69,13 @@ func (s slots) tryQuery(want, marked bool) string {
 	default:
 		mark = `false`
 	}
-	return fmt.Sprintf(`WITH t AS (SELECT (%s) AS k)
-	SELECT k, CASE WHEN k IS NULL THEN EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'
-		AND l.classid = %d AND l.objid = %d AND l.objsubid = 2 AND l.granted AND l.pid <> pg_catalog.pg_backend_pid())
-		ELSE false END, %s FROM t`, s.takeQuery(), uint32(s.ns), 1<<32+int64(markKey), mark)
+	waits := `NULL::bool`
+	if look {
+		waits = fmt.Sprintf(`CASE WHEN k IS NULL THEN EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'
+		AND l.classid = %d AND l.objid = %d AND l.objsubid = 2 AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()) END`,
+			uint32(s.ns), 1<<32+int64(markKey))
+	}
+	return fmt.Sprintf(`WITH t AS (SELECT (%s) AS k) SELECT k, %s, %s FROM t`, s.takeQuery(), waits, mark)
 }
 
 // readTry reads tryQuery's result.
@@ -76,7 +88,7 @@ func readTry(r *pgconn.Result) (t tried) {
 		k, err := strconv.Atoi(string(row[0]))
 		t.k, t.ok = k, err == nil
 	}
-	t.waits = string(row[1]) == "t"
+	t.looked, t.waits = row[1] != nil, string(row[1]) == "t"
 	t.marked = string(row[2]) == "t"
 	return t
 }

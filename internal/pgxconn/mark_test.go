@@ -12,7 +12,8 @@ import (
 // A try that finds every slot held leaves the want mark when asked to,
 // and every other session's try that finds none free sees it; the
 // marking session's next try takes it off when it no longer wants it or
-// gets a slot, and a session's end takes it off too.
+// gets a slot, and a session's end takes it off too. A try that does not
+// look (lookEvery) reads nothing of it.
 func TestWantMark(t *testing.T) {
 	srv := pgtest.Shared(t)
 	s, _ := slotSession(t, srv, 1)
@@ -29,7 +30,7 @@ func TestWantMark(t *testing.T) {
 	}
 	try := func(c *pgx.Conn, want, marked bool) tried {
 		t.Helper()
-		results, err := c.PgConn().Exec(ctx, sl.tryQuery(want, marked)).ReadAll()
+		results, err := c.PgConn().Exec(ctx, sl.tryQuery(want, marked, true)).ReadAll()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,6 +45,13 @@ func TestWantMark(t *testing.T) {
 	}
 	if got := try(other, false, false); got.ok || got.marked || !got.waits {
 		t.Fatalf("another session's try with the mark held: %+v, want waits", got)
+	}
+	results, err := other.PgConn().Exec(ctx, sl.tryQuery(false, false, false)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readTry(results[0]); got.ok || got.looked || got.waits {
+		t.Fatalf("a try that does not look, with the mark held: %+v, want nothing read", got)
 	}
 	if got := try(waiter, true, true); got.ok || !got.marked || got.waits {
 		t.Fatalf("the marking session's next try, still wanting: %+v, want the mark kept, its own not seen", got)

@@ -43,9 +43,10 @@ type pass struct {
 	// the pass began, or since the holder's last try; seek: the holder's
 	// next probe tries for a slot (seekDue said so).
 	wanted, seek bool
-	// othersWait: the last try that found no slot free saw another
-	// instance's want mark (mark.go).
+	// othersWait: the last try that found no slot free and looked
+	// (lookedAt) saw another instance's want mark (mark.go).
 	othersWait bool
+	lookedAt   time.Time
 	// below is the pool's (Connector.WatchShare): the instance holds
 	// fewer connections than its fair share and callers want more; nil
 	// until set.
@@ -103,14 +104,32 @@ func (p *pass) take(ctx context.Context) (bool, error) {
 // dialEnded ends the dial's hold: the pass goes to c, the dial's
 // connection without a slot (full: its setup tried for one and found
 // none), or back when c is nil.
-func (p *pass) dialEnded(c *Conn, full, waits bool) {
+func (p *pass) dialEnded(c *Conn, full bool, try tried) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dialing = false
 	p.holdLocked(c, full)
-	if full {
-		p.othersWait = waits
+	p.lookedLocked(try)
+}
+
+// lookedLocked records whether try saw another instance's want mark,
+// when it looked.
+func (p *pass) lookedLocked(try tried) {
+	if try.looked {
+		p.othersWait = try.waits
 	}
+}
+
+// lookDue reports whether a try for a slot made now is to read whether
+// another instance waits (lookEvery), and if so counts it as made.
+func (p *pass) lookDue() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.lookedAt) < lookEvery {
+		return false
+	}
+	p.lookedAt = time.Now()
+	return true
 }
 
 // holdLocked gives the pass to c (nil: gives it back), whose last try
@@ -214,20 +233,20 @@ func (p *pass) seeking(c *Conn) bool {
 	return seek
 }
 
-// sought records c's try for a slot: got one, c gives the pass back;
-// waits: it found none, and saw another instance's want mark.
-func (p *pass) sought(c *Conn, got, waits bool) {
+// sought records c's try for a slot: got one (try.ok), c gives the
+// pass back.
+func (p *pass) sought(c *Conn, try tried) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.holder != c {
 		return
 	}
-	if got {
+	if try.ok {
 		p.wanted = false
 		p.holdLocked(nil, false)
 		return
 	}
-	p.othersWait = waits
+	p.lookedLocked(try)
 	p.holdLocked(c, true)
 }
 
@@ -249,7 +268,7 @@ func (p *pass) belowShare() bool {
 }
 
 // othersWaiting reports whether the last try that found no slot free
-// saw another instance's want mark.
+// and looked saw another instance's want mark.
 func (p *pass) othersWaiting() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

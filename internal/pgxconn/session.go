@@ -83,14 +83,15 @@ func (s *Session) ConnConfig() *pgx.ConnConfig {
 // same round trip: the connection holds none when every slot is held
 // (slotOf reports false).
 func (s *Session) AfterConnect(ctx context.Context, conn *pgx.Conn) error {
-	_, err := s.afterConnect(ctx, conn, s.slots, false)
+	_, err := s.afterConnect(ctx, conn, s.slots, false, false)
 	return err
 }
 
 // afterConnect is AfterConnect, trying for a slot of slots (none when
-// slots.n is 0), with the want mark when want (mark.go); it returns what
-// the try found.
-func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots, want bool) (tried, error) {
+// slots.n is 0), with the want mark when want and a look whether
+// another instance waits when look (mark.go); it returns what the try
+// found.
+func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots, want, look bool) (tried, error) {
 	_, set := serverSettings(s.pool, serverMajor(conn))
 	sent := conn.Config().RuntimeParams
 	batch := &pgconn.Batch{}
@@ -115,7 +116,7 @@ func (s *Session) afterConnect(ctx context.Context, conn *pgx.Conn, slots slots,
 		batch.ExecParams(sessionQuery, nil, nil, nil, []int16{1, 1, 1})
 	}
 	if slots.n > 0 {
-		batch.ExecParams(slots.tryQuery(want, false), nil, nil, nil, nil)
+		batch.ExecParams(slots.tryQuery(want, false, look), nil, nil, nil, nil)
 	}
 	if sets == 0 && !identify && slots.n == 0 {
 		return tried{}, nil

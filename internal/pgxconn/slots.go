@@ -144,7 +144,7 @@ func (c *Conn) slotProbe(ctx context.Context, held slot) error {
 // if any, and so gives the pass back.
 func (c *Conn) seekSlot(ctx context.Context) error {
 	s, cd := c.pass.slots, c.Pgx.PgConn().CustomData()
-	results, err := c.Pgx.PgConn().Exec(ctx, s.tryQuery(c.pass.belowShare(), markHeld(cd))).ReadAll()
+	results, err := c.Pgx.PgConn().Exec(ctx, s.tryQuery(c.pass.belowShare(), markHeld(cd), c.pass.lookDue())).ReadAll()
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func (c *Conn) seekSlot(ctx context.Context) error {
 		cd[slotKey] = slot{s: s, k: try.k, n: 1}
 	}
 	noteMark(cd, try.marked)
-	c.pass.sought(c, try.ok, try.waits)
+	c.pass.sought(c, try)
 	return nil
 }
 
