@@ -73,7 +73,9 @@ func (p *Pool[C]) putIdle(res *puddle.Resource[*entry[C]]) {
 	res.ReleaseUnused()
 	if p.waiters.Load() > 0 {
 		p.wake() // a caller backing off, or between two waits
+		return
 	}
+	p.noteQuiet()
 }
 
 // passOn returns a connection handed to a caller that gave up meanwhile:

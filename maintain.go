@@ -62,6 +62,8 @@ func (p *Pool[C]) work(ticks <-chan struct{}, done chan<- struct{}) {
 			p.endOrphans(p.bg, true)
 			p.yieldSlot(p.bg)
 			p.ensureMinConns()
+		case <-p.yieldNow:
+			p.yieldSlot(p.bg)
 		}
 	}
 }

@@ -152,6 +152,7 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 		entries:        make(map[*entry[C]]struct{}),
 		released:       make(chan struct{}, 1),
 		stopMaintainer: make(chan struct{}),
+		yieldNow:       make(chan struct{}, 1),
 		maintainerDone: make(chan struct{}),
 		shutdownDone:   make(chan struct{}),
 		m:              m,

@@ -74,6 +74,7 @@ type Pool[C any] struct {
 
 	closeOnce      sync.Once
 	stopMaintainer chan struct{}
+	yieldNow       chan struct{} // asks the maintainer's worker for yieldSlot at once (noteQuiet)
 	maintainerDone chan struct{}
 	shutdownDone   chan struct{}
 	report         DrainReport // set before shutdownDone closes

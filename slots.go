@@ -131,6 +131,26 @@ type SlotHolder[C any] interface {
 	YieldSlot(ctx context.Context, c C) (bool, error)
 }
 
+// noteQuiet follows a connection put back idle with no caller waiting.
+// When the pool is left with that one connection, none checked out and
+// the pass free, the connection holds a slot a quiet instance need not
+// hold, taken at its first checkout (which tries for one: a fresh
+// instance's first request may open a burst) or for a burst now over:
+// the worker moves it back onto the pass at once (yieldSlot) rather than
+// after ProbeAfterIdle, when the busy instances may need it.
+func (p *Pool[C]) noteQuiet() {
+	if p.slotter == nil {
+		return
+	}
+	if st := p.p.Stat(); st.TotalResources() != 1 || st.AcquiredResources() > 0 || !p.slotter.PassFree() {
+		return
+	}
+	select {
+	case p.yieldNow <- struct{}{}:
+	default: // asked already
+	}
+}
+
 // passPatience is how long a caller waits for a connection to come back
 // when the pass is held (awaitPass) before it dials, which then waits
 // for the pass itself.
@@ -155,17 +175,20 @@ func (p *Pool[C]) awaitPass(ctx context.Context) bool {
 // the pass instead, in one round trip that is its probe. So an instance
 // that went quiet keeps its connection and holds none of the slots the
 // busy ones share; its next checkout takes a slot again (pass.go in
-// internal/pgxconn).
+// internal/pgxconn). The pool's only connection gives its slot back
+// however briefly it has idled, when trusted (noteQuiet).
 func (p *Pool[C]) yieldSlot(ctx context.Context) {
-	if p.slotter == nil || !p.slotter.PassFree() || p.p.Stat().AcquiredResources() > 0 || p.waiters.Load() > 0 {
+	st := p.p.Stat()
+	if p.slotter == nil || p.isDraining() || st.AcquiredResources() > 0 || p.waiters.Load() > 0 || !p.slotter.PassFree() {
 		return
 	}
+	only := st.TotalResources() == 1
 	var via *puddle.Resource[*entry[C]]
 	now := nanotime()
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
 		idle := time.Duration(now - e.idleSince)
-		if via == nil && idle >= p.rules.probeAfter && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
+		if via == nil && (only || idle >= p.rules.probeAfter) && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
 			via = res
 			continue
 		}

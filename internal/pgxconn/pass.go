@@ -43,6 +43,9 @@ type pass struct {
 	// the pass began, or since the holder's last try; seek: the holder's
 	// next probe tries for a slot (seekDue said so).
 	wanted, seek bool
+	// untried: the holder was dialled as the instance's only connection
+	// and has not tried for a slot; its first checkout does (seekDue).
+	untried bool
 	// othersWait: the last try that found no slot free and looked
 	// (lookedAt) saw another instance's want mark (mark.go).
 	othersWait bool
@@ -109,6 +112,7 @@ func (p *pass) dialEnded(c *Conn, full bool, try tried) {
 	defer p.mu.Unlock()
 	p.dialing = false
 	p.holdLocked(c, full)
+	p.untried = c != nil && !full
 	p.lookedLocked(try)
 }
 
@@ -135,7 +139,7 @@ func (p *pass) lookDue() bool {
 // holdLocked gives the pass to c (nil: gives it back), whose last try
 // for a slot, made now, found none free (full) or who has not tried.
 func (p *pass) holdLocked(c *Conn, full bool) {
-	p.holder, p.full, p.tried = c, full, time.Time{}
+	p.holder, p.full, p.tried, p.untried = c, full, time.Time{}, false
 	if full {
 		p.tried = time.Now()
 	}
@@ -200,17 +204,23 @@ func (p *pass) held(c *Conn) bool {
 }
 
 // seekDue reports whether c holds the pass and should try for a slot at
-// this checkout: a dial wants the pass, or callers wait (waiting), and c
-// has not found the slots full within seekEvery. The probe it asks for
-// makes the try (seeking). Otherwise c keeps the pass: an instance that
-// serves one request at a time needs no slot.
+// this checkout: a dial wants the pass, or callers wait (waiting), or c
+// has not tried since its dial, and c has not found the slots full within
+// seekEvery. The probe it asks for makes the try (seeking). Otherwise c
+// keeps the pass: an instance that serves one request at a time needs no
+// slot.
+//
+// The first checkout of an untried connection tries because it may be
+// the first of a burst (a fresh instance, a quiet one whose connection
+// closed): the callers arriving just after it would otherwise wait for
+// its query to come back before their dials could have the pass.
 func (p *pass) seekDue(c *Conn, waiting bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.holder != c || !p.wanted && !waiting || p.recentlyFullLocked() {
+	if p.holder != c || !p.wanted && !waiting && !p.untried || p.recentlyFullLocked() {
 		return false
 	}
-	p.wanted, p.seek = false, true
+	p.wanted, p.seek, p.untried = false, true, false
 	return true
 }
 

@@ -83,8 +83,9 @@ func grow(t *testing.T, k *Connector[*Conn], holder *Conn) *Conn {
 	return d.c
 }
 
-// An instance's only connection holds the pass and no slot. A second dial
-// waits for it to take a slot at its next checkout, then opens; a dial
+// An instance's only connection holds the pass and no slot, and its
+// first checkout tries for one (it may be the first of a burst). A second
+// dial waits for it to take a slot at its next checkout, then opens; a dial
 // that finds every slot held keeps its connection, which holds the pass,
 // and the next dial then fails at once as a full server would, without
 // opening a backend. The connection holding the pass tries for a slot
@@ -99,8 +100,11 @@ func TestPassCoversTheDialWithoutASlot(t *testing.T) {
 	if _, _, ok := SlotOf(first.Pgx); ok || !k.pass.held(first) || k.SlotsHeld() != 0 {
 		t.Fatalf("the only connection: slot held %v, pass held %v, SlotsHeld %d; want the pass only", ok, k.pass.held(first), k.SlotsHeld())
 	}
+	if !k.WantsProbe(first, false) {
+		t.Fatal("the only connection wants no probe at its first checkout")
+	}
 	if k.WantsProbe(first, false) {
-		t.Fatal("the holder wants a probe before any dial wanted the pass")
+		t.Fatal("the holder wants a probe again before any dial wanted the pass")
 	}
 	grow(t, k, first)
 	holder := dial(t, k)
