@@ -201,7 +201,7 @@ func (p *Pool[C]) yieldSlot(ctx context.Context) {
 	_, err := p.slotter.YieldSlot(ctx, via.Value().conn)
 	cancel()
 	if err == nil && p.connector.Reusable(via.Value().conn) {
-		via.ReleaseUnused()
+		p.putIdle(via) // to a caller that came meanwhile, if any
 		return
 	}
 	via.Value().dead.Store(true)
