@@ -127,7 +127,9 @@ func (p *Pool[C]) checkIn(res *puddle.Resource[*entry[C]], e *entry[C], now int6
 		p.destroy(res)
 		return false
 	}
-	if p.onLease(e) && (now-e.created >= int64(borrowLease) || p.policy.contended(now) && p.aboveSlack()) {
+	// onLease reads puddle's Stat: last, so that a release the lease
+	// would not end allocates nothing.
+	if e.borrowed && (now-e.created >= int64(borrowLease) || p.policy.contended(now) && p.aboveSlack()) && p.onLease(e) {
 		p.counters.borrowReturned.Add(1)
 		p.slotGivenBack(e.created, now)
 		p.leaseEnded(now)

@@ -138,11 +138,18 @@ type SlotHolder[C any] interface {
 // instance's first request may open a burst) or for a burst now over:
 // the worker moves it back onto the pass at once (yieldSlot) rather than
 // after ProbeAfterIdle, when the busy instances may need it.
+//
+// It runs at every such release, so it reads no puddle Stat (which
+// allocates and walks every connection): the count of entries and the
+// pass are enough to ask, and yieldSlot checks the rest.
 func (p *Pool[C]) noteQuiet() {
 	if p.slotter == nil {
 		return
 	}
-	if st := p.p.Stat(); st.TotalResources() != 1 || st.AcquiredResources() > 0 || !p.slotter.PassFree() {
+	p.mu.Lock()
+	n := len(p.entries)
+	p.mu.Unlock()
+	if n != 1 || !p.slotter.PassFree() {
 		return
 	}
 	select {

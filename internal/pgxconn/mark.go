@@ -51,11 +51,12 @@ type tried struct {
 
 // tryQuery returns the statement of a try for a slot: the slot takeQuery
 // takes (NULL for none); with none free and look, whether another
-// session holds the mark (NULL when not looked); and whether this session holds it after the try: it takes
-// the mark when want and no slot was free, and lets it go when it held
-// it (marked) and got a slot or no longer wants it. The take is in a
-// WITH query, which PostgreSQL evaluates once since it calls volatile
-// functions; CASE orders the calls that depend on its outcome.
+// session holds the mark (NULL when not looked); and whether this
+// session holds it after the try: it takes the mark when want and no
+// slot was free, and lets it go when it held it (marked) and got a slot
+// or no longer wants it. The take is in a WITH query, which PostgreSQL
+// evaluates once since it calls volatile functions; CASE orders the
+// calls that depend on its outcome.
 func (s slots) tryQuery(want, marked, look bool) string {
 	unlock := fmt.Sprintf(`pg_catalog.pg_advisory_unlock_shared(%d, %d) IS NULL`, s.ns, markKey)
 	var mark string
