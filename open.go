@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/jackc/puddle/v2"
 )
@@ -172,6 +173,8 @@ func newPool[C any](cfg settings, connector Connector[C], hooks Hooks[C], m *met
 	if cfg.SlotsOn() {
 		if p.slotter, _ = connector.(SlotHolder[C]); p.slotter != nil {
 			p.slotter.WatchShare(p.belowShare)
+			p.quiet = time.AfterFunc(time.Hour, p.askWorker)
+			p.quiet.Stop()
 		}
 	}
 	p.said, _ = connector.(ServerWitness[C])

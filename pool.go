@@ -74,7 +74,8 @@ type Pool[C any] struct {
 
 	closeOnce      sync.Once
 	stopMaintainer chan struct{}
-	yieldNow       chan struct{} // asks the maintainer's worker for yieldSlot at once (noteQuiet)
+	yieldNow       chan struct{} // asks the maintainer's worker for yieldSlot at once
+	quiet          *time.Timer   // asks it quietAfter after the pool went quiet (noteQuiet); slots on only
 	maintainerDone chan struct{}
 	shutdownDone   chan struct{}
 	report         DrainReport // set before shutdownDone closes

@@ -136,12 +136,14 @@ type SlotHolder[C any] interface {
 // the pass free, the connection holds a slot a quiet instance need not
 // hold, taken at its first checkout (which tries for one: a fresh
 // instance's first request may open a burst) or for a burst now over:
-// the worker moves it back onto the pass at once (yieldSlot) rather than
-// after ProbeAfterIdle, when the busy instances may need it.
+// once it has idled quietAfter, the worker moves it back onto the pass
+// (yieldSlot) rather than after ProbeAfterIdle, when the busy instances
+// may need it.
 //
 // It runs at every such release, so it reads no puddle Stat (which
-// allocates and walks every connection): the count of entries and the
-// pass are enough to ask, and yieldSlot checks the rest.
+// allocates and walks every connection), and re-arms one timer: the
+// count of entries and the pass are enough to ask, and yieldSlot checks
+// the rest.
 func (p *Pool[C]) noteQuiet() {
 	if p.slotter == nil {
 		return
@@ -152,6 +154,19 @@ func (p *Pool[C]) noteQuiet() {
 	if n != 1 || !p.slotter.PassFree() {
 		return
 	}
+	p.quiet.Reset(quietAfter)
+}
+
+// quietAfter is how long an instance's only connection idles before it
+// gives its slot back (noteQuiet): about a dial's time to a nearby
+// server, what an instance waiting for the slot loses meanwhile. Its next
+// checkout tries for a slot again (it may open a burst), a round trip
+// before the caller's query; an instance serving requests closer
+// together keeps its slot and pays none.
+const quietAfter = 20 * time.Millisecond
+
+// askWorker has the maintainer's worker run yieldSlot at once.
+func (p *Pool[C]) askWorker() {
 	select {
 	case p.yieldNow <- struct{}{}:
 	default: // asked already
@@ -182,8 +197,8 @@ func (p *Pool[C]) awaitPass(ctx context.Context) bool {
 // the pass instead, in one round trip that is its probe. So an instance
 // that went quiet keeps its connection and holds none of the slots the
 // busy ones share; its next checkout takes a slot again (pass.go in
-// internal/pgxconn). The pool's only connection gives its slot back
-// however briefly it has idled, when trusted (noteQuiet).
+// internal/pgxconn). The pool's only connection gives its slot back once
+// it has idled quietAfter, when trusted (noteQuiet).
 func (p *Pool[C]) yieldSlot(ctx context.Context) {
 	st := p.p.Stat()
 	if p.slotter == nil || p.isDraining() || st.AcquiredResources() > 0 || p.waiters.Load() > 0 || !p.slotter.PassFree() {
@@ -195,7 +210,7 @@ func (p *Pool[C]) yieldSlot(ctx context.Context) {
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
 		idle := time.Duration(now - e.idleSince)
-		if via == nil && (only || idle >= p.rules.probeAfter) && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
+		if via == nil && (only && idle >= quietAfter || idle >= p.rules.probeAfter) && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
 			via = res
 			continue
 		}

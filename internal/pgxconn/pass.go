@@ -43,8 +43,9 @@ type pass struct {
 	// the pass began, or since the holder's last try; seek: the holder's
 	// next probe tries for a slot (seekDue said so).
 	wanted, seek bool
-	// untried: the holder was dialled as the instance's only connection
-	// and has not tried for a slot; its first checkout does (seekDue).
+	// untried: the holder was dialled as the instance's only connection,
+	// or gave its slot back as it (yieldTo), and has not tried for a slot
+	// since; its first checkout does (seekDue).
 	untried bool
 	// othersWait: the last try that found no slot free and looked
 	// (lookedAt) saw another instance's want mark (mark.go).
@@ -154,7 +155,9 @@ func (p *pass) recentlyFullLocked() bool {
 
 // yieldTo gives the pass, when free, to c, which holds a slot it is
 // about to give back (yieldSlot); it reports whether c holds the pass.
-// c has not tried for a slot: its next probe does.
+// c is then untried: its next checkout tries for a slot, as a fresh
+// instance's only connection's does, since a quiet instance's next
+// request may open a burst too.
 func (p *pass) yieldTo(c *Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -163,6 +166,7 @@ func (p *pass) yieldTo(c *Conn) bool {
 	}
 	p.wanted, p.seek = false, false
 	p.holdLocked(c, false)
+	p.untried = true
 	return true
 }
 
@@ -211,9 +215,9 @@ func (p *pass) held(c *Conn) bool {
 // slot.
 //
 // The first checkout of an untried connection tries because it may be
-// the first of a burst (a fresh instance, a quiet one whose connection
-// closed): the callers arriving just after it would otherwise wait for
-// its query to come back before their dials could have the pass.
+// the first of a burst (a fresh instance, a quiet one): the callers
+// arriving just after it would otherwise wait for its query to come back
+// before their dials could have the pass.
 func (p *pass) seekDue(c *Conn, waiting bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

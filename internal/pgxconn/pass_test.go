@@ -240,7 +240,8 @@ func TestPassDialsOneAtATime(t *testing.T) {
 
 // An idle connection gives its slot back and holds the free pass
 // instead, however many times its probes re-took the slot; its next
-// probe takes a slot again.
+// checkout asks for a probe, with no caller waiting (a quiet instance's
+// next request may open a burst), and the probe takes a slot again.
 func TestYieldSlot(t *testing.T) {
 	srv := pgtest.Shared(t)
 	ctx := context.Background()
@@ -268,6 +269,9 @@ func TestYieldSlot(t *testing.T) {
 	}
 	if yielded, _ := k.YieldSlot(ctx, c); yielded {
 		t.Fatal("a second yield, with the pass held")
+	}
+	if !k.WantsProbe(c, false) {
+		t.Fatal("the checkout after the yield, no caller waiting: no probe asked for")
 	}
 	if err := k.Ping(ctx, c); err != nil || held() != 1 || !k.PassFree() {
 		t.Fatalf("probe after the yield: %v, %d slots held, pass free %v", err, held(), k.PassFree())

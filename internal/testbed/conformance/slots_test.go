@@ -412,6 +412,31 @@ func TestSlotsGivenBackWhenQuiet(t *testing.T) {
 	}
 }
 
+// An instance serving one request after another, with no pause between
+// them, keeps its slot: only the first checkout after its dial tries for
+// one (a probe), the slot never goes back between requests, and every
+// query runs holding it. After the last, the slot goes back (see
+// TestSlotsGivenBackWhenQuiet).
+func TestSlotsKeptBetweenRequestsInARow(t *testing.T) {
+	srv := pgtest.Shared(t)
+	for _, a := range adaptertest.Adapters {
+		t.Run(a.Name, func(t *testing.T) {
+			db, _ := openOneSlotConn(t, srv, a, runpool.Config{ProbeAfterIdle: time.Minute})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			before := db.Stat().ProbeCount()
+			for i := range 50 {
+				if n := slotsOfQuery(ctx, t, db); n != 1 {
+					t.Fatalf("request %d ran with %d slots held, want 1", i, n)
+				}
+			}
+			if probes := db.Stat().ProbeCount() - before; probes > 1 {
+				t.Fatalf("%d probes over 50 requests in a row, want at most the first checkout's", probes)
+			}
+		})
+	}
+}
+
 // Four instances, all busy, on a shared server with a budget of 12,
 // with slots and with static division (12 / ceil(4 x 1.1) = 2
 // connections each): every query served and the budget kept, both ways.
