@@ -63,6 +63,7 @@ func (p *Pool[C]) work(ticks <-chan struct{}, done chan<- struct{}) {
 			p.yieldSlot(p.bg)
 			p.ensureMinConns()
 		case <-p.yieldNow:
+			p.takeParked() // a quiet instance's only connection may be parked
 			p.yieldSlot(p.bg)
 		}
 	}

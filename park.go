@@ -73,6 +73,7 @@ func (c *Conn[C]) Park() bool {
 		}
 		return false
 	}
+	p.noteQuiet() // a parked connection is idle, as one put back is
 	return true
 }
 

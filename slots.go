@@ -131,7 +131,8 @@ type SlotHolder[C any] interface {
 	YieldSlot(ctx context.Context, c C) (bool, error)
 }
 
-// noteQuiet follows a connection put back idle with no caller waiting.
+// noteQuiet follows a connection put back idle with no caller waiting,
+// or parked (Conn.Park).
 // When the pool is left with that one connection, none checked out and
 // the pass free, the connection holds a slot a quiet instance need not
 // hold, taken at its first checkout (which tries for one: a fresh
