@@ -437,7 +437,7 @@ func TestSlotsKeptBetweenRequestsInARow(t *testing.T) {
 // with slots and with static division (12 / ceil(4 x 1.1) = 2
 // connections each): every query served and the budget kept, both ways.
 // The p99 with slots is logged against static division's, not asserted:
-// it is 1.2-1.5 times here under the race detector, set by the first
+// it is 1.2-1.8 times here under the race detector, set by the first
 // burst, where each instance grows one dial at a time from cold while
 // static division dials its two at once; later bursts are level with
 // static division's. It was 2.4 times at load 10.
