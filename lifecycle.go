@@ -50,6 +50,9 @@ func (p *Pool[C]) Shutdown(ctx context.Context) (DrainReport, error) {
 	p.stopBg() // hedges, the MinConns floor, ending orphans: the maintainer may be in one
 	close(p.stopMaintainer)
 	<-p.maintainerDone
+	if p.quiet != nil {
+		p.quiet.Stop() // the worker it would wake is gone
+	}
 	p.logStale(time.Now(), true) // what the maintainer had not logged yet
 	if spare := p.spare.Swap(nil); spare != nil {
 		p.connector.Close(*spare, false)
