@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/testbed/pgtest"
 )
@@ -278,5 +279,66 @@ func TestYieldSlot(t *testing.T) {
 	}
 	if b := srv.Backends(t, user); b != 1 {
 		t.Fatalf("%d backends, want the one", b)
+	}
+}
+
+// A yield after a user's pg_advisory_unlock_all() releases nothing more,
+// however many locks of the slot the pool counted, and draws one WARNING
+// from the server at most; a yield with the count right draws none.
+func TestYieldSlotAfterUnlockAll(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	user := srv.CreateRole(t, -1)
+	cc, err := pgx.ParseConfig(srv.URLFor(user, "pw", user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var warnings int
+	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if n.Severity == "WARNING" {
+			mu.Lock()
+			warnings++
+			mu.Unlock()
+		}
+	}
+	k, err := New(ctx, Options[*Conn]{ConnConfig: cc, Pool: slotConfig(t, 2),
+		Open: func(ctx context.Context, cc *pgx.ConnConfig) (*Conn, error) {
+			c, err := pgx.ConnectConfig(ctx, cc)
+			if err != nil {
+				return nil, err
+			}
+			return &Conn{Pgx: c}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := func() int { mu.Lock(); defer mu.Unlock(); return warnings }
+	c := dial(t, k)
+	for _, unlockAll := range []bool{false, true} {
+		for range 5 { // the first takes the slot, the others stack locks of it
+			if err := k.Ping(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if unlockAll {
+			if _, err := c.Pgx.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := warned()
+		if yielded, err := k.YieldSlot(ctx, c); err != nil || !yielded {
+			t.Fatalf("yield (unlock_all %v): %v, %v", unlockAll, yielded, err)
+		}
+		if held := slotLocks(t, srv, k.pass.slots.ns, 0); held != 0 {
+			t.Fatalf("after the yield (unlock_all %v): %d locks held", unlockAll, held)
+		}
+		want := 0
+		if unlockAll {
+			want = 1
+		}
+		if got := warned() - before; got != want {
+			t.Fatalf("the yield (unlock_all %v) drew %d warnings, want %d", unlockAll, got, want)
+		}
 	}
 }

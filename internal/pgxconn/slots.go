@@ -159,17 +159,13 @@ func (c *Conn) seekSlot(ctx context.Context) error {
 
 // yieldSlot gives c's slot back to the service and has c hold the pass
 // instead, in one round trip, when the pass is free; it reports whether
-// it did. The unlocks are as many as the session's locks of the slot as
-// far as the pool knows; after a user's pg_advisory_unlock_all the
-// server has fewer, and answers the rest with a warning.
+// it did.
 func (c *Conn) yieldSlot(ctx context.Context) (bool, error) {
 	held, ok := slotOf(c.Pgx)
 	if !ok || c.pass == nil || !c.pass.yieldTo(c) {
 		return false, nil
 	}
-	q := fmt.Sprintf(`SELECT count(*) FROM pg_catalog.generate_series(1, %d) i WHERE pg_catalog.pg_advisory_unlock(%d, %d)`,
-		held.n, held.s.ns, held.k)
-	if _, err := c.Pgx.PgConn().Exec(ctx, q).ReadAll(); err != nil {
+	if _, err := c.Pgx.PgConn().Exec(ctx, held.unlockQuery()).ReadAll(); err != nil {
 		return false, err // the pool closes c, which gives the pass back
 	}
 	delete(c.Pgx.PgConn().CustomData(), slotKey)
@@ -187,4 +183,15 @@ func slotOf(conn *pgx.Conn) (slot, bool) {
 func SlotOf(conn *pgx.Conn) (namespace int32, k int, ok bool) {
 	s, ok := slotOf(conn)
 	return s.s.ns, s.k, ok
+}
+
+// unlockQuery returns the statement that releases the session's locks of
+// the slot: as many as the pool counted (held.n), stopping at the first
+// unlock that finds none left. After a user's pg_advisory_unlock_all the
+// session holds fewer, and the server answers that unlock with a
+// WARNING: one, however many the count said.
+func (held slot) unlockQuery() string {
+	return fmt.Sprintf(`WITH RECURSIVE u(i) AS (SELECT 1 WHERE pg_catalog.pg_advisory_unlock(%[1]d, %[2]d)
+	UNION ALL SELECT i + 1 FROM u WHERE CASE WHEN i < %[3]d THEN pg_catalog.pg_advisory_unlock(%[1]d, %[2]d) ELSE false END)
+	SELECT count(*) FROM u`, held.s.ns, held.k, held.n)
 }
