@@ -67,6 +67,9 @@ type settings struct {
 	Burst, Bursts                      int
 	Instances, Rounds, Load            int
 	LoadQuery, LoadDeadline, TermQuery time.Duration
+	// NetLatency is the round trip added between the instances and the
+	// server in the budget scenarios (0: none).
+	NetLatency                         time.Duration
 	ServerMax, Budget, BudgetServerMax int
 	Grace, LeakWait, Reclaim           time.Duration
 	Scenarios                          []string
@@ -119,6 +122,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	fs.IntVar(&s.Load, "load", 20, "concurrent queries per instance and round (and in sigterm)")
 	fs.DurationVar(&s.LoadQuery, "load-query", 50*time.Millisecond, "query time in the scale, budget, hot and hot-budget scenarios")
 	fs.DurationVar(&s.LoadDeadline, "load-deadline", 5*time.Second, "deadline of each request in the scale, budget, hot, hot-budget and sigterm scenarios")
+	fs.DurationVar(&s.NetLatency, "net-latency", 0, "round trip added between the instances and the server in the scale, budget, hot and hot-budget scenarios, as a server farther away (half each way, on every message)")
 	fs.DurationVar(&s.TermQuery, "term-query", time.Second, "query time in the sigterm scenario")
 	fs.IntVar(&s.ServerMax, "server-max", 25, "max_connections of the small server (scale, hot)")
 	fs.IntVar(&s.Budget, "budget", 25, "the service's connection budget in the budget and hot-budget scenarios")
@@ -183,6 +187,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	if !slices.ContainsFunc(s.Scenarios, func(n string) bool { return len(s.poolsIn(n)) > 0 }) {
 		return s, fmt.Errorf("-pools: none of %s runs in %s (runpool-slots runs only in %s)",
 			poolNamesOf(s.Pools), strings.Join(s.Scenarios, ","), strings.Join(budgetScenarios, ","))
+	}
+	if s.NetLatency < 0 {
+		return s, errors.New("-net-latency must not be negative")
 	}
 	if s.ServerMax <= 3 || s.BudgetServerMax <= 3 {
 		return s, errors.New("-server-max and -budget-server-max must exceed the 3 superuser_reserved_connections")

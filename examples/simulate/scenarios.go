@@ -315,7 +315,10 @@ func (e *env) scaleOut(name string, srv *server, budget int) *table {
 			return
 		}
 		r.srv = srv
-		dsn := srv.dsn(r.role, "")
+		dsn, err := e.far(r, srv)
+		if r.err = err; err != nil {
+			return
+		}
 		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(k, dsn, s.Instances, budget, serverAllows),
 			MaxConns: max(1, share/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err == nil {
@@ -326,6 +329,20 @@ func (e *env) scaleOut(name string, srv *server, budget int) *table {
 		e.finish(r, srv, insts, s.Grace)
 	})
 	return t
+}
+
+// far returns the DSN r's instances reach srv at in a budget scenario:
+// srv itself, or with NetLatency a proxy that adds it (r.nat, closed by
+// reclaimCheck).
+func (e *env) far(r *row, srv *server) (string, error) {
+	if e.s.NetLatency <= 0 {
+		return srv.dsn(r.role, ""), nil
+	}
+	var err error
+	if r.nat, err = faultproxy.Start(faultproxy.Config{Target: srv.Addr(), Latency: e.s.NetLatency / 2}); err != nil {
+		return "", err
+	}
+	return srv.dsn(r.role, r.nat.Addr()), nil
 }
 
 // staticNote says what the rows tuned by hand get in a budget scenario.
@@ -352,7 +369,10 @@ func (e *env) hot(name string, srv *server, budget int) *table {
 			return
 		}
 		r.srv = srv
-		dsn := srv.dsn(r.role, "")
+		dsn, err := e.far(r, srv)
+		if r.err = err; err != nil {
+			return
+		}
 		insts, err := startAll(s.Instances, instanceSpec{Pool: k.name, DSN: dsn, Env: runpoolEnv(k, dsn, s.Instances, budget, srv.allows),
 			MaxConns: max(1, t.budget/s.Instances), NATIdle: s.NATIdle, Grace: s.Grace})
 		if r.err = err; err == nil {

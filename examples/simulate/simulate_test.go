@@ -35,7 +35,7 @@ func TestShortRun(t *testing.T) {
 		"-only", "freeze,scale", "-pools", "pgxpool,runpool-pgx,runpool-sql",
 		"-freeze", "1500ms", "-nat-idle", "1s", "-bursts", "2", "-burst", "8",
 		"-instances", "3", "-rounds", "2", "-load", "6", "-server-max", "12",
-		"-leak-wait", "1s", "-reclaim", "8s",
+		"-leak-wait", "1s", "-reclaim", "8s", "-net-latency", "2ms",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +187,7 @@ func TestParseFlagsSlots(t *testing.T) {
 		{[]string{"-only", "freeze,scale", "-pools", "runpool-slots,runpool-pgx"}, "blackhole,reset,scale", "runpool-slots,runpool-pgx"},
 		{[]string{"-only", "freeze", "-pools", "runpool-slots"}, "", ""},
 		{[]string{"-only", "slotz"}, "", ""},
+		{[]string{"-only", "slots", "-net-latency", "-1ms"}, "", ""},
 	}
 	for _, tc := range tests {
 		s, err := parseFlags(flag.NewFlagSet("simulate", flag.ContinueOnError), tc.args)
