@@ -143,3 +143,46 @@ func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// Callers waiting out a full budget retry on their backoff schedule: a
+// refused dial does not wake another backing-off caller, which would be
+// refused in turn and wake the next, at CPU speed while no slot frees.
+func TestRefusedDialsDoNotSpin(t *testing.T) {
+	s := &slotServer{n: 2}
+	cfg := Config{Budget: 6, MaxConns: 4, BudgetSlots: BudgetSlotsAdvisory}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	other, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	mine, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	held, err := mine.Acquire(ctx) // the budget is full now: each holds one slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers, wait = 6, 300 * time.Millisecond
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			if c, err := mine.Acquire(ctx); err == nil {
+				c.Release()
+			}
+		})
+	}
+	wg.Wait()
+	held.Release()
+	// Backoff from 10 ms, doubling: a handful of tries each in 300 ms.
+	refused := mine.Stat().SlotWaitCount()
+	t.Logf("%d callers waiting %v with every slot held: %d dials refused", callers, wait, refused)
+	if refused > 20*callers {
+		t.Fatalf("%d dials refused in %v for %d callers: refusals wake each other", refused, wait, callers)
+	}
+}

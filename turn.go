@@ -144,7 +144,17 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 		}
 		defer func() {
 			<-p.dialSem
-			if p.waiters.Load() > 0 {
+			switch {
+			case p.waiters.Load() == 0:
+			case tooManyConnections(err):
+				// The token is free for the callers waiting their turn;
+				// those backing off from a refusal of the same kind keep
+				// backing off. Waking one of them would have it dial and
+				// be refused in turn, and wake the next: with budget
+				// slots, whose refusals need no I/O, a loop that spins
+				// at CPU speed until a slot frees.
+				p.q.wakeAll()
+			default:
 				p.wakeAll()
 			}
 		}()
