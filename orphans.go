@@ -2,6 +2,7 @@ package runpool
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -19,9 +20,10 @@ import (
 // leaves as many orphans as it had idle connections, and the next
 // scale-out meets 53300. So the pool notes each such connection's server
 // session exactly (the server and the session on it, as the server
-// reported them at connect time) and, at the maintainer's next tick (and
-// at the start of a drain), ends the ones still there through a live
-// connection of its own on the same server.
+// reported them at connect time) and ends the ones still there through a
+// live connection of its own on the same server: the next one it dials
+// (endOrphansOnDial), or an idle one at the maintainer's next tick, or at
+// the start of a drain.
 
 // Orphan identifies one server session exactly, as the server itself
 // reported it when the connection was opened: the server it is on and the
@@ -62,7 +64,7 @@ const orphansTimeout = time.Second
 // the rest for the server's own timeouts.
 const maxOrphans = 1024
 
-// orphans is the list of sessions to end at the next tick.
+// orphans is the list of sessions to end at the next dial or tick.
 type orphans struct {
 	mu   sync.Mutex // guards list
 	list []notedOrphan
@@ -87,6 +89,31 @@ func (o *orphans) take() []notedOrphan {
 	o.list = nil
 	o.mu.Unlock()
 	return l
+}
+
+// keep notes list again at now, but for the sessions noted orphanKeep
+// or longer ago.
+func (o *orphans) keep(list []notedOrphan, now int64) {
+	for _, x := range list {
+		if time.Duration(now-x.at) < orphanKeep {
+			o.add(x)
+		}
+	}
+}
+
+// on returns the sessions of list on server (by its start) and notes the
+// others again (keep).
+func (o *orphans) on(server time.Time, list []notedOrphan, now int64) []notedOrphan {
+	var mine, rest []notedOrphan
+	for _, x := range list {
+		if x.Server.Equal(server) {
+			mine = append(mine, x)
+		} else {
+			rest = append(rest, x)
+		}
+	}
+	o.keep(rest, now)
+	return mine
 }
 
 // noteOrphan records e's session when its server side may live on after
@@ -172,19 +199,13 @@ func (p *Pool[C]) endOrphans(ctx context.Context, mayProbe bool) {
 		}
 		res.ReleaseUnused()
 	}
-	var mine []notedOrphan
-	for _, o := range list {
-		switch {
-		case via != nil && o.Server.Equal(here.Server):
-			mine = append(mine, o)
-		case time.Duration(now-o.at) < orphanKeep:
-			p.orphans.add(o)
-		}
+	if via == nil {
+		p.orphans.keep(list, now)
+		return
 	}
+	mine := p.orphans.on(here.Server, list, now)
 	if len(mine) == 0 {
-		if via != nil {
-			via.ReleaseUnused()
-		}
+		via.ReleaseUnused()
 		return
 	}
 	ctx, cancel := withRunningTimeout(ctx, orphansTimeout)
@@ -226,15 +247,42 @@ func (p *Pool[C]) endLeftOrphans(ctx context.Context) {
 	if !ok {
 		return
 	}
-	var mine []notedOrphan
-	for _, o := range list {
-		if o.Server.Equal(here.Server) {
-			mine = append(mine, o)
-		}
-	}
-	if len(mine) > 0 {
+	if mine := p.orphans.on(here.Server, list, nanotime()); len(mine) > 0 {
 		p.endSessions(ctx, c, mine)
 	}
+}
+
+// errDiedEndingOrphans fails a dial whose connection broke while it
+// ended orphaned sessions (endOrphansOnDial).
+var errDiedEndingOrphans = errors.New("runpool: the new connection broke while ending orphaned sessions")
+
+// endOrphansOnDial ends the noted sessions on c's server through c, just
+// dialled, before it serves: after a freeze, the orphans of the
+// connections the thaw gave up hold server slots (with BudgetSlots, the
+// service's own budget slots) that the burst's next dials need at once,
+// not at the next tick. It costs that one dial a round trip, within the
+// dial's own deadline (ctx: DialTimeout, not orphansTimeout, which a
+// distant server's round trip may exceed), and only while sessions are
+// noted. It reports whether c is still usable.
+func (p *Pool[C]) endOrphansOnDial(ctx context.Context, c C) bool {
+	if p.ender == nil {
+		return true
+	}
+	list := p.orphans.take()
+	if len(list) == 0 {
+		return true
+	}
+	here, ok := p.ender.Session(c)
+	if !ok {
+		p.orphans.keep(list, nanotime())
+		return true
+	}
+	mine := p.orphans.on(here.Server, list, nanotime())
+	if len(mine) == 0 {
+		return true
+	}
+	p.endSessions(ctx, c, mine)
+	return p.connector.Reusable(c)
 }
 
 // endSessions ends the sessions listed through c, and counts and logs

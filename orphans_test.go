@@ -73,6 +73,37 @@ func TestOrphanedSessionsAreEnded(t *testing.T) {
 	}
 }
 
+// The next connection the pool dials ends the orphans noted before it,
+// before it serves, rather than leave them to a maintainer tick (an
+// hour away here): a burst after a thaw dials, and its dials need the
+// server slots the orphans hold.
+func TestOrphansEndedByTheNextDial(t *testing.T) {
+	p, srv, user, ctx := orphanBehindNAT(t, time.Hour)
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	// A dial may have begun before the last orphan was noted: one more
+	// dial ends it.
+	if srv.Backends(t, user) > int(p.Stat().TotalConns()) {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, err := p.Acquire(ctx) // the pool holds one idle: this one dials
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Release()
+		c2.Release()
+	}
+	waitFor(t, time.Second, "no session left but the pool's live connections", func() bool {
+		return srv.Backends(t, user) == int(p.Stat().TotalConns())
+	})
+	if p.Stat().OrphansEndedCount() == 0 {
+		t.Fatal("no orphan ended: the sessions ended by themselves")
+	}
+}
+
 // The maintainer ends orphans through a connection a checkout would
 // probe first, when it has none it trusts without one: its query is the
 // probe. On a platform that throttles an idle instance, the tick after a

@@ -346,6 +346,11 @@ func (p *Pool[C]) dial(ctx context.Context) (C, error) {
 	if err != nil {
 		return c, err
 	}
+	if !p.endOrphansOnDial(ctx, c) {
+		p.connector.Close(c, false)
+		var zero C
+		return zero, errDiedEndingOrphans
+	}
 	if p.hooks.AfterConnect != nil {
 		if err := p.hooks.AfterConnect(ctx, c); err != nil {
 			p.connector.Close(c, false)

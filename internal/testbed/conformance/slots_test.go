@@ -179,7 +179,14 @@ func TestSlotsFreedWhenInstanceKilled(t *testing.T) {
 // budget's slots.
 func startHoldingSlots(t *testing.T, srv *pgtest.Server, a adaptertest.Adapter, user string, cfg runpool.Config) *instance {
 	t.Helper()
-	child := startInstance(t, a.Name, srv.URLFor(user, "pw", user), cfg)
+	return startHoldingSlotsVia(t, srv, a, user, srv.URLFor(user, "pw", user), cfg)
+}
+
+// startHoldingSlotsVia is startHoldingSlots with the instance connecting
+// to dsn, a path to srv.
+func startHoldingSlotsVia(t *testing.T, srv *pgtest.Server, a adaptertest.Adapter, user, dsn string, cfg runpool.Config) *instance {
+	t.Helper()
+	child := startInstance(t, a.Name, dsn, cfg)
 	for range 10 {
 		if r := child.burst(t, int(cfg.MaxConns), 100*time.Millisecond, 10*time.Second); r.Failed > 0 {
 			t.Fatalf("child: %d failed: %s", r.Failed, r.Errors[0])
@@ -468,4 +475,61 @@ func TestSlotsAllBusyAgainstStatic(t *testing.T) {
 	}
 	static, slots := run(runpool.BudgetSlotsOff), run(runpool.BudgetSlotsAdvisory)
 	t.Logf("p99 with slots %v, static division %v: %.2f", slots.P99, static.P99, float64(slots.P99)/float64(static.P99))
+}
+
+// An instance holding every slot is frozen past the NAT's idle timeout
+// (black hole or reset): its sessions live on at the server, orphans
+// still holding the slots, while the thawed instance discards their
+// connections. The burst after the thaw is served in full, the backends
+// never exceed the budget, and the orphans are ended (orphans.go) within
+// a maintainer tick or two of the thaw, which frees their slots for the
+// service.
+func TestSlotsFreezeBehindNAT(t *testing.T) {
+	srv := pgtest.Shared(t)
+	const budget = 6
+	cfg := runpool.Config{Budget: budget, MaxConns: budget, BudgetSlots: runpool.BudgetSlotsAdvisory}
+	// The orphans are noted as the burst's probes give their connections
+	// up, and ended at the maintainer's next tick (MaintainInterval, 1 s).
+	const bound = 3 * time.Second
+	for _, a := range adaptertest.Adapters {
+		for _, mode := range modes {
+			t.Run(a.Name+"/"+mode.String(), func(t *testing.T) {
+				user := srv.CreateRole(t, -1)
+				t.Cleanup(func() { srv.TerminateBackends(t, user) })
+				nat := natProxy(t, srv, mode, 0)
+				inst := startHoldingSlotsVia(t, srv, a, user, dsnVia(srv, user, nat.Addr()), cfg)
+				stop := sampleBudget(t, srv, user, budget)
+				frozeAt := time.Now()
+				inst.freeze(t, frozen, nat.Expire)
+				thawed := time.Now()
+				r := inst.burst(t, burstN, query, deadline)
+				if nat.Dropped() == 0 {
+					t.Fatal("the NAT forgot no flow: the scenario did not happen")
+				}
+				orphans := func() int {
+					return int(srv.QueryInt(t, `SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_start < $2`, user, frozeAt))
+				}
+				for orphans() > 0 && time.Since(thawed) < 2*bound {
+					time.Sleep(20 * time.Millisecond)
+				}
+				ended := time.Since(thawed)
+				seen := stop()
+				// The reference: the same burst on a cold instance with slots
+				// on the same path (its own role: its own slots).
+				other := srv.CreateRole(t, -1)
+				t.Cleanup(func() { srv.TerminateBackends(t, other) })
+				ref := startInstance(t, a.Name, dsnVia(srv, other, nat.Addr()), cfg).burst(t, burstN, query, deadline)
+				t.Logf("burst after the thaw: %v; on a cold instance: %v; sessions from before the freeze gone %v after the thaw; peak %d backends, %d slots held",
+					r, ref, ended.Round(time.Millisecond), seen.peakBackends, seen.peakSlots)
+				if r.Failed > 0 {
+					t.Fatalf("after the thaw: %d of %d failed: %v", r.Failed, r.OK+r.Failed, r.Errors[0])
+				}
+				checkBudget(t, seen, budget)
+				if n := orphans(); n > 0 || ended > bound {
+					t.Fatalf("%d sessions from before the freeze still there %v after the thaw (bound %v): their slots are lost to the service",
+						n, ended.Round(time.Millisecond), bound)
+				}
+			})
+		}
+	}
 }
