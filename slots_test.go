@@ -91,11 +91,7 @@ func TestSlotWaitIsBackpressure(t *testing.T) {
 	cfg := Config{Budget: 4, MaxConns: 2, BudgetSlots: BudgetSlotsAdvisory, Logger: log}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	other, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openOnSlots(t, ctx, cfg, s)
 	a, _ := other.Acquire(ctx)
 	b, err := other.Acquire(ctx)
 	if err != nil {
@@ -152,16 +148,8 @@ func TestRefusedDialsDoNotSpin(t *testing.T) {
 	cfg := Config{Budget: 6, MaxConns: 4, BudgetSlots: BudgetSlotsAdvisory}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	other, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	mine, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mine.Close()
+	openOnSlots(t, ctx, cfg, s) // another instance
+	mine := openOnSlots(t, ctx, cfg, s)
 	held, err := mine.Acquire(ctx) // the budget is full now: each holds one slot
 	if err != nil {
 		t.Fatal(err)
@@ -185,4 +173,15 @@ func TestRefusedDialsDoNotSpin(t *testing.T) {
 	if refused > 20*callers {
 		t.Fatalf("%d dials refused in %v for %d callers: refusals wake each other", refused, wait, callers)
 	}
+}
+
+// openOnSlots opens a pool of cfg on s, closed at the test's end.
+func openOnSlots(t *testing.T, ctx context.Context, cfg Config, s *slotServer) *Pool[*fakeConn] {
+	t.Helper()
+	p, err := Open(ctx, cfg, &slotConnector{s: s}, Hooks[*fakeConn]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
