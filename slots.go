@@ -155,16 +155,27 @@ func (p *Pool[C]) noteQuiet() {
 	if n != 1 || !p.slotter.PassFree() {
 		return
 	}
-	p.quiet.Reset(quietAfter)
+	p.quiet.Reset(p.quietAfter())
 }
 
 // quietAfter is how long an instance's only connection idles before it
-// gives its slot back (noteQuiet): about a dial's time to a nearby
-// server, what an instance waiting for the slot loses meanwhile. Its next
-// checkout tries for a slot again (it may open a burst), a round trip
-// before the caller's query; an instance serving requests closer
-// together keeps its slot and pays none.
-const quietAfter = 20 * time.Millisecond
+// gives its slot back (noteQuiet): two round trips of this path, at
+// least minQuietAfter. Giving the slot back and taking it again cost the
+// instance those two round trips, the give-back's on the maintainer's
+// worker and a try for a slot on its next checkout, before the caller's
+// query (a quiet instance's next request may open a burst); keeping it
+// idle no longer than that costs an instance waiting for it no more. So
+// an instance serving requests closer together keeps its slot and pays
+// no round trip for it, and on a distant server the gap it keeps the
+// slot across grows with the round trip it saves.
+func (p *Pool[C]) quietAfter() time.Duration {
+	return max(minQuietAfter, 2*p.policy.roundTrip())
+}
+
+// minQuietAfter is quietAfter's floor: about a dial's time to a nearby
+// server, so that on one a request a few milliseconds after the last
+// finds its slot still held.
+const minQuietAfter = 20 * time.Millisecond
 
 // askWorker has the maintainer's worker run yieldSlot at once.
 func (p *Pool[C]) askWorker() {
@@ -205,13 +216,13 @@ func (p *Pool[C]) yieldSlot(ctx context.Context) {
 	if p.slotter == nil || p.isDraining() || st.AcquiredResources() > 0 || p.waiters.Load() > 0 || !p.slotter.PassFree() {
 		return
 	}
-	only := st.TotalResources() == 1
+	only, quiet := st.TotalResources() == 1, p.quietAfter()
 	var via *puddle.Resource[*entry[C]]
 	now := nanotime()
 	for _, res := range p.p.AcquireAllIdle() {
 		e := res.Value()
 		idle := time.Duration(now - e.idleSince)
-		if via == nil && (only && idle >= quietAfter || idle >= p.rules.probeAfter) && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
+		if via == nil && (only && idle >= quiet || idle >= p.rules.probeAfter) && p.policy.endsOrphans(idle, &e.stamps, &p.rules, true) {
 			via = res
 			continue
 		}
