@@ -535,7 +535,8 @@ func TestSlotsFreezeBehindNAT(t *testing.T) {
 	const budget = 6
 	cfg := runpool.Config{Budget: budget, MaxConns: budget, BudgetSlots: runpool.BudgetSlotsAdvisory}
 	// The orphans are noted as the burst's probes give their connections
-	// up, and ended at the maintainer's next tick (MaintainInterval, 1 s).
+	// up, and ended by the next dial, or failing that at the maintainer's
+	// next tick (MaintainInterval, 1 s).
 	const bound = 3 * time.Second
 	for _, a := range adaptertest.Adapters {
 		for _, mode := range modes {
