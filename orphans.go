@@ -2,7 +2,6 @@ package runpool
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -251,10 +250,6 @@ func (p *Pool[C]) endLeftOrphans(ctx context.Context) {
 		p.endSessions(ctx, c, mine)
 	}
 }
-
-// errDiedEndingOrphans fails a dial whose connection broke while it
-// ended orphaned sessions (endOrphansOnDial).
-var errDiedEndingOrphans = errors.New("runpool: the new connection broke while ending orphaned sessions")
 
 // endOrphansOnDial ends the noted sessions on c's server through c, just
 // dialled, before it serves: after a freeze, the orphans of the

@@ -343,13 +343,17 @@ func (p *Pool[C]) dial(ctx context.Context) (C, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
 	c, err := p.connector.Connect(ctx)
+	if err == nil && !p.endOrphansOnDial(ctx, c) {
+		// c broke in the pool's own round trip, before it served: the
+		// dial opens another in its place, which leaves the orphans,
+		// noted still, to the next dial or tick. The caller sees a
+		// failure of that dial, as of any other, never one of the
+		// pool's housekeeping.
+		p.connector.Close(c, true)
+		c, err = p.connector.Connect(ctx)
+	}
 	if err != nil {
 		return c, err
-	}
-	if !p.endOrphansOnDial(ctx, c) {
-		p.connector.Close(c, false)
-		var zero C
-		return zero, errDiedEndingOrphans
 	}
 	if p.hooks.AfterConnect != nil {
 		if err := p.hooks.AfterConnect(ctx, c); err != nil {
