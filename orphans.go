@@ -242,13 +242,7 @@ func (p *Pool[C]) endLeftOrphans(ctx context.Context) {
 		return
 	}
 	defer p.connector.Close(c, false)
-	here, ok := p.ender.Session(c)
-	if !ok {
-		return
-	}
-	if mine := p.orphans.on(here.Server, list, nanotime()); len(mine) > 0 {
-		p.endSessions(ctx, c, mine)
-	}
+	p.endNoted(ctx, c, list)
 }
 
 // endOrphansOnDial ends the noted sessions on c's server through c, just
@@ -267,17 +261,23 @@ func (p *Pool[C]) endOrphansOnDial(ctx context.Context, c C) bool {
 	if len(list) == 0 {
 		return true
 	}
+	p.endNoted(ctx, c, list)
+	return p.connector.Reusable(c)
+}
+
+// endNoted ends the sessions of list, taken from the noted ones, that
+// are on c's server through c (endSessions), and notes the others again
+// (orphans.keep).
+func (p *Pool[C]) endNoted(ctx context.Context, c C, list []notedOrphan) {
+	now := nanotime()
 	here, ok := p.ender.Session(c)
 	if !ok {
-		p.orphans.keep(list, nanotime())
-		return true
+		p.orphans.keep(list, now)
+		return
 	}
-	mine := p.orphans.on(here.Server, list, nanotime())
-	if len(mine) == 0 {
-		return true
+	if mine := p.orphans.on(here.Server, list, now); len(mine) > 0 {
+		p.endSessions(ctx, c, mine)
 	}
-	p.endSessions(ctx, c, mine)
-	return p.connector.Reusable(c)
 }
 
 // endSessions ends the sessions listed through c, and counts and logs
@@ -290,12 +290,7 @@ func (p *Pool[C]) endSessions(ctx context.Context, c C, noted []notedOrphan) {
 	}
 	n, err := p.ender.EndOrphans(ctx, c, list)
 	if err != nil {
-		now := nanotime()
-		for _, o := range noted {
-			if time.Duration(now-o.at) < orphanKeep {
-				p.orphans.add(o)
-			}
-		}
+		p.orphans.keep(noted, nanotime())
 		p.cfg.Logger.Warn("runpool: cannot end orphaned sessions", "pool", p.cfg.Name, "sessions", len(list), "err", err)
 		return
 	}

@@ -528,8 +528,7 @@ func TestSlotsAllBusyAgainstStatic(t *testing.T) {
 // still holding the slots, while the thawed instance discards their
 // connections. The burst after the thaw is served in full, the backends
 // never exceed the budget, and the orphans are ended (orphans.go) within
-// a maintainer tick or two of the thaw, which frees their slots for the
-// service.
+// a few seconds of the thaw, which frees their slots for the service.
 func TestSlotsFreezeBehindNAT(t *testing.T) {
 	srv := pgtest.Shared(t)
 	const budget = 6
