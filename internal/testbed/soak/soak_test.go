@@ -120,7 +120,17 @@ func (s *soak) instanceEnv() []string {
 		"RUNPOOL_SERVER_IDLE_SESSION_TIMEOUT=" + serverIdleSession.String(),
 		"RUNPOOL_DRAIN_TIMEOUT=" + drainTimeout.String(),
 		"RUNPOOL_PLATFORM=none",
+		"RUNPOOL_BUDGET_SLOTS=" + budgetSlots(),
 	}
+}
+
+// budgetSlots is RUNPOOL_BUDGET_SLOTS for every instance: off unless
+// RUNPOOL_SOAK_SLOTS=advisory runs the soak with budget slots.
+func budgetSlots() string {
+	if v := os.Getenv("RUNPOOL_SOAK_SLOTS"); v != "" {
+		return v
+	}
+	return runpool.BudgetSlotsOff
 }
 
 // inProcessConfig is instanceEnv's settings for the pools in this process.
@@ -128,7 +138,7 @@ func inProcessConfig() runpool.Config {
 	return runpool.Config{
 		Budget: budget, MaxInstances: maxInstances, MaxConnIdleTime: maxConnIdle,
 		ServerIdleSessionTimeout: serverIdleSession, DrainTimeout: drainTimeout, Platform: "none",
-		Logger: slog.New(slog.DiscardHandler),
+		BudgetSlots: budgetSlots(), Logger: slog.New(slog.DiscardHandler),
 	}
 }
 
