@@ -27,11 +27,12 @@
 // static division), and runpool through both adapters, configured from
 // the environment as a user would (RUNPOOL_BUDGET, RUNPOOL_MAX_INSTANCES,
 // defaults otherwise; RUNPOOL_* variables set when running the simulator
-// reach runpool's instances too). The row runpool-slots, run only when
-// -pools or -only slots names it and only in the budget scenarios, adds
-// RUNPOOL_BUDGET_SLOTS=advisory; under each budget scenario's table its
-// p99 and p50 are printed as ratios to static division's (pgxpool tuned
-// by hand). Each pool logs in as a role of its own, so the tables count its
+// reach runpool's instances too). The slots rows, runpool-slots
+// (pgxadapter) and runpool-sql-slots (sqladapter), run only when -pools
+// names them (-only slots names the first) and only in the budget
+// scenarios; they add RUNPOOL_BUDGET_SLOTS=advisory, and under each budget
+// scenario's table their p99 and p50 are printed as ratios to static
+// division's (pgxpool tuned by hand). Each pool logs in as a role of its own, so the tables count its
 // backends on the server: the peak while the scenario ran, those left
 // -leak-wait after its instances exited, and those still there -reclaim
 // after it (leaked: the server never ended them).
@@ -41,8 +42,8 @@
 // half of the bursts, p99 within 2x a cold burst of the same size
 // measured in the burst's own turn, so that a loaded machine moves the bar with
 // the figures and one stalled burst does not decide the row; peak
-// backends within the budget; nothing leaked), the slots row too when it
-// runs, exiting 1 when a row misses it.
+// backends within the budget; nothing leaked), the slots rows too when
+// they run, exiting 1 when a row misses it.
 // With -svg it also draws the latency of every request around each freeze.
 package main
 
@@ -132,7 +133,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	fs.DurationVar(&s.Reclaim, "reclaim", 60*time.Second, "backends still there this long after the instances exit are leaked (runpool's server-side reclaim ends them within 57s by default)")
 	only := fs.String("only", "", "comma-separated scenarios to run (default "+strings.Join(defaultScenarios, ",")+"; also hot-budget): "+
 		"freeze means blackhole,reset; slots means "+strings.Join(budgetScenarios, ",")+" with the rows "+strings.Join(slotsPools, ",")+" unless -pools is given")
-	poolList := fs.String("pools", "", "comma-separated pools (default all but runpool-slots, which runs only in "+strings.Join(budgetScenarios, ",")+"): "+poolNames())
+	poolList := fs.String("pools", "", "comma-separated pools (default all but the slots rows runpool-slots and runpool-sql-slots, which run only in "+strings.Join(budgetScenarios, ",")+"): "+poolNames())
 	fs.BoolVar(&s.RunpoolUnscaled, "runpool-unscaled", false, "freeze scenarios: leave runpool's idle limit at its default (45s) instead of scaling it with the NAT's idle timeout as the simulation scales time (nat-idle/2, as pgxpool's hand tuning)")
 	fs.StringVar(&s.SVG, "svg", "", "write a chart of latency over time around each freeze to this SVG file")
 	if err := fs.Parse(args); err != nil {
@@ -185,7 +186,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 		}
 	}
 	if !slices.ContainsFunc(s.Scenarios, func(n string) bool { return len(s.poolsIn(n)) > 0 }) {
-		return s, fmt.Errorf("-pools: none of %s runs in %s (runpool-slots runs only in %s)",
+		return s, fmt.Errorf("-pools: none of %s runs in %s (the slots rows run only in %s)",
 			poolNamesOf(s.Pools), strings.Join(s.Scenarios, ","), strings.Join(budgetScenarios, ","))
 	}
 	if s.NetLatency < 0 {
@@ -293,8 +294,11 @@ func run(ctx context.Context, s settings, w io.Writer) ([]*table, []string, erro
 	fmt.Fprintf(w, "\nrunpool's bar: every request served, more than half of the bursts after a freeze in bar,\npeak backends within the budget, nothing leaked: ")
 	if len(fails) == 0 {
 		fmt.Fprint(w, "met in every row")
-		if slices.ContainsFunc(s.Pools, func(k poolKind) bool { return k.slots }) {
+		switch n := len(slices.DeleteFunc(slices.Clone(s.Pools), func(k poolKind) bool { return !k.slots })); {
+		case n == 1:
 			fmt.Fprint(w, ", the budget slots row's included")
+		case n > 1:
+			fmt.Fprint(w, ", the budget slots rows' included")
 		}
 		fmt.Fprintln(w)
 	} else {

@@ -63,6 +63,7 @@ var pools = []poolKind{
 	{name: "runpool-pgx", label: "runpool (pgxadapter)", runpool: true, drains: true, open: openRunpoolPgx},
 	{name: "runpool-sql", label: "runpool (sqladapter)", runpool: true, drains: true, open: openRunpoolSQL},
 	{name: "runpool-slots", label: "runpool (pgxadapter, budget slots)", runpool: true, drains: true, slots: true, open: openRunpoolPgx},
+	{name: "runpool-sql-slots", label: "runpool (sqladapter, budget slots)", runpool: true, drains: true, slots: true, open: openRunpoolSQL},
 }
 
 // staticDivision is the row the slots row is compared with: in the
@@ -71,7 +72,7 @@ var pools = []poolKind{
 const staticDivision = "pgxpool-tuned"
 
 // defaultPools are the rows run when -pools is not given: all but the
-// slots row.
+// slots rows.
 func defaultPools() []poolKind {
 	return slices.DeleteFunc(slices.Clone(pools), func(k poolKind) bool { return k.slots })
 }

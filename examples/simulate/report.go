@@ -88,29 +88,35 @@ func printTable(w io.Writer, t *table, s settings) {
 	}
 }
 
-// slotsRatio compares, in a budget scenario, the slots row's p99 and p50
-// with the static division row's (staticDivision); "" when the table
-// lacks either row.
+// slotsRatio compares, in a budget scenario, each slots row's p99 and
+// p50 with the static division row's (staticDivision), a line each; ""
+// when the table lacks the static row or every slots row.
 func slotsRatio(t *table) string {
-	var slots, static *row
+	var slots []*row
+	var static *row
 	for _, r := range t.rows {
 		switch {
 		case r.err != nil:
 		case r.pool.slots:
-			slots = r
+			slots = append(slots, r)
 		case r.pool.name == staticDivision:
 			static = r
 		}
 	}
-	if t.budget == 0 || slots == nil || static == nil {
+	if t.budget == 0 || static == nil {
 		return ""
 	}
-	a, b := summarize(slots.reqs), summarize(static.reqs)
+	b := summarize(static.reqs)
 	if b.p99 == 0 || b.p50 == 0 {
 		return ""
 	}
-	return fmt.Sprintf("budget slots / static division (%s): p99 %.2fx, p50 %.2fx",
-		static.pool.label, float64(a.p99)/float64(b.p99), float64(a.p50)/float64(b.p50))
+	var lines []string
+	for _, r := range slots {
+		a := summarize(r.reqs)
+		lines = append(lines, fmt.Sprintf("%s / static division (%s): p99 %.2fx, p50 %.2fx",
+			r.pool.label, static.pool.label, float64(a.p99)/float64(b.p99), float64(a.p50)/float64(b.p50)))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // barFactor is the latency bar after a freeze: a burst's p99 within this

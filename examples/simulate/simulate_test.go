@@ -216,7 +216,7 @@ func TestParseFlagsSlots(t *testing.T) {
 	}
 }
 
-// The slots row is compared with static division under a budget
+// Each slots row is compared with static division under a budget
 // scenario's table only, and only when both rows ran.
 func TestSlotsRatio(t *testing.T) {
 	k := func(name string) poolKind { p, _ := poolByName(name); return p }
@@ -231,8 +231,14 @@ func TestSlotsRatio(t *testing.T) {
 	slots := &row{pool: k("runpool-slots"), reqs: reqs(100*ms, 300*ms)}
 	static := &row{pool: k(staticDivision), reqs: reqs(200*ms, 600*ms)}
 	t1 := &table{budget: 25, rows: []*row{static, {pool: k("runpool-pgx"), reqs: reqs(ms)}, slots}}
-	if got, want := slotsRatio(t1), "budget slots / static division (pgxpool tuned by hand): p99 0.50x, p50 0.50x"; got != want {
+	if got, want := slotsRatio(t1), "runpool (pgxadapter, budget slots) / static division (pgxpool tuned by hand): p99 0.50x, p50 0.50x"; got != want {
 		t.Errorf("slotsRatio = %q, want %q", got, want)
+	}
+	sqlSlots := &row{pool: k("runpool-sql-slots"), reqs: reqs(400*ms, 1200*ms)}
+	t2 := &table{budget: 25, rows: []*row{static, slots, sqlSlots}}
+	if got, want := slotsRatio(t2), "runpool (pgxadapter, budget slots) / static division (pgxpool tuned by hand): p99 0.50x, p50 0.50x\n"+
+		"runpool (sqladapter, budget slots) / static division (pgxpool tuned by hand): p99 2.00x, p50 2.00x"; got != want {
+		t.Errorf("slotsRatio with two slots rows = %q, want %q", got, want)
 	}
 	for name, tb := range map[string]*table{
 		"no budget":      {rows: t1.rows},
