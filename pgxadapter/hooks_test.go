@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 )
@@ -137,25 +138,40 @@ func TestBeforeConnectReachesNextDial(t *testing.T) {
 	}
 }
 
-// An error from BeforeConnect fails the dial and reaches the caller.
+// An error from BeforeConnect fails the dial and reaches the caller; the
+// next dial runs as usual (with budget slots on, the failed dial gave the
+// pass back).
 func TestBeforeConnectErrorFailsDial(t *testing.T) {
-	cfg, _, _ := hookConfig(t)
-	boom := errors.New("no token")
-	var fail atomic.Bool
-	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
-		if fail.Load() {
-			return boom
-		}
-		return nil
-	}
-	p := openPool(t, cfg)
-	held := acquire(t, p) // the only connection: the next checkout dials
-	defer held.Release()
-	fail.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := p.Acquire(ctx); !errors.Is(err, boom) {
-		t.Fatalf("Acquire: %v, want BeforeConnect's error", err)
+	for _, slots := range []string{runpool.BudgetSlotsOff, runpool.BudgetSlotsAdvisory} {
+		t.Run("slots="+slots, func(t *testing.T) {
+			cfg, _, _ := hookConfig(t)
+			if slots != runpool.BudgetSlotsOff {
+				cfg.Pool.Budget, cfg.Pool.MaxInstances, cfg.Pool.BudgetSlots = 10, 1, slots
+			}
+			boom := errors.New("no token")
+			var fail atomic.Bool
+			cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
+				if fail.Load() {
+					return boom
+				}
+				return nil
+			}
+			p := openPool(t, cfg)
+			held := acquire(t, p) // the only connection: the next checkout dials
+			defer held.Release()
+			fail.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if _, err := p.Acquire(ctx); !errors.Is(err, boom) {
+				t.Fatalf("Acquire: %v, want BeforeConnect's error", err)
+			}
+			fail.Store(false)
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				t.Fatalf("Acquire after the hook recovered: %v", err)
+			}
+			c.Release()
+		})
 	}
 }
 
@@ -544,4 +560,38 @@ func TestHijack(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the caller closes the hijacked connection", func() bool { return !backendAlive(t, srv, pid) })
+}
+
+// With budget slots on, dials run one at a time (the pass), and a dial
+// that finds the pass on a connection that found every slot held fails
+// without opening anything: BeforeConnect runs once for each connection
+// opened, not for each caller that waited for the pass in vain, so a hook
+// that fetches a credential fetches one per dial. Two pools of one
+// service share 7 slots and each would borrow up to 5.
+func TestBeforeConnectOncePerDialWithSlots(t *testing.T) {
+	cfg, _, _ := hookConfig(t)
+	cfg.MaxConns = 0
+	cfg.Pool.Budget, cfg.Pool.MaxInstances = 10, 2
+	cfg.Pool.BudgetSlots = runpool.BudgetSlotsAdvisory
+	var before, after atomic.Int32
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error { before.Add(1); return nil }
+	cfg.AfterConnect = func(context.Context, *pgx.Conn) error { after.Add(1); return nil }
+	pools := []*pgxadapter.Pool{openPool(t, cfg), openPool(t, cfg.Copy())}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		for range 16 {
+			wg.Go(func() {
+				for range 3 {
+					if _, err := p.Exec(ctx, "SELECT pg_sleep(0.02)"); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if b, a := before.Load(), after.Load(); b != a || a < 2 {
+		t.Fatalf("BeforeConnect ran %d times for %d connections opened", b, a)
+	}
 }

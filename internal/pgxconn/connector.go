@@ -40,7 +40,9 @@ type Options[C Pooled] struct {
 	// type, its embedded Conn's Pgx set.
 	Open func(ctx context.Context, cc *pgx.ConnConfig) (C, error)
 	// BeforeConnect, when set, may change the copy of the settings each
-	// dial uses, before the dial; its error fails the dial as it is.
+	// dial uses, before the dial; its error fails the dial as it is. It
+	// runs once for each connection opened: with budget slots on, after
+	// the dial took the pass.
 	BeforeConnect func(ctx context.Context, cc *pgx.ConnConfig) error
 	// BeforeClose, when set, runs before each connection is closed.
 	BeforeClose func(*pgx.Conn)
@@ -87,12 +89,10 @@ func (k *Connector[C]) ServerName() string { return k.server }
 func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	var zero C
 	cc := k.session.ConnConfig().Copy()
-	if k.before != nil {
-		if err := k.before(ctx, cc); err != nil {
+	if k.pass == nil {
+		if err := k.beforeConnect(ctx, cc); err != nil {
 			return zero, err
 		}
-	}
-	if k.pass == nil {
 		c, _, err := k.connect(ctx, cc, func() (slots, bool, bool) { return k.session.slots, false, false })
 		return c, err
 	}
@@ -102,6 +102,12 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	}
 	if !ok {
 		return zero, &runpool.NoSlotError{Slots: k.pass.slots.n, Waiting: k.pass.othersWaiting()}
+	}
+	// The hook runs once the dial is sure to happen: a caller that waited
+	// for the pass in vain opened nothing, so it ran no hook.
+	if err := k.beforeConnect(ctx, cc); err != nil {
+		k.pass.dialEnded(nil, false, tried{})
+		return zero, err
 	}
 	// The instance's only connection keeps the pass and takes no slot,
 	// unless another dial waits: an idle instance then holds none of the
@@ -123,6 +129,14 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	}
 	k.pass.dialEnded(holder, took, try)
 	return c, err
+}
+
+// beforeConnect runs the BeforeConnect hook, when set, on cc.
+func (k *Connector[C]) beforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
+	if k.before == nil {
+		return nil
+	}
+	return k.before(ctx, cc)
 }
 
 // connect is Connect's dial, after the BeforeConnect hook; the session's
