@@ -67,6 +67,7 @@ type settings struct {
 	Freeze, NATIdle, Query, Deadline   time.Duration
 	Burst, Bursts                      int
 	Instances, Rounds, Load            int
+	Hot                                int // busy instances in hot and hot-budget
 	LoadQuery, LoadDeadline, TermQuery time.Duration
 	// NetLatency is the round trip added between the instances and the
 	// server in the budget scenarios (0: none).
@@ -119,6 +120,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	fs.DurationVar(&s.Query, "query", 5*time.Millisecond, "query time in the freeze scenarios")
 	fs.DurationVar(&s.Deadline, "deadline", 2*time.Second, "deadline of each request in the freeze scenarios")
 	fs.IntVar(&s.Instances, "instances", 10, "instances per pool in the scale, budget, hot and hot-budget scenarios")
+	fs.IntVar(&s.Hot, "hot", 1, "instances that work in the hot and hot-budget scenarios while the others idle")
 	fs.IntVar(&s.Rounds, "rounds", 3, "rounds of load in the scale, budget, hot and hot-budget scenarios")
 	fs.IntVar(&s.Load, "load", 20, "concurrent queries per instance and round (and in sigterm)")
 	fs.DurationVar(&s.LoadQuery, "load-query", 50*time.Millisecond, "query time in the scale, budget, hot and hot-budget scenarios")
@@ -173,7 +175,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 			s.Pools = append(s.Pools, k)
 		}
 	}
-	for name, v := range map[string]int{"burst": s.Burst, "bursts": s.Bursts, "instances": s.Instances, "rounds": s.Rounds,
+	for name, v := range map[string]int{"burst": s.Burst, "bursts": s.Bursts, "instances": s.Instances, "hot": s.Hot, "rounds": s.Rounds,
 		"load": s.Load, "server-max": s.ServerMax, "budget": s.Budget, "budget-server-max": s.BudgetServerMax} {
 		if v < 1 {
 			return s, fmt.Errorf("-%s must be at least 1", name)
@@ -188,6 +190,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (settings, error) {
 	if !slices.ContainsFunc(s.Scenarios, func(n string) bool { return len(s.poolsIn(n)) > 0 }) {
 		return s, fmt.Errorf("-pools: none of %s runs in %s (the slots rows run only in %s)",
 			poolNamesOf(s.Pools), strings.Join(s.Scenarios, ","), strings.Join(budgetScenarios, ","))
+	}
+	if s.Hot > s.Instances {
+		return s, fmt.Errorf("-hot %d exceeds -instances %d", s.Hot, s.Instances)
 	}
 	if s.NetLatency < 0 {
 		return s, errors.New("-net-latency must not be negative")

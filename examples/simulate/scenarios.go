@@ -351,19 +351,28 @@ func staticNote(budget, instances int) string {
 }
 
 // hot: Instances instances per pool on srv; each runs one query, then
-// only the first works: Rounds rounds of Load concurrent queries while
-// the others idle. budget is as for scaleOut. One pool at a time.
+// only the first Hot work, at once: Rounds rounds of Load concurrent
+// queries each while the others idle. budget is as for scaleOut. One pool
+// at a time.
 func (e *env) hot(name string, srv *server, budget int) *table {
 	s := e.s
-	t := &table{name: name, title: "One hot instance, the others idle", budget: budget, setup: fmt.Sprintf("max_connections = %d", srv.maxConns)}
+	title := "One hot instance, the others idle"
+	if s.Hot > 1 {
+		title = fmt.Sprintf("%d hot instances, the others idle", s.Hot)
+	}
+	t := &table{name: name, title: title, budget: budget, setup: fmt.Sprintf("max_connections = %d", srv.maxConns)}
 	if budget > 0 {
 		t.title += fmt.Sprintf(", within a budget of %d", budget)
 		t.setup += fmt.Sprintf(", RUNPOOL_BUDGET = %d", budget)
 	} else {
 		t.budget = srv.allows
 	}
-	t.setup += fmt.Sprintf("; %d instances per pool each run one query, then one runs %d rounds of %d concurrent %v queries (%v deadline) while %d idle; its requests are counted; ",
-		s.Instances, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, s.Instances-1) + staticNote(t.budget, s.Instances)
+	who, whose := "one runs", "its"
+	if s.Hot > 1 {
+		who, whose = fmt.Sprintf("%d each run", s.Hot), "their"
+	}
+	t.setup += fmt.Sprintf("; %d instances per pool each run one query, then %s %d rounds of %d concurrent %v queries (%v deadline) while %d idle; %s requests are counted; ",
+		s.Instances, who, s.Rounds, s.Load, s.LoadQuery, s.LoadDeadline, s.Instances-s.Hot, whose) + staticNote(t.budget, s.Instances)
 	t.rows = e.forEachPool(name, false, 0, func(k poolKind, r *row) {
 		if r.role, r.err = srv.createRole(name, k.name); r.err != nil {
 			return
@@ -378,7 +387,7 @@ func (e *env) hot(name string, srv *server, budget int) *table {
 		if r.err = err; err == nil {
 			burstAll(insts, command{N: 1, Query: s.LoadQuery, Deadline: s.LoadDeadline})
 			for range s.Rounds {
-				r.reqs = append(r.reqs, insts[0].burst(command{N: s.Load, Query: s.LoadQuery, Deadline: s.LoadDeadline})...)
+				r.reqs = append(r.reqs, burstAll(insts[:s.Hot], command{N: s.Load, Query: s.LoadQuery, Deadline: s.LoadDeadline})...)
 			}
 		}
 		e.finish(r, srv, insts, s.Grace)

@@ -188,6 +188,9 @@ func TestParseFlagsSlots(t *testing.T) {
 		{[]string{"-only", "freeze", "-pools", "runpool-slots"}, "", ""},
 		{[]string{"-only", "slotz"}, "", ""},
 		{[]string{"-only", "slots", "-net-latency", "-1ms"}, "", ""},
+		{[]string{"-only", "hot", "-hot", "3"}, "hot", "pgxpool,pgxpool-tuned,sql,sql-tuned,runpool-pgx,runpool-sql"},
+		{[]string{"-only", "hot", "-hot", "11"}, "", ""},
+		{[]string{"-only", "hot", "-hot", "0"}, "", ""},
 	}
 	for _, tc := range tests {
 		s, err := parseFlags(flag.NewFlagSet("simulate", flag.ContinueOnError), tc.args)
