@@ -33,8 +33,13 @@ type sampling struct {
 }
 
 // sampleBudget samples the role's backends and its pools' slots every
-// 5 ms until stop is called, which returns what it saw.
+// 5 ms until stop is called, which returns what it saw. It samples on one
+// connection of its own, as superuser (neither a backend of the role nor
+// a slot): a connection per sample would start a server backend every
+// few milliseconds and slow the dials it watches.
 func sampleBudget(t *testing.T, srv *pgtest.Server, user string, budget int) (stop func() sampling) {
+	conn := srv.Conn(t)
+	ns := int64(uint32(pgxconn.SlotNamespace("runpool", user, user)))
 	var mu sync.Mutex
 	var s sampling
 	done := make(chan struct{})
@@ -42,7 +47,15 @@ func sampleBudget(t *testing.T, srv *pgtest.Server, user string, budget int) (st
 	go func() {
 		defer close(sampled)
 		for {
-			b, l := srv.Backends(t, user), slotLocks(t, srv, user)
+			var b, l int
+			err := conn.QueryRow(context.Background(), `SELECT
+				(SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'),
+				(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+					AND classid::int8 = $2 AND mode = 'ExclusiveLock' AND granted)`, user, ns).Scan(&b, &l)
+			if err != nil {
+				t.Errorf("sampling the budget: %v", err)
+				return
+			}
 			mu.Lock()
 			s.peakBackends, s.peakSlots = max(s.peakBackends, b), max(s.peakSlots, l)
 			s.samples++

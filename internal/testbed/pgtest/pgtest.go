@@ -339,6 +339,19 @@ func (s *Server) owned() error {
 	return nil
 }
 
+// Conn opens a connection as superuser that stays open until the test
+// ends: for an observer that queries often (a sampler), which would
+// otherwise start a server backend per query and load the server it
+// measures.
+func (s *Server) Conn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	conn := s.connect(ctx, t)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 func (s *Server) connect(ctx context.Context, t testing.TB) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, s.URL())
