@@ -62,6 +62,7 @@ func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
 		return errClosedByServer
 	}
+	succeeded := probing(c.Pgx.PgConn())
 	var err error
 	if held, ok := slotOf(c.Pgx); ok {
 		err = c.slotProbe(ctx, held)
@@ -70,8 +71,11 @@ func (c *Conn) ping(ctx context.Context) error {
 	} else {
 		err = c.Pgx.PgConn().Ping(ctx)
 	}
-	if err == nil && c.roleChanged() {
-		err = errRoleChanged
+	if err == nil {
+		succeeded()
+		if c.roleChanged() {
+			err = errRoleChanged
+		}
 	}
 	return err
 }

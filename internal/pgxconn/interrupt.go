@@ -23,15 +23,24 @@ import (
 // it (runpool's dialer, the Cloud SQL connector, a BeforeConnect hook),
 // and cc.OnPgError, to see the server end the session. Call it on the
 // copy each connection is dialled with, last.
+//
+// pgx dials its cancel requests with the connection's own DialFunc, so a
+// later call of the wrapper is one of those: it is refused while the
+// connection's socket is quiet (see probing).
 func watch(cc *pgconn.Config) {
 	dial := cc.DialFunc
+	var own atomic.Pointer[watched] // the connection's socket, once dialled
 	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if w := own.Load(); w != nil && w.quiet.Load() {
+			return nil, errNoCancelForProbe
+		}
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
 		w := &watched{Conn: c}
 		w.sock.Init(c)
+		own.Store(w)
 		return w, nil
 	}
 	onErr := cc.OnPgError
@@ -66,6 +75,26 @@ func interruptionOf(pc *pgconn.PgConn) runpool.Interruption {
 	return w.cut.in
 }
 
+// errNoCancelForProbe is the dial error of a cancel request not sent:
+// pgx ignores it.
+var errNoCancelForProbe = errors.New("pgxconn: no cancel request for a probe")
+
+// probing marks pc's socket quiet for the probe that starts: when the
+// probe fails, pgx gives the connection up with a cancel request on a
+// connection of its own, which would cost the server a process and a
+// path a new flow, for a ping with nothing to cancel, at the moment a
+// burst after a freeze needs both for its dials. The returned func ends
+// the mark once the probe succeeded; a failed probe leaves it, since pgx
+// sends its cancel request after the probe returned.
+func probing(pc *pgconn.PgConn) (succeeded func()) {
+	w := watchedOf(pc)
+	if w == nil {
+		return func() {}
+	}
+	w.quiet.Store(true)
+	return func() { w.quiet.Store(false) }
+}
+
 // watchedOf finds pc's watched socket beneath TLS; nil when there is none.
 func watchedOf(pc *pgconn.PgConn) *watched {
 	nc := pc.Conn()
@@ -98,6 +127,10 @@ type watched struct {
 	// pending is set while the last cut awaits its answer: a read takes
 	// the lock only then.
 	pending atomic.Bool
+	// quiet is set while the pool probes the connection, and stays set
+	// when the probe fails: no cancel request is sent for it (see
+	// probing).
+	quiet atomic.Bool
 
 	mu     sync.Mutex // guards what follows
 	cut    *cut       // the last cut; nil before the first
