@@ -113,10 +113,15 @@ type SlotHolder[C any] interface {
 	// PassFree reports, without I/O, that the pass is free: neither a
 	// dial nor a connection holds it.
 	PassFree() bool
-	// FoundFull reports, without I/O, that c holds the pass because its
-	// last try for a slot found every slot held: its dial met a full
-	// budget as a refused one would.
-	FoundFull(c C) bool
+	// DialSettled is called, without I/O, once for each connection the
+	// pool dialled, after the pool's own use of it (ending orphaned
+	// sessions through it) and before it serves. It reports whether c
+	// holds the pass because its try for a slot found every slot held
+	// (its dial met a full budget as a refused one would), and how long
+	// the dial waited for the pass before it opened anything. Until then
+	// a dial waiting for the pass waits for that finding, which ending
+	// orphans, whose sessions may hold slots, puts out of date.
+	DialSettled(c C) (full bool, passWait time.Duration)
 	// WatchShare gives the connector below, which reports whether the
 	// instance holds fewer connections than its fair share while callers
 	// want more: a try for a slot that finds none free then tells the

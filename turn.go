@@ -162,6 +162,12 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	start := time.Now()
 	c, err := p.dial(ctx)
 	took := time.Since(start)
+	full := false
+	if err == nil && p.slotter != nil {
+		var waited time.Duration
+		full, waited = p.slotter.DialSettled(c)
+		took -= waited // the wait for the pass is no part of the dial
+	}
 	p.m.dialed(took, err)
 	if err != nil {
 		p.counters.dialFailures.Add(1)
@@ -175,7 +181,7 @@ func (p *Pool[C]) dialOnce(ctx context.Context) (_ C, err error) {
 	p.policy.dialTook(took)
 	p.path.dialSucceeded()
 	p.dialsSucceedAgain()
-	if p.slotter != nil && p.slotter.FoundFull(c) {
+	if full {
 		p.budgetFull(&NoSlotError{Slots: p.cfg.Slots(), Waiting: p.slotter.OthersWait()}) // it holds the pass: the slots are full
 	}
 	return c, nil

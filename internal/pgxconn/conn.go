@@ -24,6 +24,8 @@ type Conn struct {
 	writer    role
 	sawWriter *atomic.Bool // the connector's: a sibling was opened to a writer
 	pass      *pass        // the connector's, with budget slots on (pass.go)
+	// passWait is how long the connection's dial waited for the pass.
+	passWait time.Duration
 }
 
 // Pooled is an adapter's connection type: a pointer to a struct that

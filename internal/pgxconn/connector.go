@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/runpool/runpool"
@@ -96,10 +97,12 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 		c, _, err := k.connect(ctx, cc, func() (slots, bool, bool) { return k.session.slots, false, false })
 		return c, err
 	}
+	began := time.Now()
 	ok, err := k.pass.take(ctx)
 	if err != nil {
 		return zero, err
 	}
+	waited := time.Since(began)
 	if !ok {
 		return zero, &runpool.NoSlotError{Slots: k.pass.slots.n, Waiting: k.pass.othersWaiting()}
 	}
@@ -122,7 +125,7 @@ func (k *Connector[C]) Connect(ctx context.Context) (C, error) {
 	var holder *Conn
 	if err == nil {
 		pc := c.pooled()
-		pc.pass = k.pass
+		pc.pass, pc.passWait = k.pass, waited
 		if _, slotted := slotOf(pc.Pgx); !slotted {
 			holder = pc
 		}
@@ -228,9 +231,16 @@ func (k *Connector[C]) OthersWait() bool { return k.pass != nil && k.pass.others
 // (runpool.SlotHolder).
 func (k *Connector[C]) PassFree() bool { return k.pass != nil && k.pass.free() }
 
-// FoundFull reports that c holds the pass because its last try for a
-// slot found none free (runpool.SlotHolder).
-func (k *Connector[C]) FoundFull(c C) bool { return k.pass != nil && k.pass.foundFull(c.pooled()) }
+// DialSettled settles the finding of c's dial and reports whether c
+// holds the pass because its try for a slot found none free, and how
+// long the dial waited for the pass (runpool.SlotHolder).
+func (k *Connector[C]) DialSettled(c C) (bool, time.Duration) {
+	if k.pass == nil {
+		return false, 0
+	}
+	pc := c.pooled()
+	return k.pass.settle(pc), pc.passWait
+}
 
 // YieldSlot has c, idle, give its slot back and hold the free pass
 // instead (runpool.SlotHolder).
@@ -267,7 +277,11 @@ func (k *Connector[C]) Session(c C) (runpool.Orphan, bool) { return sessionOf(c.
 
 // EndOrphans ends orphans through via (see endOrphans).
 func (k *Connector[C]) EndOrphans(ctx context.Context, via C, orphans []runpool.Orphan) (int, error) {
-	return endOrphans(ctx, via.pooled().Pgx, orphans)
+	n, err := endOrphans(ctx, via.pooled().Pgx, orphans)
+	if n > 0 && k.pass != nil {
+		k.pass.orphansEnded()
+	}
+	return n, err
 }
 
 // Interruption tells the pool whether c was closed by its caller's

@@ -15,7 +15,7 @@ import (
 // therefore run one at a time. A dial that finds the pass held by a
 // connection waits for that connection to try for a slot at its next
 // checkout (passWait at most), and fails at once when its last try found
-// none, without opening a backend.
+// none, less than passWait ago, without opening a backend.
 
 // seekEvery bounds how often the connection holding the pass tries for
 // a slot again after a try found none: each try is a round trip on a
@@ -39,6 +39,12 @@ type pass struct {
 	// made at tried, found none free; tried is zero before it tried.
 	full  bool
 	tried time.Time
+	// trying: the holder's probe is trying for a slot (seeking), until it
+	// records the outcome (sought) or the holder gives the pass up.
+	// unsettled: the holder's dial found every slot held and the pool has
+	// not settled that finding yet (settle): ending orphaned sessions
+	// through the new connection may free slots.
+	trying, unsettled bool
 	// wanted: another dial waited or was refused since the dial holding
 	// the pass began, or since the holder's last try; seek: the holder's
 	// next probe tries for a slot (seekDue said so).
@@ -83,7 +89,7 @@ func (p *pass) take(ctx context.Context) (bool, error) {
 			p.wanted = true
 		case p.holder != nil:
 			p.wanted = true
-			if p.full {
+			if p.fullLocked() {
 				p.mu.Unlock()
 				return false, nil
 			}
@@ -114,6 +120,7 @@ func (p *pass) dialEnded(c *Conn, full bool, try tried) {
 	p.dialing = false
 	p.holdLocked(c, full)
 	p.untried = c != nil && !full
+	p.unsettled = c != nil && full
 	p.lookedLocked(try)
 }
 
@@ -140,11 +147,36 @@ func (p *pass) lookDue() bool {
 // holdLocked gives the pass to c (nil: gives it back), whose last try
 // for a slot, made now, found none free (full) or who has not tried.
 func (p *pass) holdLocked(c *Conn, full bool) {
-	p.holder, p.full, p.tried, p.untried = c, full, time.Time{}, false
+	p.holder, p.full, p.tried, p.untried, p.trying, p.unsettled = c, full, time.Time{}, false, false, false
 	if full {
 		p.tried = time.Now()
 	}
 	p.changedLocked()
+}
+
+// fullLocked reports whether the holder's last try for a slot, ended and
+// settled, found none free less than passWait ago. While a try is under
+// way, or a dial's finding awaits the pool (settle), the finding is yet
+// to be made; an older one is out of date (the instance was frozen
+// since, or the holder kept out that long). A dial then waits for the
+// holder's next try, as for a holder that has not tried, rather than
+// fail at once and hold the pool to its fair share on a full budget that
+// may be long gone.
+func (p *pass) fullLocked() bool {
+	return p.full && !p.trying && !p.unsettled && time.Since(p.tried) < passWait
+}
+
+// orphansEnded follows the end of orphaned sessions of the instance's
+// (runpool's orphans.go), which may have held slots: a try of the
+// holder's that found every slot held is out of date, so the holder
+// tries again at its next checkout, and the dials wait for that try.
+func (p *pass) orphansEnded() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holder != nil && p.full {
+		p.full, p.tried, p.untried = false, time.Time{}, true
+		p.changedLocked()
+	}
 }
 
 // recentlyFullLocked reports whether the holder's last try for a slot
@@ -242,7 +274,7 @@ func (p *pass) seeking(c *Conn) bool {
 	seek := p.seek || !p.recentlyFullLocked()
 	p.seek = false
 	if seek {
-		p.tried = time.Now() // sought records the outcome
+		p.tried, p.trying = time.Now(), true // sought records the outcome
 	}
 	return seek
 }
@@ -311,12 +343,20 @@ func (p *pass) takesSlot(others bool) bool {
 	return others || p.wanted
 }
 
-// foundFull reports whether c holds the pass and its last try for a
-// slot found none free.
-func (p *pass) foundFull(c *Conn) bool {
+// settle settles the finding of c's dial (Connector.DialSettled): it
+// reports whether c holds the pass and its last try for a slot found
+// none free, and from then on that finding refuses dials.
+func (p *pass) settle(c *Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.holder == c && p.full
+	if p.holder != c {
+		return false
+	}
+	if p.unsettled {
+		p.unsettled = false
+		p.changedLocked()
+	}
+	return p.full
 }
 
 // holderCount is 1 when a connection holds the pass, else 0.

@@ -36,10 +36,20 @@ func passConnector(t *testing.T, srv *pgtest.Server, n int) (*Connector[*Conn], 
 	return k, user
 }
 
+// poolDial dials through k as the pool does: Connect, then DialSettled
+// once the pool's own use of the connection (none here) is done.
+func poolDial(ctx context.Context, k *Connector[*Conn]) (*Conn, error) {
+	c, err := k.Connect(ctx)
+	if err == nil {
+		k.DialSettled(c)
+	}
+	return c, err
+}
+
 // dial opens a connection through k, closed at the test's end.
 func dial(t *testing.T, k *Connector[*Conn]) *Conn {
 	t.Helper()
-	c, err := k.Connect(context.Background())
+	c, err := poolDial(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +70,7 @@ func grow(t *testing.T, k *Connector[*Conn], holder *Conn) *Conn {
 	}
 	done := make(chan dialed, 1)
 	go func() {
-		c, err := k.Connect(ctx)
+		c, err := poolDial(ctx, k)
 		done <- dialed{c, err}
 	}()
 	for !k.WantsProbe(holder, false) {
@@ -116,7 +126,7 @@ func TestPassCoversTheDialWithoutASlot(t *testing.T) {
 	refuse := func(backends int) {
 		t.Helper()
 		began := time.Now()
-		_, err := k.Connect(ctx)
+		_, err := poolDial(ctx, k)
 		var noSlot *runpool.NoSlotError
 		if !errors.As(err, &noSlot) || !errors.Is(err, runpool.ErrNoFreeSlot) || noSlot.SQLState() != "53300" {
 			t.Fatalf("dial with the pass held, no slot free: %v, want a *runpool.NoSlotError (53300)", err)
@@ -155,7 +165,7 @@ func TestPassCoversTheDialWithoutASlot(t *testing.T) {
 	if _, _, ok := SlotOf(holder.Pgx); !ok || k.pass.held(holder) {
 		t.Fatalf("probe with a slot free: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
 	}
-	c, err := k.Connect(ctx)
+	c, err := poolDial(ctx, k)
 	if err != nil {
 		t.Fatalf("dial once the pass is free: %v", err)
 	}
@@ -197,7 +207,7 @@ func TestPassDialsOneAtATime(t *testing.T) {
 	var wg sync.WaitGroup
 	for range dials {
 		wg.Go(func() {
-			c, err := k.Connect(ctx)
+			c, err := poolDial(ctx, k)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -232,7 +242,7 @@ func TestPassDialsOneAtATime(t *testing.T) {
 		t.Fatal("no connection holds the pass")
 	}
 	k.Close(holder, false)
-	c, err := k.Connect(ctx)
+	c, err := poolDial(ctx, k)
 	if err != nil {
 		t.Fatalf("dial after the holder closed: %v", err)
 	}
@@ -340,5 +350,143 @@ func TestYieldSlotAfterUnlockAll(t *testing.T) {
 		if got := warned() - before; got != want {
 			t.Fatalf("the yield (unlock_all %v) drew %d warnings, want %d", unlockAll, got, want)
 		}
+	}
+}
+
+// A holder's finding that every slot was held goes out of date: older
+// than passWait (an instance frozen since, as a platform freezes an idle
+// one), it no longer fails a dial at once; the dial waits for the
+// holder's next try, and proceeds when that try takes a slot.
+func TestPassFullFindingGoesStale(t *testing.T) {
+	srv := pgtest.Shared(t)
+	const n = 1
+	k, user := passConnector(t, srv, n)
+	first := dial(t, k)
+	holder := grow(t, k, first) // first takes the slot; the dial past it holds the pass
+	if full, _ := k.DialSettled(holder); !full {
+		t.Fatal("the dial past the slots did not find them full")
+	}
+	k.pass.mu.Lock()
+	k.pass.tried = k.pass.tried.Add(-2 * passWait) // the instance froze since
+	k.pass.mu.Unlock()
+
+	k.Close(first, false)
+	for srv.Backends(t, user) > n { // the slot frees as the backend ends
+		time.Sleep(2 * time.Millisecond)
+	}
+	grow(t, k, holder) // the dial waits for the holder's try rather than fail
+}
+
+// After a freeze the dial on the pass finds every slot held by the
+// orphans of the connections the thaw gave up, and the pool ends them
+// through it before it serves: until the pool settles that dial's
+// finding (DialSettled), a dial waiting for the pass waits; ending the
+// orphans puts the finding out of date, so the dial does not count as
+// refused, and the waiting dial waits for the holder's next try, which
+// takes the slot an orphan freed.
+func TestPassFullFindingEndsWithOrphans(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	const n = 1
+	k, user := passConnector(t, srv, n)
+	first := dial(t, k)
+	if err := k.Ping(ctx, first); err != nil { // takes the slot, frees the pass
+		t.Fatal(err)
+	}
+	holder, err := k.Connect(ctx) // not yet settled
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close(holder, false) })
+	type dialed struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := poolDial(ctx, k)
+		done <- dialed{c, err}
+	}()
+	waiting := func(what string) {
+		t.Helper()
+		select {
+		case d := <-done:
+			t.Fatalf("the waiting dial ended (%v) %s", d.err, what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	waiting("before the holder's dial was settled")
+
+	orphan, ok := k.Session(first) // first's session, given up as dead
+	if !ok {
+		t.Fatal("no session recorded for the first connection")
+	}
+	if ended, err := k.EndOrphans(ctx, holder, []runpool.Orphan{orphan}); err != nil || ended != 1 {
+		t.Fatalf("EndOrphans: %d, %v; want 1", ended, err)
+	}
+	if full, _ := k.DialSettled(holder); full {
+		t.Fatal("the holder's dial counts as refused after the orphan holding the slot ended")
+	}
+	waiting("before the holder tried again")
+	if !k.WantsProbe(holder, false) {
+		t.Fatal("the holder wants no probe after the orphan ended")
+	}
+	for srv.Backends(t, user) > n { // the slot frees as the backend ends
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := k.Ping(ctx, holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := SlotOf(holder.Pgx); !ok || k.pass.held(holder) {
+		t.Fatalf("the holder's probe after the orphan ended: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
+	}
+	d := <-done
+	if d.err != nil {
+		t.Fatalf("the waiting dial: %v", d.err)
+	}
+	k.Close(d.c, false)
+}
+
+// A dial that finds the holder's probe trying for a slot waits for that
+// try's outcome, whatever the holder's last one found: after a freeze
+// the holder's probe is under way on a connection that may be dead, and
+// when it fails the holder gives the pass up, to the waiting dial,
+// which reports how long it waited (the pool keeps that out of the
+// dial's time).
+func TestPassDialWaitsForTheHoldersTry(t *testing.T) {
+	srv := pgtest.Shared(t)
+	const n = 1
+	k, _ := passConnector(t, srv, n)
+	first := dial(t, k)
+	holder := grow(t, k, first)
+	if full, _ := k.DialSettled(holder); !full {
+		t.Fatal("the dial past the slots did not find them full")
+	}
+	time.Sleep(seekEvery)
+	if !k.pass.seeking(holder) { // the holder's probe begins its try
+		t.Fatal("the holder's probe would not try for a slot")
+	}
+	type dialed struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := k.Connect(context.Background())
+		done <- dialed{c, err}
+	}()
+	select {
+	case d := <-done:
+		t.Fatalf("the dial ended (%v) while the holder's try was under way", d.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	k.Close(holder, true) // its probe failed: the pool destroys it
+	d := <-done
+	if d.err != nil {
+		t.Fatalf("the dial after the holder gave the pass up: %v", d.err)
+	}
+	defer k.Close(d.c, false)
+	if _, waited := k.DialSettled(d.c); waited < 50*time.Millisecond {
+		t.Fatalf("the dial reports %v waited for the pass, want at least the 50 ms it waited", waited)
 	}
 }
