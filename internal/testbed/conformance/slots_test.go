@@ -516,16 +516,23 @@ func TestSlotsAllBusyAgainstStatic(t *testing.T) {
 		dbs := openPools(t, a, instances, srv.URLFor(user, "pw", user), runpool.Config{Budget: budget, MaxInstances: instances, BudgetSlots: slots})
 		stop := sampleBudget(t, srv, user, budget)
 		var all burstResult
-		for range 5 {
+		var first, later time.Duration // the first burst's p99, the worst of the later ones'
+		for i := range 5 {
 			r := burstAll(dbs, 8, 30*time.Millisecond, 10*time.Second)
 			all.OK += r.OK
 			all.Failed += r.Failed
 			all.Errors = append(all.Errors, r.Errors...)
 			all.P99 = max(all.P99, r.P99)
+			if i == 0 {
+				first = r.P99
+			} else {
+				later = max(later, r.P99)
+			}
 		}
 		seen := stop()
-		t.Logf("slots %s: %d/%d ok, p99 %v; peak %d slots, %d backends (over the budget in %d of %d samples)", slots,
-			all.OK, all.OK+all.Failed, all.P99.Round(time.Millisecond), seen.peakSlots, seen.peakBackends, seen.over, seen.samples)
+		t.Logf("slots %s: %d/%d ok, p99 %v (first burst %v, later ones at most %v); peak %d slots, %d backends (over the budget in %d of %d samples)", slots,
+			all.OK, all.OK+all.Failed, all.P99.Round(time.Millisecond), first.Round(time.Millisecond), later.Round(time.Millisecond),
+			seen.peakSlots, seen.peakBackends, seen.over, seen.samples)
 		checkBudget(t, seen, budget)
 		if all.Failed > 0 {
 			t.Fatalf("slots %s: %d failed: %s", slots, all.Failed, all.Errors[0])
