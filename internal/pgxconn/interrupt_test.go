@@ -36,13 +36,7 @@ func TestFailedProbeSendsNoCancelRequest(t *testing.T) {
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
 	k, err := New(context.Background(), Options[*Conn]{ConnConfig: cc, Pool: runpool.Config{},
-		Open: func(ctx context.Context, cc *pgx.ConnConfig) (*Conn, error) {
-			c, err := pgx.ConnectConfig(ctx, cc)
-			if err != nil {
-				return nil, err
-			}
-			return &Conn{Pgx: c}, nil
-		}})
+		Open: openConn})
 	if err != nil {
 		t.Fatal(err)
 	}

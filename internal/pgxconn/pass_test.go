@@ -23,17 +23,20 @@ func passConnector(t *testing.T, srv *pgtest.Server, n int) (*Connector[*Conn], 
 		t.Fatal(err)
 	}
 	k, err := New(context.Background(), Options[*Conn]{ConnConfig: cc, Pool: slotConfig(t, n),
-		Open: func(ctx context.Context, cc *pgx.ConnConfig) (*Conn, error) {
-			c, err := pgx.ConnectConfig(ctx, cc)
-			if err != nil {
-				return nil, err
-			}
-			return &Conn{Pgx: c}, nil
-		}})
+		Open: openConn})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k, user
+}
+
+// openConn is the tests' Options.Open: a plain pgx connection.
+func openConn(ctx context.Context, cc *pgx.ConnConfig) (*Conn, error) {
+	c, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Pgx: c}, nil
 }
 
 // poolDial dials through k as the pool does: Connect, then DialSettled
@@ -57,22 +60,46 @@ func dial(t *testing.T, k *Connector[*Conn]) *Conn {
 	return c
 }
 
+// dialed is how a dial started in the background ended.
+type dialed struct {
+	c   *Conn
+	err error
+}
+
+// dialInBackground starts a dial through k, settled as the pool settles
+// its dials (poolDial) when settle, and returns where it ends.
+func dialInBackground(k *Connector[*Conn], settle bool) <-chan dialed {
+	done := make(chan dialed, 1)
+	go func() {
+		var d dialed
+		if settle {
+			d.c, d.err = poolDial(context.Background(), k)
+		} else {
+			d.c, d.err = k.Connect(context.Background())
+		}
+		done <- d
+	}()
+	return done
+}
+
+// stillDialing fails t when the dial done ends within 50 ms; what says
+// before what it should not have.
+func stillDialing(t *testing.T, done <-chan dialed, what string) {
+	t.Helper()
+	select {
+	case d := <-done:
+		t.Fatalf("the dial ended (%v) %s", d.err, what)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
 // grow dials while the connection holding the pass, which has not tried
 // for a slot, is out: the dial waits until that connection's checkout
 // probe takes a slot and so gives the pass back,
 // then opens. It returns the dial's connection.
 func grow(t *testing.T, k *Connector[*Conn], holder *Conn) *Conn {
 	t.Helper()
-	ctx := context.Background()
-	type dialed struct {
-		c   *Conn
-		err error
-	}
-	done := make(chan dialed, 1)
-	go func() {
-		c, err := poolDial(ctx, k)
-		done <- dialed{c, err}
-	}()
+	done := dialInBackground(k, true)
 	for !k.WantsProbe(holder, false) {
 		select {
 		case d := <-done:
@@ -80,11 +107,20 @@ func grow(t *testing.T, k *Connector[*Conn], holder *Conn) *Conn {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	if err := k.Ping(ctx, holder); err != nil {
+	return probeFreesPass(t, k, holder, done)
+}
+
+// probeFreesPass probes holder, which holds the pass with a slot free,
+// checks that the probe took the slot and gave the pass back, and returns
+// the connection of the dial done that waited for the pass, closed at the
+// test's end.
+func probeFreesPass(t *testing.T, k *Connector[*Conn], holder *Conn, done <-chan dialed) *Conn {
+	t.Helper()
+	if err := k.Ping(context.Background(), holder); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, ok := SlotOf(holder.Pgx); !ok || k.pass.held(holder) {
-		t.Fatalf("the holder's probe with slots free: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
+		t.Fatalf("the holder's probe with a slot free: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
 	}
 	d := <-done
 	if d.err != nil {
@@ -313,13 +349,7 @@ func TestYieldSlotAfterUnlockAll(t *testing.T) {
 		}
 	}
 	k, err := New(ctx, Options[*Conn]{ConnConfig: cc, Pool: slotConfig(t, 2),
-		Open: func(ctx context.Context, cc *pgx.ConnConfig) (*Conn, error) {
-			c, err := pgx.ConnectConfig(ctx, cc)
-			if err != nil {
-				return nil, err
-			}
-			return &Conn{Pgx: c}, nil
-		}})
+		Open: openConn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,24 +428,8 @@ func TestPassFullFindingEndsWithOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Close(holder, false) })
-	type dialed struct {
-		c   *Conn
-		err error
-	}
-	done := make(chan dialed, 1)
-	go func() {
-		c, err := poolDial(ctx, k)
-		done <- dialed{c, err}
-	}()
-	waiting := func(what string) {
-		t.Helper()
-		select {
-		case d := <-done:
-			t.Fatalf("the waiting dial ended (%v) %s", d.err, what)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	waiting("before the holder's dial was settled")
+	done := dialInBackground(k, true)
+	stillDialing(t, done, "before the holder's dial was settled")
 
 	orphan, ok := k.Session(first) // first's session, given up as dead
 	if !ok {
@@ -427,24 +441,14 @@ func TestPassFullFindingEndsWithOrphans(t *testing.T) {
 	if full, _ := k.DialSettled(holder); full {
 		t.Fatal("the holder's dial counts as refused after the orphan holding the slot ended")
 	}
-	waiting("before the holder tried again")
+	stillDialing(t, done, "before the holder tried again")
 	if !k.WantsProbe(holder, false) {
 		t.Fatal("the holder wants no probe after the orphan ended")
 	}
 	for srv.Backends(t, user) > n { // the slot frees as the backend ends
 		time.Sleep(2 * time.Millisecond)
 	}
-	if err := k.Ping(ctx, holder); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, ok := SlotOf(holder.Pgx); !ok || k.pass.held(holder) {
-		t.Fatalf("the holder's probe after the orphan ended: slot held %v, pass held %v; want the slot only", ok, k.pass.held(holder))
-	}
-	d := <-done
-	if d.err != nil {
-		t.Fatalf("the waiting dial: %v", d.err)
-	}
-	k.Close(d.c, false)
+	probeFreesPass(t, k, holder, done)
 }
 
 // A dial that finds the holder's probe trying for a slot waits for that
@@ -466,20 +470,8 @@ func TestPassDialWaitsForTheHoldersTry(t *testing.T) {
 	if !k.pass.seeking(holder) { // the holder's probe begins its try
 		t.Fatal("the holder's probe would not try for a slot")
 	}
-	type dialed struct {
-		c   *Conn
-		err error
-	}
-	done := make(chan dialed, 1)
-	go func() {
-		c, err := k.Connect(context.Background())
-		done <- dialed{c, err}
-	}()
-	select {
-	case d := <-done:
-		t.Fatalf("the dial ended (%v) while the holder's try was under way", d.err)
-	case <-time.After(50 * time.Millisecond):
-	}
+	done := dialInBackground(k, false)
+	stillDialing(t, done, "while the holder's try was under way")
 	k.Close(holder, true) // its probe failed: the pool destroys it
 	d := <-done
 	if d.err != nil {
