@@ -39,6 +39,7 @@ func (c *Conn[C]) Hijack() C {
 func (p *Pool[C]) forget(e *entry[C]) {
 	p.mu.Lock()
 	delete(p.entries, e)
+	p.held.Store(int32(len(p.entries)))
 	p.counters.unparks.Add(e.unparks.Load()) // under mu: parkedNow sums both
 	p.mu.Unlock()
 	if e.borrowed {

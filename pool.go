@@ -42,6 +42,9 @@ type Pool[C any] struct {
 	// entries is every connection the pool holds, idle or borrowed, so a
 	// drain can cancel what borrowed ones are running.
 	entries map[*entry[C]]struct{}
+	// held is len(entries), written under mu, for a look without it
+	// (noteQuiet, at every release).
+	held atomic.Int32
 
 	draining atomic.Bool // set once Shutdown begins; releases then close
 	// parking is set when the connector's callers park connections
@@ -128,6 +131,7 @@ func (p *Pool[C]) construct(ctx context.Context) (*entry[C], error) {
 	}
 	p.mu.Lock()
 	p.entries[e] = struct{}{}
+	p.held.Store(int32(len(p.entries)))
 	p.mu.Unlock()
 	return e, nil
 }

@@ -147,17 +147,11 @@ type SlotHolder[C any] interface {
 // may need it.
 //
 // It runs at every such release, so it reads no puddle Stat (which
-// allocates and walks every connection), and re-arms one timer: the
-// count of entries and the pass are enough to ask, and yieldSlot checks
-// the rest.
+// allocates and walks every connection) and takes no lock of the pool's,
+// and re-arms one timer: the count of connections and the pass are
+// enough to ask, and yieldSlot checks the rest.
 func (p *Pool[C]) noteQuiet() {
-	if p.slotter == nil {
-		return
-	}
-	p.mu.Lock()
-	n := len(p.entries)
-	p.mu.Unlock()
-	if n != 1 || !p.slotter.PassFree() {
+	if p.slotter == nil || p.held.Load() != 1 || !p.slotter.PassFree() {
 		return
 	}
 	p.quiet.Reset(p.quietAfter())

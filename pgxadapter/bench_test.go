@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/runpool/runpool"
 	"github.com/runpool/runpool/internal/testbed/pgtest"
 	"github.com/runpool/runpool/pgxadapter"
 )
@@ -19,26 +20,36 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	ctx := context.Background()
 	const conns = 8
 
-	b.Run("pool=runpool", func(b *testing.B) {
-		cfg, err := pgxadapter.ParseConfig(srv.URL())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.MaxConns = conns
-		cfg.Pool.Logger = slog.New(slog.DiscardHandler) // keep the drain line out of the results
-		p, err := pgxadapter.NewWithConfig(ctx, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close()
-		benchAcquireRelease(b, func() {
-			c, err := p.Acquire(ctx)
+	runpoolWith := func(slots string) func(b *testing.B) {
+		return func(b *testing.B) {
+			cfg, err := pgxadapter.ParseConfig(srv.URL())
 			if err != nil {
 				b.Fatal(err)
 			}
-			c.Release()
-		})
-	})
+			cfg.MaxConns = conns
+			cfg.Pool.Logger = slog.New(slog.DiscardHandler) // keep the drain line out of the results
+			if slots != runpool.BudgetSlotsOff {
+				cfg.Pool.Budget, cfg.Pool.MaxInstances, cfg.Pool.BudgetSlots = 2*conns+2, 1, slots
+				cfg.Pool.Name = b.Name() // a key space of its own
+			}
+			p, err := pgxadapter.NewWithConfig(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			benchAcquireRelease(b, func() {
+				c, err := p.Acquire(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Release()
+			})
+		}
+	}
+	b.Run("pool=runpool", runpoolWith(runpool.BudgetSlotsOff))
+	// With budget slots, each checkout also asks whether the connection
+	// holds the instance's pass (SlotHolder.WantsProbe).
+	b.Run("pool=runpool-slots", runpoolWith(runpool.BudgetSlotsAdvisory))
 	b.Run("pool=pgxpool", func(b *testing.B) {
 		cfg, err := pgxpool.ParseConfig(srv.URL())
 		if err != nil {

@@ -3,6 +3,7 @@ package pgxconn
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,11 @@ const passWait = time.Second
 // pass is an instance's pass.
 type pass struct {
 	slots slots // the key space the slots are in
+
+	// holderNow is holder, written under mu, for a look without it: at
+	// every checkout the pool asks whether the connection holds the pass
+	// (seekDue), and most connections hold a slot instead.
+	holderNow atomic.Pointer[Conn]
 
 	mu      sync.Mutex // guards the fields below
 	dialing bool       // a dial holds the pass
@@ -148,6 +154,7 @@ func (p *pass) lookDue() bool {
 // for a slot, made now, found none free (full) or who has not tried.
 func (p *pass) holdLocked(c *Conn, full bool) {
 	p.holder, p.full, p.tried, p.untried, p.trying, p.unsettled = c, full, time.Time{}, false, false, false
+	p.holderNow.Store(c)
 	if full {
 		p.tried = time.Now()
 	}
@@ -251,6 +258,9 @@ func (p *pass) held(c *Conn) bool {
 // arriving just after it would otherwise wait for its query to come back
 // before their dials could have the pass.
 func (p *pass) seekDue(c *Conn, waiting bool) bool {
+	if p.holderNow.Load() != c {
+		return false // the lock is for the holder only: most checkouts are of connections holding a slot
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.holder != c || !p.wanted && !waiting && !p.untried || p.recentlyFullLocked() {
