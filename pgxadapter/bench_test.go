@@ -37,13 +37,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer p.Close()
-			benchAcquireRelease(b, func() {
-				c, err := p.Acquire(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				c.Release()
-			})
+			benchAcquireRelease(b, p.Acquire)
 		}
 	}
 	b.Run("pool=runpool", runpoolWith(runpool.BudgetSlotsOff))
@@ -61,17 +55,21 @@ func BenchmarkAcquireRelease(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer p.Close()
-		benchAcquireRelease(b, func() {
-			c, err := p.Acquire(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.Release()
-		})
+		benchAcquireRelease(b, p.Acquire)
 	})
 }
 
-func benchAcquireRelease(b *testing.B, acquireRelease func()) {
+// benchAcquireRelease times checking out with acquire and returning at
+// once, in parallel.
+func benchAcquireRelease[C interface{ Release() }](b *testing.B, acquire func(context.Context) (C, error)) {
+	ctx := context.Background()
+	acquireRelease := func() {
+		c, err := acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Release()
+	}
 	for range 8 { // open the connections before timing
 		acquireRelease()
 	}

@@ -64,7 +64,7 @@ func (c *Conn) ping(ctx context.Context) error {
 	if c.gone() {
 		return errClosedByServer
 	}
-	succeeded := probing(c.Pgx.PgConn())
+	w := probing(c.Pgx.PgConn())
 	var err error
 	if held, ok := slotOf(c.Pgx); ok {
 		err = c.slotProbe(ctx, held)
@@ -74,7 +74,7 @@ func (c *Conn) ping(ctx context.Context) error {
 		err = c.Pgx.PgConn().Ping(ctx)
 	}
 	if err == nil {
-		succeeded()
+		w.probed()
 		if c.roleChanged() {
 			err = errRoleChanged
 		}

@@ -79,20 +79,27 @@ func interruptionOf(pc *pgconn.PgConn) runpool.Interruption {
 // pgx ignores it.
 var errNoCancelForProbe = errors.New("pgxconn: no cancel request for a probe")
 
-// probing marks pc's socket quiet for the probe that starts: when the
-// probe fails, pgx gives the connection up with a cancel request on a
-// connection of its own, which would cost the server a process and a
-// path a new flow, for a ping with nothing to cancel, at the moment a
-// burst after a freeze needs both for its dials. The returned func ends
-// the mark once the probe succeeded; a failed probe leaves it, since pgx
-// sends its cancel request after the probe returned.
-func probing(pc *pgconn.PgConn) (succeeded func()) {
+// probing marks pc's socket quiet for the probe that starts, and returns
+// it (nil when pc was not dialled through watch): when the probe fails,
+// pgx gives the connection up with a cancel request on a connection of
+// its own, which would cost the server a process and a path a new flow,
+// for a ping with nothing to cancel, at the moment a burst after a
+// freeze needs both for its dials. probed ends the mark once the probe
+// succeeded; a failed probe leaves it, since pgx sends its cancel
+// request after the probe returned.
+func probing(pc *pgconn.PgConn) *watched {
 	w := watchedOf(pc)
-	if w == nil {
-		return func() {}
+	if w != nil {
+		w.quiet.Store(true)
 	}
-	w.quiet.Store(true)
-	return func() { w.quiet.Store(false) }
+	return w
+}
+
+// probed ends the mark probing set on w, whose probe succeeded.
+func (w *watched) probed() {
+	if w != nil {
+		w.quiet.Store(false)
+	}
 }
 
 // watchedOf finds pc's watched socket beneath TLS; nil when there is none.
